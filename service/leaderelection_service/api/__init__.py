@@ -1,0 +1,1 @@
+"""The HTTP layer: it translates requests into lease-rule calls and answers."""

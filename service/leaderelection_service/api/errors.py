@@ -1,0 +1,152 @@
+"""Every error answer uses the contract's body ``{"error", "message", "lease"}``.
+
+One handler per exception family maps it to a status and a code; no stack
+trace ever reaches a client (unexpected errors are logged and answered as
+``internal``). ``BodyLimit`` refuses oversized bodies before they are read whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from leaderelection_service.errors import BackendUnavailable, LeaseError
+
+log = logging.getLogger("leaderelection")
+
+_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    lease: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": code, "message": message, "lease": lease}, status_code=status, headers=headers
+    )
+
+
+def lease_error_response(exc: LeaseError) -> JSONResponse:
+    headers = None
+    if isinstance(exc, BackendUnavailable):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    lease = exc.lease.to_public() if exc.lease is not None else None
+    return error_response(exc.status, exc.code, exc.message, lease, headers)
+
+
+def _describe(errors: list[Any]) -> str:
+    parts = []
+    for e in errors[:5]:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        msg = e.get("msg", "invalid")
+        if e.get("type") in ("model_attributes_type", "dict_type", "missing") and loc == "body":
+            msg = "must be a JSON object (send Content-Type: application/json)"
+        elif e.get("type") == "json_invalid":
+            msg = "malformed JSON"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(LeaseError)
+    async def _lease_error(request: Request, exc: LeaseError) -> JSONResponse:
+        if isinstance(exc, BackendUnavailable):
+            log.warning("backend unavailable: %s", exc.message)
+        return lease_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", _describe(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "invalid_request")
+        if exc.status_code >= 500:
+            code = "internal"
+        message = str(exc.detail) if exc.status_code != 404 else f"no route {request.url.path}"
+        return error_response(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error; see the service log")
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413 ``invalid_request``."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await self._refuse(send)
+                    return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "error": "invalid_request",
+                "message": f"request body larger than {self.limit} bytes",
+                "lease": None,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,98 @@
+"""Request and response bodies of HTTP API v1 (what openapi.yaml documents)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from leaderelection_service.records import HOLDER_MAX
+
+ErrorCode = Literal[
+    "lease_held",
+    "lease_lost",
+    "not_found",
+    "invalid_request",
+    "unauthorized",
+    "forbidden",
+    "backend_unavailable",
+    "internal",
+]
+
+_TTL = Field(
+    description="Seconds the grant lasts, millisecond precision; within the service's "
+    "ttl_min..ttl_max (default 0.5..3600).",
+    allow_inf_nan=False,
+    strict=True,
+    examples=[10.0],
+)
+_HOLDER = Field(
+    min_length=1,
+    max_length=HOLDER_MAX,
+    description="The candidate's identity: 1-256 printable characters.",
+    examples=["host-a-4242-9f1c"],
+)
+_TOKEN = Field(ge=1, description="The fencing token the acquire answered.", examples=[7])
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AcquireBody(_Body):
+    holder: StrictStr = _HOLDER
+    ttl: float = _TTL
+
+
+class RenewBody(_Body):
+    holder: StrictStr = _HOLDER
+    fencing_token: StrictInt = _TOKEN
+    ttl: float | None = Field(
+        default=None,
+        description="New ttl in seconds; omitted: the lease's current ttl.",
+        allow_inf_nan=False,
+        strict=True,
+    )
+
+
+class ReleaseBody(_Body):
+    holder: StrictStr = _HOLDER
+    fencing_token: StrictInt = _TOKEN
+
+
+class Lease(BaseModel):
+    """A lease record as one clock saw it."""
+
+    key: str
+    holder: str
+    fencing_token: int = Field(description="Strictly increases with every new term of the key.")
+    ttl: float = Field(description="Seconds the current grant lasts.")
+    acquired_at: str = Field(description="RFC 3339 UTC: when the current term began.")
+    renewed_at: str = Field(description="RFC 3339 UTC: the last acquire or renew.")
+    expires_at: str = Field(description="RFC 3339 UTC: when the grant lapses unless renewed.")
+    transitions: int = Field(description="How many times the holder changed.")
+    held: bool = Field(description="False once expired or released.")
+    server_time: str = Field(description="RFC 3339 UTC: the deciding clock at the answer.")
+
+
+class LeaseList(BaseModel):
+    leases: list[Lease]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer, whatever the status."""
+
+    error: ErrorCode
+    message: str
+    lease: Lease | None = None
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class Ready(BaseModel):
+    status: str
+    backend: str

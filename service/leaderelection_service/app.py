@@ -1,0 +1,73 @@
+"""The FastAPI application factory.
+
+Example::
+
+    uvicorn --factory leaderelection_service.app:create_app
+    app = create_app(Settings(backend_url="file:///tmp/leases"))
+
+The app is stateless: every lease lives in the backend named by
+``Settings.backend_url``, so any number of replicas may serve one backend
+(one host only for ``file://``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from leaderelection_service import __version__
+from leaderelection_service.api import errors, health, leases
+from leaderelection_service.registry import open_backend, redact
+from leaderelection_service.settings import Settings
+from leaderelection_service.storage import LeaseBackend
+
+log = logging.getLogger("leaderelection")
+
+DESCRIPTION = """\
+Named leases with a time to live, for leader election over HTTP.
+
+A candidate **acquires** a lease for a key with a ttl; while it holds it, it
+**renews** before the ttl runs out, and **releases** it when it stops. Every
+new term of a key carries a strictly larger **fencing token**. Every error
+answers `{"error": CODE, "message": TEXT, "lease": RECORD-or-null}`.
+"""
+
+
+def create_app(settings: Settings | None = None, backend: LeaseBackend | None = None) -> FastAPI:
+    settings = settings or Settings()
+    if backend is None:
+        backend = open_backend(settings.backend_url, settings)
+    active: LeaseBackend = backend
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info(
+            "leaderelection %s serving backend %s on http://%s:%s",
+            __version__,
+            redact(active.description),
+            settings.host,
+            settings.port,
+        )
+        try:
+            yield
+        finally:
+            await active.close()
+
+    app = FastAPI(
+        title="leaderelection",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.backend = active
+    errors.install(app)
+    app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
+    app.include_router(leases.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,120 @@
+"""The ``leaderelection`` command.
+
+Example::
+
+    leaderelection serve                       # file backend in ./leaderelection-data
+    leaderelection serve --backend-url postgresql://db/leases --workers 2
+    leaderelection openapi > openapi.yaml      # the API contract the app serves
+
+Each subcommand imports only what it needs: ``serve`` the server libraries,
+the client commands ``httpx`` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from leaderelection_service import __version__
+
+
+def _backend_url(value: str) -> str:
+    """A URL as given, or a plain (possibly relative) directory as a file URL."""
+    if "://" in value:
+        return value
+    return Path(value).absolute().as_uri()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from leaderelection_service.settings import Settings, apply_env, env_for
+
+    overrides = {
+        "backend_url": args.backend_url,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "ttl_min": args.ttl_min,
+        "ttl_max": args.ttl_max,
+        "clock_skew_allowance": args.clock_skew_allowance,
+        "max_body_bytes": args.max_body_bytes,
+        "log_level": args.log_level,
+    }
+    apply_env(env_for(**overrides))  # workers read their settings from the environment
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"leaderelection: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        from leaderelection_service.registry import open_backend
+
+        open_backend(settings.backend_url, settings)  # fail fast on a bad URL
+    except ValueError as exc:
+        print(f"leaderelection: bad backend URL: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        "leaderelection_service.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from leaderelection_service.openapi import render
+
+    sys.stdout.write(render())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leaderelection", description="Lease coordination for leader election."
+    )
+    parser.add_argument("--version", action="version", version=f"leaderelection {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the lease service")
+    serve.add_argument(
+        "--backend-url",
+        type=_backend_url,
+        help="file:///dir (or a plain directory), postgresql://…, sqlite:///…, gs://bucket/prefix",
+    )
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument("--workers", type=int, help="uvicorn worker processes (default 1)")
+    serve.add_argument("--ttl-min", type=float, help="smallest ttl accepted, seconds (0.5)")
+    serve.add_argument("--ttl-max", type=float, help="largest ttl accepted, seconds (3600)")
+    serve.add_argument(
+        "--clock-skew-allowance", type=float, help="seconds added before a takeover (0)"
+    )
+    serve.add_argument("--max-body-bytes", type=int, help="largest request body (16384)")
+    serve.add_argument("--log-level", help="debug, info, warning, error")
+    serve.set_defaults(func=_serve)
+
+    openapi = sub.add_parser("openapi", help="print the OpenAPI document the app serves (YAML)")
+    openapi.set_defaults(func=_openapi)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

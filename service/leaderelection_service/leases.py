@@ -1,0 +1,225 @@
+"""The lease rules, written once.
+
+Example::
+
+    leases = CasLeases(FileStore("/var/lib/leaderelection"))
+    view = await leases.acquire("cron", holder="host-a", ttl=10.0)
+    view.record.fencing_token      # 1 the first time, +1 on every new term
+    await leases.renew("cron", "host-a", view.record.fencing_token, ttl=10.0)
+    await leases.release("cron", "host-a", view.record.fencing_token)
+
+The rules (CONTRACT.md, "Operations"):
+
+1. acquire is granted when the key has no record, or its lease was released,
+   or it expired (``expires_at + clock_skew_allowance`` has passed). A new
+   term begins: ``fencing_token + 1``, ``transitions + 1`` if the holder
+   changed. If the caller already holds it, the call is idempotent: same
+   token, expiry extended. Otherwise ``LeaseHeld`` with the current record.
+2. renew is granted while the record names this holder and token and was not
+   released, even past its expiry as long as no one took it since. Otherwise
+   ``LeaseLost``; ``LeaseNotFound`` for a key never acquired.
+3. release is granted under the same condition as renew; the lease is free at
+   once and the record (with its token counter) is kept. Releasing an already
+   released lease with the same holder and token succeeds and writes nothing.
+
+``decide_*`` are pure functions of (current record, request, now). ``CasLeases``
+applies them over any ``RecordStore``: read, decide, compare-and-set; if the
+compare-and-set loses a race it reads again and decides anew, so a lost race
+answers what the winner's record says, never a retried success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from leaderelection_service.errors import LeaseHeld, LeaseLost, LeaseNotFound, WriteConflict
+from leaderelection_service.records import LeaseRecord, LeaseView
+from leaderelection_service.storage import RecordStore
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def decide_acquire(
+    current: LeaseRecord | None,
+    *,
+    key: str,
+    holder: str,
+    ttl: float,
+    now: datetime,
+    allowance: float = 0.0,
+) -> LeaseRecord:
+    if current is None or not current.held_at(now, allowance):
+        return LeaseRecord.new_term(current, key=key, holder=holder, ttl=ttl, now=now)
+    if current.holder == holder:
+        return current.extended(ttl=ttl, now=now)
+    raise LeaseHeld(
+        f"lease {key!r} is held by another holder",
+        LeaseView(current, now, allowance),
+    )
+
+
+def _check_owner(
+    current: LeaseRecord | None,
+    *,
+    key: str,
+    holder: str,
+    fencing_token: int,
+    now: datetime,
+    allowance: float,
+) -> LeaseRecord:
+    if current is None:
+        raise LeaseNotFound(f"lease {key!r} was never acquired")
+    if current.holder != holder or current.fencing_token != fencing_token:
+        raise LeaseLost(
+            f"lease {key!r} is no longer held by this holder with this fencing token",
+            LeaseView(current, now, allowance),
+        )
+    return current
+
+
+def decide_renew(
+    current: LeaseRecord | None,
+    *,
+    key: str,
+    holder: str,
+    fencing_token: int,
+    ttl: float | None,
+    now: datetime,
+    allowance: float = 0.0,
+) -> LeaseRecord:
+    rec = _check_owner(
+        current, key=key, holder=holder, fencing_token=fencing_token, now=now, allowance=allowance
+    )
+    if rec.released:
+        raise LeaseLost(f"lease {key!r} was released", LeaseView(rec, now, allowance))
+    return rec.extended(ttl=rec.ttl if ttl is None else ttl, now=now)
+
+
+def decide_release(
+    current: LeaseRecord | None,
+    *,
+    key: str,
+    holder: str,
+    fencing_token: int,
+    now: datetime,
+    allowance: float = 0.0,
+) -> LeaseRecord | None:
+    """The released record, or None when it is already released (nothing to write)."""
+    rec = _check_owner(
+        current, key=key, holder=holder, fencing_token=fencing_token, now=now, allowance=allowance
+    )
+    if rec.released:
+        return None
+    return rec.released_at(now)
+
+
+class CasLeases:
+    """The lease rules over a compare-and-set ``RecordStore``, timed by ``clock``.
+
+    ``clock_skew_allowance`` delays every takeover of a lapsed lease by that
+    many seconds: set it where several hosts' clocks decide (GCS).
+    """
+
+    def __init__(
+        self,
+        store: RecordStore,
+        *,
+        clock: Clock = utc_now,
+        clock_skew_allowance: float = 0.0,
+        max_attempts: int = 16,
+    ) -> None:
+        self.store = store
+        self.capabilities = store.capabilities
+        self.description = store.description
+        self._clock = clock
+        self._allowance = clock_skew_allowance
+        self._max_attempts = max_attempts
+
+    def _view(self, record: LeaseRecord, now: datetime) -> LeaseView:
+        return LeaseView(record, now, self._allowance)
+
+    async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView:
+        for _ in range(self._max_attempts):
+            cur = await self.store.read(key)
+            now = self._clock()
+            new = decide_acquire(
+                cur.record if cur else None,
+                key=key,
+                holder=holder,
+                ttl=ttl,
+                now=now,
+                allowance=self._allowance,
+            )
+            try:
+                await self.store.write(key, new, cur.version if cur else None)
+            except WriteConflict:
+                continue
+            return self._view(new, now)
+        raise LeaseHeld(f"lease {key!r} is contended; try again")
+
+    async def renew(
+        self, key: str, holder: str, fencing_token: int, ttl: float | None
+    ) -> LeaseView:
+        for _ in range(self._max_attempts):
+            cur = await self.store.read(key)
+            now = self._clock()
+            new = decide_renew(
+                cur.record if cur else None,
+                key=key,
+                holder=holder,
+                fencing_token=fencing_token,
+                ttl=ttl,
+                now=now,
+                allowance=self._allowance,
+            )
+            assert cur is not None
+            try:
+                await self.store.write(key, new, cur.version)
+            except WriteConflict:
+                continue
+            return self._view(new, now)
+        raise LeaseLost(f"lease {key!r} is contended; its state is changing")
+
+    async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView:
+        for _ in range(self._max_attempts):
+            cur = await self.store.read(key)
+            now = self._clock()
+            new = decide_release(
+                cur.record if cur else None,
+                key=key,
+                holder=holder,
+                fencing_token=fencing_token,
+                now=now,
+                allowance=self._allowance,
+            )
+            assert cur is not None
+            if new is None:
+                return self._view(cur.record, now)
+            try:
+                await self.store.write(key, new, cur.version)
+            except WriteConflict:
+                continue
+            return self._view(new, now)
+        raise LeaseLost(f"lease {key!r} is contended; its state is changing")
+
+    async def get(self, key: str) -> LeaseView:
+        cur = await self.store.read(key)
+        if cur is None:
+            raise LeaseNotFound(f"lease {key!r} was never acquired")
+        return self._view(cur.record, self._clock())
+
+    async def list(self, prefix: str, after: str | None, limit: int) -> list[LeaseView]:
+        records = await self.store.scan(prefix, after, limit)
+        now = self._clock()
+        return [self._view(r, now) for r in records]
+
+    async def ping(self) -> None:
+        await self.store.ping()
+
+    async def close(self) -> None:
+        await self.store.close()

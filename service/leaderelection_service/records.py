@@ -1,0 +1,223 @@
+"""Lease records: what a backend stores for one key, and how it reads on the wire.
+
+Example::
+
+    rec = LeaseRecord.new_term(None, key="cron", holder="a", ttl=5.0, now=now)
+    rec.fencing_token        # 1
+    rec.to_public(now)       # the contract's JSON object
+
+A record is immutable; each change makes a new one with ``revision + 1``.
+Records are kept after release so that the fencing token never repeats.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+PREFIX_PATTERN = r"^[A-Za-z0-9._-]{0,128}$"
+KEY_RE = re.compile(KEY_PATTERN)
+PREFIX_RE = re.compile(PREFIX_PATTERN)
+HOLDER_MAX = 256
+HISTORY_LIMIT = 20
+"""How many terms each record remembers (the dashboard's history)."""
+
+
+def valid_key(key: str) -> bool:
+    return KEY_RE.fullmatch(key) is not None
+
+
+def valid_holder(holder: str) -> bool:
+    return 1 <= len(holder) <= HOLDER_MAX and holder.isprintable()
+
+
+def rfc3339(t: datetime) -> str:
+    """``2026-11-27T09:20:16.123456Z``: UTC, microseconds, a ``Z`` suffix."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(s: str) -> datetime:
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One leadership term in a key's history."""
+
+    holder: str
+    fencing_token: int
+    acquired_at: datetime
+    ended_at: datetime | None = None
+    ended_by: str | None = None  # "released" | "expired"; None while it lasts
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "holder": self.holder,
+            "fencing_token": self.fencing_token,
+            "acquired_at": rfc3339(self.acquired_at),
+            "ended_at": rfc3339(self.ended_at) if self.ended_at else None,
+            "ended_by": self.ended_by,
+        }
+
+    @classmethod
+    def from_public(cls, d: dict[str, Any]) -> Term:
+        return cls(
+            holder=d["holder"],
+            fencing_token=int(d["fencing_token"]),
+            acquired_at=parse_time(d["acquired_at"]),
+            ended_at=parse_time(d["ended_at"]) if d.get("ended_at") else None,
+            ended_by=d.get("ended_by"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """The stored state of one key.
+
+    ``released`` is stored; ``held`` is derived from it and the deciding clock.
+    ``revision`` counts every write to this key (the watch stream's version).
+    """
+
+    key: str
+    holder: str
+    fencing_token: int
+    ttl: float
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+    transitions: int = 0
+    released: bool = False
+    revision: int = 1
+    history: tuple[Term, ...] = field(default=())
+
+    # -- derived state -------------------------------------------------------
+
+    def free_at(self, allowance: float = 0.0) -> datetime:
+        """When another holder may take the lease (expiry plus the skew allowance)."""
+        if self.released:
+            return self.expires_at
+        return self.expires_at + timedelta(seconds=allowance)
+
+    def held_at(self, now: datetime, allowance: float = 0.0) -> bool:
+        return not self.released and now < self.free_at(allowance)
+
+    # -- transitions (used by the lease rules) ------------------------------
+
+    @staticmethod
+    def new_term(
+        current: LeaseRecord | None, *, key: str, holder: str, ttl: float, now: datetime
+    ) -> LeaseRecord:
+        """A fresh term after ``current`` (None: the key was never acquired)."""
+        expires = now + timedelta(seconds=ttl)
+        term = Term(holder=holder, fencing_token=1, acquired_at=now)
+        if current is None:
+            return LeaseRecord(key, holder, 1, ttl, now, now, expires, history=(term,))
+        token = current.fencing_token + 1
+        past = list(current.history)
+        if past and past[-1].ended_at is None:
+            # The previous term ended by lapsing: it was not released.
+            past[-1] = replace(past[-1], ended_at=current.expires_at, ended_by="expired")
+        past.append(replace(term, fencing_token=token))
+        return LeaseRecord(
+            key=key,
+            holder=holder,
+            fencing_token=token,
+            ttl=ttl,
+            acquired_at=now,
+            renewed_at=now,
+            expires_at=expires,
+            transitions=current.transitions + (1 if holder != current.holder else 0),
+            released=False,
+            revision=current.revision + 1,
+            history=tuple(past[-HISTORY_LIMIT:]),
+        )
+
+    def extended(self, *, ttl: float, now: datetime) -> LeaseRecord:
+        """The same term, renewed at ``now`` for ``ttl`` seconds."""
+        return replace(
+            self,
+            ttl=ttl,
+            renewed_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+            revision=self.revision + 1,
+        )
+
+    def released_at(self, now: datetime) -> LeaseRecord:
+        past = list(self.history)
+        if past and past[-1].fencing_token == self.fencing_token:
+            past[-1] = replace(past[-1], ended_at=now, ended_by="released")
+        return replace(
+            self,
+            released=True,
+            expires_at=now,
+            revision=self.revision + 1,
+            history=tuple(past),
+        )
+
+    # -- serialisation --------------------------------------------------------
+
+    def to_public(self, server_time: datetime, allowance: float = 0.0) -> dict[str, Any]:
+        """The contract's lease record, as the HTTP API answers it."""
+        return {
+            "key": self.key,
+            "holder": self.holder,
+            "fencing_token": self.fencing_token,
+            "ttl": self.ttl,
+            "acquired_at": rfc3339(self.acquired_at),
+            "renewed_at": rfc3339(self.renewed_at),
+            "expires_at": rfc3339(self.expires_at),
+            "transitions": self.transitions,
+            "held": self.held_at(server_time, allowance),
+            "server_time": rfc3339(server_time),
+        }
+
+    def to_storage(self) -> dict[str, Any]:
+        """The stored form (file and object backends): JSON-safe, lossless."""
+        return {
+            "key": self.key,
+            "holder": self.holder,
+            "fencing_token": self.fencing_token,
+            "ttl": self.ttl,
+            "acquired_at": rfc3339(self.acquired_at),
+            "renewed_at": rfc3339(self.renewed_at),
+            "expires_at": rfc3339(self.expires_at),
+            "transitions": self.transitions,
+            "released": self.released,
+            "revision": self.revision,
+            "history": [t.to_public() for t in self.history],
+        }
+
+    @classmethod
+    def from_storage(cls, d: dict[str, Any]) -> LeaseRecord:
+        return cls(
+            key=d["key"],
+            holder=d["holder"],
+            fencing_token=int(d["fencing_token"]),
+            ttl=float(d["ttl"]),
+            acquired_at=parse_time(d["acquired_at"]),
+            renewed_at=parse_time(d["renewed_at"]),
+            expires_at=parse_time(d["expires_at"]),
+            transitions=int(d["transitions"]),
+            released=bool(d["released"]),
+            revision=int(d["revision"]),
+            history=tuple(Term.from_public(t) for t in d.get("history", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseView:
+    """A record as one clock saw it: what every lease operation answers."""
+
+    record: LeaseRecord
+    server_time: datetime
+    allowance: float = 0.0
+
+    @property
+    def held(self) -> bool:
+        return self.record.held_at(self.server_time, self.allowance)
+
+    def to_public(self) -> dict[str, Any]:
+        return self.record.to_public(self.server_time, self.allowance)

@@ -1,0 +1,92 @@
+"""Service configuration: environment variables ``LEADERELECTION_*``, each also a
+flag of ``leaderelection serve``.
+
+Example::
+
+    LEADERELECTION_BACKEND_URL=postgresql://db/leases leaderelection serve
+    leaderelection serve --backend-url file:///var/lib/leaderelection --port 9000
+
+Settings are checked when loaded: a bad value stops the service at start with
+a message naming the setting, never a silent clamp.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = "leaderelection-data"
+"""The file backend's directory when no backend is configured (relative to the
+working directory)."""
+
+
+def default_backend_url() -> str:
+    return Path(DEFAULT_DATA_DIR).absolute().as_uri()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEADERELECTION_", extra="ignore")
+
+    backend_url: str = Field(
+        default_factory=default_backend_url,
+        description="Where leases live: file:///dir, postgresql://…, sqlite:///…, "
+        "mysql+pymysql://…, gs://bucket/prefix.",
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on.")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    ttl_min: float = Field(0.5, gt=0, description="Smallest ttl a request may ask for, seconds.")
+    ttl_max: float = Field(3600.0, gt=0, description="Largest ttl a request may ask for, seconds.")
+    clock_skew_allowance: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="Seconds added to every lease's expiry before another holder may take it "
+        "(for backends whose expiry is decided by several hosts' clocks).",
+    )
+    max_body_bytes: int = Field(
+        16384, ge=256, le=1 << 20, description="Largest request body accepted, bytes."
+    )
+    log_level: str = Field("info", description="debug, info, warning or error.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.lower()
+        if v not in {"debug", "info", "warning", "error"}:
+            raise ValueError("log_level must be debug, info, warning or error")
+        return v
+
+    @field_validator("backend_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        v = v.strip()
+        if "://" not in v:
+            raise ValueError(
+                "backend_url must be a URL such as file:///var/lib/leaderelection "
+                "(the CLI also accepts a plain directory path)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.ttl_min > self.ttl_max:
+            raise ValueError(f"ttl_min ({self.ttl_min}) must not exceed ttl_max ({self.ttl_max})")
+        return self
+
+
+def env_for(**values: object) -> dict[str, str]:
+    """The environment variables that carry ``values`` to worker processes."""
+    return {
+        f"LEADERELECTION_{k.upper()}": str(v)
+        for k, v in values.items()
+        if v is not None and k in Settings.model_fields
+    }
+
+
+def apply_env(values: dict[str, str]) -> None:
+    os.environ.update(values)

@@ -1,0 +1,89 @@
+"""The two storage surfaces a backend may offer.
+
+``RecordStore`` is the small one: read one record with its version, and
+compare-and-set one record. The lease rules (``leases.CasLeases``) run on top
+of it, with the service host's clock deciding expiry. The file and GCS
+backends are record stores.
+
+``LeaseBackend`` is what the HTTP layer calls. ``CasLeases`` turns any record
+store into one. A backend whose own clock must decide expiry inside a single
+statement (SQL: the database's ``clock_timestamp()``) implements
+``LeaseBackend`` directly, stating the same rules in that statement; the one
+contract suite in ``tests/`` holds every backend to the same table.
+
+Every method is required; real differences are declared in ``Capabilities``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from leaderelection_service.records import LeaseRecord, LeaseView
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    shared_across_hosts: bool
+    """Several service hosts may share this backend (False: one host only)."""
+    change_notification: bool
+    """The backend pushes changes (else watchers poll it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    record: LeaseRecord
+    version: int
+    """Opaque to the rules: a file revision, a GCS generation."""
+
+
+@runtime_checkable
+class RecordStore(Protocol):
+    capabilities: Capabilities
+    description: str
+    """What the start-up log line and ``/readyz`` say, without secrets."""
+
+    async def read(self, key: str) -> Versioned | None:
+        """The record of ``key`` and its version, or None if never written."""
+        ...
+
+    async def write(self, key: str, record: LeaseRecord, expected: int | None) -> int:
+        """Store ``record`` if the current version is ``expected`` (None: absent).
+
+        Returns the new version; raises ``WriteConflict`` otherwise, and
+        ``BackendUnavailable`` when the store cannot be reached. Durable before
+        it returns.
+        """
+        ...
+
+    async def scan(self, prefix: str, after: str | None, limit: int) -> list[LeaseRecord]:
+        """Records whose key starts with ``prefix``, ordered by key, after ``after``."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise ``BackendUnavailable`` unless the store answers."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class LeaseBackend(Protocol):
+    capabilities: Capabilities
+    description: str
+
+    async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView: ...
+
+    async def renew(
+        self, key: str, holder: str, fencing_token: int, ttl: float | None
+    ) -> LeaseView: ...
+
+    async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView: ...
+
+    async def get(self, key: str) -> LeaseView: ...
+
+    async def list(self, prefix: str, after: str | None, limit: int) -> list[LeaseView]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
