@@ -1,0 +1,158 @@
+"""Real service processes on free loopback ports.
+
+Example::
+
+    with ServiceProcess(backend_url="file:///tmp/x") as svc:
+        httpx.get(svc.url + "/healthz")
+        svc.kill()        # SIGKILL
+        svc.start()       # same port, same backend
+
+Waiting is a poll with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, interval: float = 0.02, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    if predicate():
+        return
+    raise TimeoutError(f"{what} not reached within {timeout} s")
+
+
+class ServiceProcess:
+    """``leaderelection serve`` in a child process, restartable on the same port."""
+
+    def __init__(
+        self,
+        backend_url: str,
+        *,
+        port: int | None = None,
+        workers: int = 1,
+        extra_args: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.backend_url = backend_url
+        self.port = port or free_port()
+        self.workers = workers
+        self.extra_args = extra_args
+        self.env = dict(env or {})
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> ServiceProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEADERELECTION_")}
+        env.update(self.env)
+        cmd = [
+            sys.executable,
+            "-m",
+            "leaderelection_service.cli",
+            "serve",
+            "--backend-url",
+            self.backend_url,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--log-level",
+            "warning",
+            *self.extra_args,
+        ]
+        out = subprocess.DEVNULL
+        if self.log_path is not None:
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+            out = self._log
+        self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"service exited with {self.proc.returncode}; log: {self.log_path}"
+                )
+            try:
+                return httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout, what=f"service on {self.url}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (uvicorn and its workers)."""
+        self._signal(signal.SIGKILL)
+        self._reap()
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+        self._reap()
+
+    def pause(self) -> None:
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
+    def _reap(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self.proc.wait(timeout=15)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

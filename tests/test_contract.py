@@ -1,0 +1,218 @@
+"""The lease contract (CONTRACT.md, "Operations"), once, against every backend.
+
+Each backend in ``support.backends.BACKENDS`` runs every test here against a
+real store: files on disk, a real PostgreSQL, a real GCS emulator process.
+Expiry is waited for by polling with a deadline, on the backend's own clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from leaderelection_service.errors import LeaseHeld, LeaseLost, LeaseNotFound
+from leaderelection_service.storage import LeaseBackend
+
+SHORT = 0.3  # seconds; the backends take any ttl, the HTTP layer enforces bounds
+
+
+async def wait_expired(backend: LeaseBackend, key: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not (await backend.get(key)).held:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{key} did not expire within {timeout} s")
+
+
+async def test_first_acquire_starts_term_one(lease_backend: LeaseBackend) -> None:
+    view = await lease_backend.acquire("k", "a", 5.0)
+    rec = view.to_public()
+    assert rec["key"] == "k" and rec["holder"] == "a"
+    assert rec["fencing_token"] == 1
+    assert rec["held"] is True
+    assert rec["transitions"] == 0
+    assert rec["ttl"] == 5.0
+    assert rec["acquired_at"] == rec["renewed_at"]
+    assert view.record.expires_at > view.record.acquired_at
+
+
+async def test_acquire_held_by_other_is_lease_held_with_record(lease_backend: LeaseBackend) -> None:
+    await lease_backend.acquire("k", "a", 5.0)
+    with pytest.raises(LeaseHeld) as err:
+        await lease_backend.acquire("k", "b", 5.0)
+    assert err.value.lease is not None
+    assert err.value.lease.record.holder == "a"
+    assert err.value.lease.held
+
+
+async def test_acquire_by_holder_is_idempotent_and_extends(lease_backend: LeaseBackend) -> None:
+    first = await lease_backend.acquire("k", "a", 2.0)
+    again = await lease_backend.acquire("k", "a", 4.5)
+    assert again.record.fencing_token == first.record.fencing_token
+    assert again.record.acquired_at == first.record.acquired_at
+    assert again.record.expires_at > first.record.expires_at
+    assert again.record.ttl == 4.5
+
+
+async def test_ttl_keeps_millisecond_precision(lease_backend: LeaseBackend) -> None:
+    view = await lease_backend.acquire("k", "a", 1.5)
+    assert view.record.ttl == 1.5
+    span = (view.record.expires_at - view.record.renewed_at).total_seconds()
+    assert abs(span - 1.5) < 0.002
+
+
+async def test_renew_extends_and_keeps_token(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("k", "a", 2.0)
+    r = await lease_backend.renew("k", "a", a.record.fencing_token, 3.0)
+    assert r.record.fencing_token == a.record.fencing_token
+    assert r.record.renewed_at >= a.record.renewed_at
+    assert r.record.expires_at > a.record.expires_at
+    assert r.record.ttl == 3.0
+    kept = await lease_backend.renew("k", "a", a.record.fencing_token, None)
+    assert kept.record.ttl == 3.0
+
+
+async def test_renew_by_other_holder_or_token_is_lease_lost(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("k", "a", 5.0)
+    with pytest.raises(LeaseLost) as err:
+        await lease_backend.renew("k", "b", a.record.fencing_token, 5.0)
+    assert err.value.lease is not None and err.value.lease.record.holder == "a"
+    with pytest.raises(LeaseLost):
+        await lease_backend.renew("k", "a", a.record.fencing_token + 1, 5.0)
+
+
+async def test_renew_unknown_key_is_not_found(lease_backend: LeaseBackend) -> None:
+    with pytest.raises(LeaseNotFound):
+        await lease_backend.renew("never", "a", 1, 5.0)
+    with pytest.raises(LeaseNotFound):
+        await lease_backend.release("never", "a", 1)
+    with pytest.raises(LeaseNotFound):
+        await lease_backend.get("never")
+
+
+async def test_renew_after_expiry_succeeds_while_nobody_took_it(
+    lease_backend: LeaseBackend,
+) -> None:
+    a = await lease_backend.acquire("k", "a", SHORT)
+    await wait_expired(lease_backend, "k")
+    r = await lease_backend.renew("k", "a", a.record.fencing_token, 5.0)
+    assert r.held and r.record.fencing_token == a.record.fencing_token
+
+
+async def test_takeover_after_expiry_starts_new_term(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("k", "a", SHORT)
+    await wait_expired(lease_backend, "k")
+    b = await lease_backend.acquire("k", "b", 5.0)
+    assert b.record.fencing_token == a.record.fencing_token + 1
+    assert b.record.holder == "b" and b.record.transitions == 1
+    with pytest.raises(LeaseLost):
+        await lease_backend.renew("k", "a", a.record.fencing_token, 5.0)
+    with pytest.raises(LeaseLost):
+        await lease_backend.release("k", "a", a.record.fencing_token)
+
+
+async def test_release_frees_at_once_and_keeps_token_counter(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("k", "a", 60.0)
+    rel = await lease_backend.release("k", "a", a.record.fencing_token)
+    assert rel.held is False
+    assert rel.record.fencing_token == a.record.fencing_token
+    assert (await lease_backend.get("k")).held is False
+    b = await lease_backend.acquire("k", "b", 5.0)
+    assert b.record.fencing_token == a.record.fencing_token + 1
+    assert b.record.transitions == 1
+
+
+async def test_release_twice_is_success(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("k", "a", 60.0)
+    first = await lease_backend.release("k", "a", a.record.fencing_token)
+    second = await lease_backend.release("k", "a", a.record.fencing_token)
+    assert second.held is False
+    assert second.record.fencing_token == first.record.fencing_token
+
+
+async def test_release_by_other_is_lease_lost_and_changes_nothing(
+    lease_backend: LeaseBackend,
+) -> None:
+    a = await lease_backend.acquire("k", "a", 60.0)
+    with pytest.raises(LeaseLost):
+        await lease_backend.release("k", "b", a.record.fencing_token)
+    with pytest.raises(LeaseLost):
+        await lease_backend.release("k", "a", a.record.fencing_token + 5)
+    now = await lease_backend.get("k")
+    assert now.held and now.record.holder == "a"
+    assert now.record.expires_at == a.record.expires_at
+
+
+async def test_renew_after_release_is_lease_lost(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("k", "a", 60.0)
+    await lease_backend.release("k", "a", a.record.fencing_token)
+    with pytest.raises(LeaseLost):
+        await lease_backend.renew("k", "a", a.record.fencing_token, 5.0)
+
+
+async def test_same_holder_reacquiring_after_release_gets_new_term(
+    lease_backend: LeaseBackend,
+) -> None:
+    a = await lease_backend.acquire("k", "a", 60.0)
+    await lease_backend.release("k", "a", a.record.fencing_token)
+    again = await lease_backend.acquire("k", "a", 60.0)
+    assert again.record.fencing_token == a.record.fencing_token + 1
+    assert again.record.transitions == 0  # the holder did not change
+
+
+async def test_tokens_strictly_increase_over_many_terms(lease_backend: LeaseBackend) -> None:
+    tokens = []
+    for i in range(12):
+        holder = f"h{i % 3}"
+        v = await lease_backend.acquire("k", holder, 60.0)
+        tokens.append(v.record.fencing_token)
+        await lease_backend.release("k", holder, v.record.fencing_token)
+    assert tokens == sorted(set(tokens))
+    assert tokens == list(range(1, 13))
+
+
+async def test_concurrent_acquire_has_one_winner(lease_backend: LeaseBackend) -> None:
+    async def attempt(i: int) -> str | None:
+        try:
+            await lease_backend.acquire("hot", f"h{i}", 30.0)
+            return f"h{i}"
+        except LeaseHeld:
+            return None
+
+    results = await asyncio.gather(*(attempt(i) for i in range(20)))
+    winners = [r for r in results if r]
+    assert len(winners) == 1
+    assert (await lease_backend.get("hot")).record.holder == winners[0]
+
+
+async def test_list_is_ordered_filtered_and_paginated(lease_backend: LeaseBackend) -> None:
+    for key in ["b.2", "a.1", "b.1", "c", "b.3", "b-x"]:
+        await lease_backend.acquire(key, "h", 60.0)
+    all_keys = [v.record.key for v in await lease_backend.list("", None, 100)]
+    assert all_keys == sorted(all_keys) == ["a.1", "b-x", "b.1", "b.2", "b.3", "c"]
+    assert [v.record.key for v in await lease_backend.list("b.", None, 100)] == [
+        "b.1",
+        "b.2",
+        "b.3",
+    ]
+    page1 = await lease_backend.list("b", None, 2)
+    assert [v.record.key for v in page1] == ["b-x", "b.1"]
+    page2 = await lease_backend.list("b", page1[-1].record.key, 2)
+    assert [v.record.key for v in page2] == ["b.2", "b.3"]
+    assert await lease_backend.list("b", "b.3", 2) == []
+    assert await lease_backend.list("zzz", None, 10) == []
+
+
+async def test_holder_with_quotes_and_sql_round_trips(lease_backend: LeaseBackend) -> None:
+    holder = "x'); DROP TABLE leases; -- \"quoted\" ; SELECT * FROM pg_user ✓"
+    view = await lease_backend.acquire("k", holder, 5.0)
+    assert view.record.holder == holder
+    assert (await lease_backend.get("k")).record.holder == holder
+
+
+async def test_ping(lease_backend: LeaseBackend) -> None:
+    await lease_backend.ping()
+    assert lease_backend.description
