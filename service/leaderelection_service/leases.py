@@ -30,6 +30,8 @@ answers what the winner's record says, never a retried success.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -139,9 +141,19 @@ class CasLeases:
         self._clock = clock
         self._allowance = clock_skew_allowance
         self._max_attempts = max_attempts
+        self._changed = asyncio.Event()
 
     def _view(self, record: LeaseRecord, now: datetime) -> LeaseView:
         return LeaseView(record, now, self._allowance)
+
+    async def _write(self, key: str, record: LeaseRecord, expected: int | None) -> None:
+        await self.store.write(key, record, expected)
+        self._changed.set()
+
+    async def wait_for_change(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        self._changed.clear()
 
     async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView:
         for _ in range(self._max_attempts):
@@ -156,7 +168,7 @@ class CasLeases:
                 allowance=self._allowance,
             )
             try:
-                await self.store.write(key, new, cur.version if cur else None)
+                await self._write(key, new, cur.version if cur else None)
             except WriteConflict:
                 continue
             return self._view(new, now)
@@ -179,7 +191,7 @@ class CasLeases:
             )
             assert cur is not None
             try:
-                await self.store.write(key, new, cur.version)
+                await self._write(key, new, cur.version)
             except WriteConflict:
                 continue
             return self._view(new, now)
@@ -201,7 +213,7 @@ class CasLeases:
             if new is None:
                 return self._view(cur.record, now)
             try:
-                await self.store.write(key, new, cur.version)
+                await self._write(key, new, cur.version)
             except WriteConflict:
                 continue
             return self._view(new, now)

@@ -87,3 +87,13 @@ class LeaseBackend(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Return soon after a write that may have changed some key, or after ``timeout``.
+
+        The watch stream re-reads on return. A backend with change notification
+        (PostgreSQL ``LISTEN``) returns when told of any replica's write; the
+        others return at once for this process's own writes and otherwise
+        after ``timeout`` (the watch stream's polling interval).
+        """
+        ...
