@@ -20,7 +20,7 @@ from leaderelection_service.registry import open_backend
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
 
-pytest_plugins = ["support.backends"]
+pytest_plugins = ["support.backends", "support.gcs"]
 
 
 @pytest.fixture

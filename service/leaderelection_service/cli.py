@@ -42,6 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
         "ttl_max": args.ttl_max,
         "clock_skew_allowance": args.clock_skew_allowance,
         "max_body_bytes": args.max_body_bytes,
+        "gcs_timeout": args.gcs_timeout,
         "log_level": args.log_level,
     }
     apply_env(env_for(**overrides))  # workers read their settings from the environment
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--clock-skew-allowance", type=float, help="seconds added before a takeover (0)"
     )
     serve.add_argument("--max-body-bytes", type=int, help="largest request body (16384)")
+    serve.add_argument(
+        "--gcs-timeout", type=float, help="gs://: seconds per GCS call, retries included (5)"
+    )
     serve.add_argument("--log-level", help="debug, info, warning, error")
     serve.set_defaults(func=_serve)
 

@@ -9,6 +9,7 @@ Example::
 |------------------------------------------|--------------------------------|
 | ``file``                                 | ``backends.file.FileStore``    |
 | ``memory``                               | ``backends.memory`` (tests)    |
+| ``gs``                                   | ``backends.gcs.GcsStore``      |
 
 Each backend's client library is imported only when its scheme is opened.
 """
@@ -41,9 +42,17 @@ def _memory(url: str, settings: Settings) -> LeaseBackend:
     return CasLeases(MemoryStore(), clock_skew_allowance=settings.clock_skew_allowance)
 
 
+def _gcs(url: str, settings: Settings) -> LeaseBackend:
+    from leaderelection_service.backends.gcs import GcsStore
+
+    store = GcsStore.from_url(url, timeout=settings.gcs_timeout)
+    return CasLeases(store, clock_skew_allowance=settings.clock_skew_allowance)
+
+
 _FACTORIES: dict[str, Callable[[str, Settings], LeaseBackend]] = {
     "file": _file,
     "memory": _memory,
+    "gs": _gcs,
 }
 
 

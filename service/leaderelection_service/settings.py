@@ -24,6 +24,12 @@ DEFAULT_DATA_DIR = "leaderelection-data"
 working directory)."""
 
 
+GCS_MIN_TTL = 2.0
+"""Smallest ttl the gs:// backend accepts by default and at all. GCS takes about
+one write per second to one object; a leader renews at least twice per ttl, so
+a ttl under 2 s would renew one object faster than that."""
+
+
 def default_backend_url() -> str:
     return Path(DEFAULT_DATA_DIR).absolute().as_uri()
 
@@ -47,6 +53,13 @@ class Settings(BaseSettings):
         le=60,
         description="Seconds added to every lease's expiry before another holder may take it "
         "(for backends whose expiry is decided by several hosts' clocks).",
+    )
+    gcs_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="gs:// backend: longest one GCS call may take, retries included, "
+        "before the request answers 503 backend_unavailable, seconds.",
     )
     max_body_bytes: int = Field(
         16384, ge=256, le=1 << 20, description="Largest request body accepted, bytes."
@@ -74,6 +87,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
+        if self.backend_url.lower().startswith("gs://") and self.ttl_min < GCS_MIN_TTL:
+            if "ttl_min" in self.model_fields_set:
+                raise ValueError(
+                    f"ttl_min ({self.ttl_min}) is below {GCS_MIN_TTL} s, the least the gs:// "
+                    "backend takes: GCS allows about one write per second to one object and "
+                    "a leader renews at least twice per ttl"
+                )
+            self.ttl_min = GCS_MIN_TTL  # the gs:// default, documented in the README
         if self.ttl_min > self.ttl_max:
             raise ValueError(f"ttl_min ({self.ttl_min}) must not exceed ttl_max ({self.ttl_max})")
         return self

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-BACKENDS = ["memory", "file"]
+BACKENDS = ["memory", "file", "gcs"]
 
 
 @pytest.fixture
@@ -25,6 +25,12 @@ def file_url(tmp_path: Path) -> Iterator[str]:
     d = tmp_path / "file-backend"
     d.mkdir()
     yield d.as_uri()
+
+
+@pytest.fixture
+def gcs_url(gcs_bucket: str) -> Iterator[str]:
+    # gcs_bucket (support.gcs) also points this process's GCS clients at the emulator.
+    yield f"gs://{gcs_bucket}/leases"
 
 
 @pytest.fixture(params=BACKENDS)
