@@ -14,11 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.procs import ServiceProcess
 
 from leaderelection_service.registry import open_backend
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
+from support.procs import ServiceProcess
 
 pytest_plugins = ["support.backends", "support.gcs"]
 
@@ -33,6 +33,19 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def service(data_dir: Path, tmp_path: Path) -> Iterator[ServiceProcess]:
     svc = ServiceProcess(data_dir.as_uri(), log_path=tmp_path / "service.log")
+    with svc:
+        yield svc
+
+
+@pytest.fixture(scope="module")
+def module_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def module_service(module_data_dir: Path) -> Iterator[ServiceProcess]:
+    """One service for a whole module, for tests that never share a key."""
+    svc = ServiceProcess(module_data_dir.as_uri(), log_path=module_data_dir / "service.log")
     with svc:
         yield svc
 

@@ -207,7 +207,7 @@ async def test_list_is_ordered_filtered_and_paginated(lease_backend: LeaseBacken
 
 
 async def test_holder_with_quotes_and_sql_round_trips(lease_backend: LeaseBackend) -> None:
-    holder = "x'); DROP TABLE leases; -- \"quoted\" ; SELECT * FROM pg_user ✓"
+    holder = 'x\'); DROP TABLE leases; -- "quoted" ; SELECT * FROM pg_user ✓'
     view = await lease_backend.acquire("k", holder, 5.0)
     assert view.record.holder == holder
     assert (await lease_backend.get("k")).record.holder == holder

@@ -67,7 +67,8 @@ def open_backend(url: str, settings: Settings | None = None) -> LeaseBackend:
     factory = _FACTORIES.get(scheme)
     if factory is None:
         raise ValueError(
-            f"unknown backend scheme {scheme!r} in {redact(url)}; use one of: {', '.join(schemes())}"
+            f"unknown backend scheme {scheme!r} in {redact(url)}; "
+            f"use one of: {', '.join(schemes())}"
         )
     return factory(url, settings)
 

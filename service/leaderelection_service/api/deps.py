@@ -43,6 +43,7 @@ def check_holder(holder: str) -> str:
 def check_ttl(ttl: float, settings: Settings) -> float:
     if not settings.ttl_min <= ttl <= settings.ttl_max:
         raise InvalidRequest(
-            f"ttl: must be between {settings.ttl_min:g} and {settings.ttl_max:g} seconds, got {ttl:g}"
+            f"ttl: must be between {settings.ttl_min:g} and {settings.ttl_max:g} seconds, "
+            f"got {ttl:g}"
         )
     return round(ttl, 3)

@@ -77,7 +77,9 @@ class Lease(BaseModel):
 
 class LeaseList(BaseModel):
     leases: list[Lease]
-    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null at the end."
+    )
 
 
 class ErrorBody(BaseModel):
