@@ -1,0 +1,70 @@
+"""``Lease``: a lease record as the service answered it.
+
+Example::
+
+    lease = client.acquire("cron", "host-a", ttl=10)
+    lease.fencing_token      # 7: pass it along with every write you make as leader
+    lease.holder, lease.held, lease.expires_at
+
+Times are the service's clock (``server_time`` says when it answered). The
+elector never uses them to decide whether it leads: only ``time.monotonic()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+def _time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an RFC 3339 time, got {value!r}")
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One key's lease record (the contract's JSON object, typed)."""
+
+    key: str
+    holder: str
+    fencing_token: int
+    """Strictly increases with every new term of the key; renewals keep it."""
+    ttl: float
+    """Seconds the current grant lasts."""
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+    transitions: int
+    """How many times the holder changed."""
+    held: bool
+    """False once expired or released."""
+    server_time: datetime
+    """The deciding clock when the service answered."""
+
+    @classmethod
+    def from_json(cls, data: Any) -> Lease:
+        """Parse the contract's record; ``ValueError`` if it is not one."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a lease object, got {type(data).__name__}")
+        try:
+            return cls(
+                key=str(data["key"]),
+                holder=str(data["holder"]),
+                fencing_token=int(data["fencing_token"]),
+                ttl=float(data["ttl"]),
+                acquired_at=_time(data["acquired_at"]),
+                renewed_at=_time(data["renewed_at"]),
+                expires_at=_time(data["expires_at"]),
+                transitions=int(data["transitions"]),
+                held=bool(data["held"]),
+                server_time=_time(data["server_time"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a lease record: {exc!r}") from exc
+
+    @property
+    def remaining(self) -> float:
+        """Seconds until expiry by the service's clock at its answer (0 if lapsed)."""
+        return max(0.0, (self.expires_at - self.server_time).total_seconds())

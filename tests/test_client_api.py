@@ -1,0 +1,223 @@
+"""``LeaseClient`` and ``AsyncLeaseClient`` against a real service process.
+
+Answers the service cannot be made to give on demand (503, a proxy's HTML
+500, 401/403 before auth exists, a hang) come from ``httpx.MockTransport``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from support.procs import ServiceProcess, free_port
+
+from leaderelection import (
+    AsyncLeaseClient,
+    BackendUnavailable,
+    Forbidden,
+    InternalError,
+    InvalidRequest,
+    Lease,
+    LeaseClient,
+    LeaseError,
+    LeaseHeld,
+    LeaseLost,
+    LeaseNotFound,
+    RequestTimeout,
+    ServiceError,
+    TransportError,
+    Unauthorized,
+)
+
+
+@pytest.fixture
+def client(service: ServiceProcess) -> Iterator[LeaseClient]:
+    with LeaseClient(service.url) as c:
+        yield c
+
+
+def test_acquire_renew_release_get(client: LeaseClient) -> None:
+    lease = client.acquire("job", "a", 5.5)
+    assert isinstance(lease, Lease)
+    assert (lease.key, lease.holder, lease.fencing_token, lease.ttl) == ("job", "a", 1, 5.5)
+    assert lease.held and lease.expires_at > lease.acquired_at
+    assert 0 < lease.remaining <= 5.5
+    renewed = client.renew("job", "a", lease.fencing_token, 7.25)
+    assert renewed.fencing_token == 1 and renewed.ttl == 7.25
+    assert client.renew("job", "a", 1).ttl == 7.25  # ttl omitted: kept
+    released = client.release("job", "a", 1)
+    assert not released.held
+    looked = client.get("job")
+    assert not looked.held and looked.fencing_token == 1 and looked.holder == "a"
+    again = client.acquire("job", "b", 5)
+    assert again.fencing_token == 2 and again.holder == "b"
+    assert client.get("job").holder == "b"
+
+
+def test_errors_carry_the_current_lease(client: LeaseClient) -> None:
+    client.acquire("job", "a", 5)
+    with pytest.raises(LeaseHeld) as held:
+        client.acquire("job", "b", 5)
+    assert held.value.status == 409 and held.value.code == "lease_held"
+    assert held.value.lease is not None and held.value.lease.holder == "a"
+    with pytest.raises(LeaseLost) as lost:
+        client.renew("job", "b", 1)
+    assert lost.value.lease is not None and lost.value.lease.holder == "a"
+    with pytest.raises(LeaseLost):
+        client.release("job", "a", 99)
+    with pytest.raises(LeaseNotFound):
+        client.get("never")
+    with pytest.raises(LeaseNotFound):
+        client.renew("never", "a", 1)
+    with pytest.raises(InvalidRequest, match="ttl"):
+        client.acquire("job2", "a", 0.001)
+    assert isinstance(held.value, ServiceError) and isinstance(held.value, LeaseError)
+
+
+@pytest.mark.parametrize("key", ["../x", "a/b", "", "-a", "a?b=c", "x" * 129, "é"])
+def test_bad_keys_never_reach_the_network(key: str) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"sent {request.url}")
+
+    with LeaseClient("http://le.invalid", transport=httpx.MockTransport(refuse)) as c:
+        with pytest.raises(InvalidRequest, match="key"):
+            c.acquire(key, "a", 5)
+        with pytest.raises(InvalidRequest, match="key"):
+            c.get(key)
+
+
+def test_list_iterates_every_page(client: LeaseClient) -> None:
+    keys = [f"svc-{i:03d}" for i in range(7)] + ["other"]
+    for k in keys:
+        client.acquire(k, "a", 30)
+    got = [lease.key for lease in client.list(prefix="svc-", page_size=3)]
+    assert got == sorted(k for k in keys if k.startswith("svc-"))
+    assert [lease.key for lease in client.list()] == sorted(keys)
+
+
+def test_token_is_sent_as_bearer() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(401, json={"error": "unauthorized", "message": "no", "lease": None})
+
+    with LeaseClient("http://x", token="s3cret", transport=httpx.MockTransport(handler)) as c:
+        with pytest.raises(Unauthorized):
+            c.get("k")
+    assert seen == ["Bearer s3cret"]
+
+
+def _answer(status: int, body: object, headers: dict[str, str] | None = None) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.Response(status, content=content, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("response", "exc", "check"),
+    [
+        (
+            _answer(503, {"error": "backend_unavailable", "message": "db down", "lease": None},
+                    {"Retry-After": "3"}),
+            BackendUnavailable,
+            lambda e: e.retry_after == 3.0 and e.message == "db down",
+        ),
+        (_answer(403, {"error": "forbidden", "message": "read-only", "lease": None}), Forbidden,
+         lambda e: e.status == 403),
+        (_answer(502, b"<html>bad gateway</html>"), InternalError, lambda e: e.status == 502),
+        (_answer(500, {"error": "internal", "message": "x", "lease": None}), InternalError,
+         lambda e: e.message == "x"),
+        (_answer(200, {"not": "a lease"}), InternalError, lambda e: "not a lease" in e.message),
+        (_answer(200, b"garbage"), InternalError, lambda e: True),
+    ],
+)
+def test_answers_map_to_the_tree(
+    response: httpx.Response, exc: type[ServiceError], check: object
+) -> None:
+    with LeaseClient("http://x", transport=httpx.MockTransport(lambda r: response)) as c:
+        with pytest.raises(exc) as err:
+            c.get("k")
+    assert callable(check) and check(err.value)
+
+
+def test_transport_errors_are_wrapped_from_the_cause() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with LeaseClient(url) as c:
+        with pytest.raises(TransportError) as err:
+            c.acquire("k", "a", 5)
+    assert isinstance(err.value.__cause__, httpx.ConnectError)
+    assert "POST /v1/leases/k/acquire" in str(err.value)
+
+
+def test_timeout_is_request_timeout() -> None:
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    with LeaseClient("http://x", transport=httpx.MockTransport(slow)) as c:
+        with pytest.raises(RequestTimeout) as err:
+            c.get("k", timeout=0.1)
+    assert isinstance(err.value, TransportError)
+    assert isinstance(err.value.__cause__, httpx.ReadTimeout)
+
+
+def test_per_call_timeout_reaches_the_request() -> None:
+    seen: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        return _answer(404, {"error": "not_found", "message": "", "lease": None})
+
+    with LeaseClient("http://x", timeout=7, transport=httpx.MockTransport(handler)) as c:
+        for t in (None, 0.25):
+            with pytest.raises(LeaseNotFound):
+                c.get("k", timeout=t)
+    assert [t["read"] for t in seen] == [7, 0.25]  # type: ignore[index]
+
+
+def test_client_may_be_shared_between_threads(client: LeaseClient) -> None:
+    errors: list[BaseException] = []
+
+    def campaign(i: int) -> None:
+        try:
+            for j in range(5):
+                client.acquire(f"t{i}-{j}", f"h{i}", 5)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=campaign, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(list(client.list(prefix="t"))) == 20
+
+
+async def test_async_client_has_the_same_surface(service: ServiceProcess) -> None:
+    async with AsyncLeaseClient(service.url) as c:
+        lease = await c.acquire("job", "a", 5)
+        assert lease.fencing_token == 1
+        with pytest.raises(LeaseHeld) as held:
+            await c.acquire("job", "b", 5)
+        assert held.value.lease is not None and held.value.lease.holder == "a"
+        assert (await c.renew("job", "a", 1, 6)).ttl == 6
+        assert (await c.get("job")).holder == "a"
+        for i in range(5):
+            await c.acquire(f"p{i}", "a", 5)
+        assert [x.key async for x in c.list(prefix="p", page_size=2)] == [f"p{i}" for i in range(5)]
+        assert not (await c.release("job", "a", 1)).held
+        with pytest.raises(LeaseLost):
+            await c.renew("job", "a", 1)
+    assert set(dir(LeaseClient)) - {"close", "__enter__", "__exit__"} <= set(
+        dir(AsyncLeaseClient)
+    ) | {"_send"}
+
+
+async def test_async_transport_error_wrapped() -> None:
+    async with AsyncLeaseClient(f"http://127.0.0.1:{free_port()}") as c:
+        with pytest.raises(TransportError) as err:
+            await c.get("k")
+    assert isinstance(err.value.__cause__, httpx.ConnectError)

@@ -1,0 +1,106 @@
+"""The client package as users get it: its public names, strict types, thin deps."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from support.procs import REPO, ServiceProcess
+
+import leaderelection
+
+PUBLIC = [
+    "AsyncLeaderElector",
+    "AsyncLeaseClient",
+    "BackendUnavailable",
+    "Config",
+    "Forbidden",
+    "InternalError",
+    "InvalidRequest",
+    "LeaderElector",
+    "Leadership",
+    "Lease",
+    "LeaseClient",
+    "LeaseError",
+    "LeaseHeld",
+    "LeaseLost",
+    "LeaseNotFound",
+    "RequestTimeout",
+    "ServiceError",
+    "TransportError",
+    "Unauthorized",
+    "__version__",
+]
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(leaderelection.__all__) == PUBLIC
+    for name in PUBLIC:
+        assert getattr(leaderelection, name) is not None
+
+
+def test_module_docstrings_open_with_an_example() -> None:
+    modules = ["client", "elector", "async_elector", "config", "errors", "lease"]
+    for name in modules:
+        doc = __import__(f"leaderelection.{name}", fromlist=["_"]).__doc__ or ""
+        assert "Example::" in doc.split("\n\n", 2)[1], f"leaderelection.{name}"
+
+
+def test_mypy_strict_passes_on_the_client() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "client/leaderelection"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+BLOCKED = ["fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg", "google", "pydantic",
+           "pydantic_settings", "prometheus_client", "leaderelection_service"]
+
+FRESH = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    BLOCKED = {blocked!r}
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"{{name}} is blocked in this interpreter")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    for name in BLOCKED:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+        else:
+            raise SystemExit(f"{{name}} was importable")
+
+    from leaderelection import Config, LeaderElector, LeaseClient
+
+    with LeaseClient({url!r}) as client:
+        elector = LeaderElector(client, "fresh", config=Config(term=2, renew=0.5, retry=0.3))
+        with elector:
+            assert elector.wait_for_leadership(20), "not elected"
+            token = elector.lease.fencing_token
+        assert not client.get("fresh").held, "stop() did not release"
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+    assert not loaded, loaded
+    print("ok", token)
+    """
+)
+
+
+def test_client_works_where_server_libraries_cannot_be_imported(service: ServiceProcess) -> None:
+    script = FRESH.format(blocked=BLOCKED, url=service.url)
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip() == "ok 1"
