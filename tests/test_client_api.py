@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from support.procs import ServiceProcess, free_port
 
 from leaderelection import (
     AsyncLeaseClient,
@@ -31,6 +30,15 @@ from leaderelection import (
     TransportError,
     Unauthorized,
 )
+from support.procs import ServiceProcess, free_port
+
+
+def assert_raises(
+    exc: type[LeaseError], fn: Callable[..., object], *args: object, **kwargs: object
+) -> LeaseError:
+    with pytest.raises(exc) as err:
+        fn(*args, **kwargs)
+    return err.value
 
 
 @pytest.fixture
@@ -105,9 +113,9 @@ def test_token_is_sent_as_bearer() -> None:
         seen.append(request.headers.get("authorization"))
         return httpx.Response(401, json={"error": "unauthorized", "message": "no", "lease": None})
 
-    with LeaseClient("http://x", token="s3cret", transport=httpx.MockTransport(handler)) as c:
-        with pytest.raises(Unauthorized):
-            c.get("k")
+    transport = httpx.MockTransport(handler)
+    with LeaseClient("http://x", token="s3cret", transport=transport) as c:
+        assert_raises(Unauthorized, c.get, "k")
     assert seen == ["Bearer s3cret"]
 
 
@@ -120,16 +128,25 @@ def _answer(status: int, body: object, headers: dict[str, str] | None = None) ->
     ("response", "exc", "check"),
     [
         (
-            _answer(503, {"error": "backend_unavailable", "message": "db down", "lease": None},
-                    {"Retry-After": "3"}),
+            _answer(
+                503,
+                {"error": "backend_unavailable", "message": "db down", "lease": None},
+                {"Retry-After": "3"},
+            ),
             BackendUnavailable,
             lambda e: e.retry_after == 3.0 and e.message == "db down",
         ),
-        (_answer(403, {"error": "forbidden", "message": "read-only", "lease": None}), Forbidden,
-         lambda e: e.status == 403),
+        (
+            _answer(403, {"error": "forbidden", "message": "read-only", "lease": None}),
+            Forbidden,
+            lambda e: e.status == 403,
+        ),
         (_answer(502, b"<html>bad gateway</html>"), InternalError, lambda e: e.status == 502),
-        (_answer(500, {"error": "internal", "message": "x", "lease": None}), InternalError,
-         lambda e: e.message == "x"),
+        (
+            _answer(500, {"error": "internal", "message": "x", "lease": None}),
+            InternalError,
+            lambda e: e.message == "x",
+        ),
         (_answer(200, {"not": "a lease"}), InternalError, lambda e: "not a lease" in e.message),
         (_answer(200, b"garbage"), InternalError, lambda e: True),
     ],
@@ -138,16 +155,14 @@ def test_answers_map_to_the_tree(
     response: httpx.Response, exc: type[ServiceError], check: object
 ) -> None:
     with LeaseClient("http://x", transport=httpx.MockTransport(lambda r: response)) as c:
-        with pytest.raises(exc) as err:
-            c.get("k")
-    assert callable(check) and check(err.value)
+        error = assert_raises(exc, c.get, "k")
+    assert callable(check) and check(error)
 
 
 def test_transport_errors_are_wrapped_from_the_cause() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with LeaseClient(url) as c:
-        with pytest.raises(TransportError) as err:
-            c.acquire("k", "a", 5)
+    with LeaseClient(url) as c, pytest.raises(TransportError) as err:
+        c.acquire("k", "a", 5)
     assert isinstance(err.value.__cause__, httpx.ConnectError)
     assert "POST /v1/leases/k/acquire" in str(err.value)
 
@@ -157,10 +172,9 @@ def test_timeout_is_request_timeout() -> None:
         raise httpx.ReadTimeout("slow", request=request)
 
     with LeaseClient("http://x", transport=httpx.MockTransport(slow)) as c:
-        with pytest.raises(RequestTimeout) as err:
-            c.get("k", timeout=0.1)
-    assert isinstance(err.value, TransportError)
-    assert isinstance(err.value.__cause__, httpx.ReadTimeout)
+        error = assert_raises(RequestTimeout, c.get, "k", timeout=0.1)
+    assert isinstance(error, TransportError)
+    assert isinstance(error.__cause__, httpx.ReadTimeout)
 
 
 def test_per_call_timeout_reaches_the_request() -> None:

@@ -6,9 +6,8 @@ import subprocess
 import sys
 import textwrap
 
-from support.procs import REPO, ServiceProcess
-
 import leaderelection
+from support.procs import REPO, ServiceProcess
 
 PUBLIC = [
     "AsyncLeaderElector",
@@ -58,8 +57,18 @@ def test_mypy_strict_passes_on_the_client() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-BLOCKED = ["fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg", "google", "pydantic",
-           "pydantic_settings", "prometheus_client", "leaderelection_service"]
+BLOCKED = [
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "psycopg",
+    "google",
+    "pydantic",
+    "pydantic_settings",
+    "prometheus_client",
+    "leaderelection_service",
+]
 
 FRESH = textwrap.dedent(
     """

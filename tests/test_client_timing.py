@@ -80,9 +80,7 @@ def test_renewal_moves_deadline_and_keeps_since(election: Election, clock: FakeC
     assert election.renew_wait() == 3.0
 
 
-def test_answer_after_its_own_deadline_begins_nothing(
-    election: Election, clock: FakeClock
-) -> None:
+def test_answer_after_its_own_deadline_begins_nothing(election: Election, clock: FakeClock) -> None:
     sent = clock.now
     clock.now += 9.5
     assert not election.granted(lease(), sent)
