@@ -1,0 +1,1 @@
+"""Benchmarks of the lease service: ``python bench/run.py --help``."""
