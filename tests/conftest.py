@@ -20,7 +20,7 @@ from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
 from support.procs import ServiceProcess
 
-pytest_plugins = ["support.backends", "support.gcs"]
+pytest_plugins = ["support.backends", "support.gcs", "support.sql_backends"]
 
 
 @pytest.fixture

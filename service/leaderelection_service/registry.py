@@ -10,6 +10,8 @@ Example::
 | ``file``                                 | ``backends.file.FileStore``    |
 | ``memory``                               | ``backends.memory`` (tests)    |
 | ``gs``                                   | ``backends.gcs.GcsStore``      |
+| ``postgresql``, ``postgresql+psycopg``   | ``backends.sql.SqlLeases``     |
+| ``sqlite``, ``mariadb+pymysql``          | ``backends.sql.SqlLeases``     |
 
 Each backend's client library is imported only when its scheme is opened.
 """
@@ -49,10 +51,35 @@ def _gcs(url: str, settings: Settings) -> LeaseBackend:
     return CasLeases(store, clock_skew_allowance=settings.clock_skew_allowance)
 
 
+def _sql(url: str, settings: Settings) -> LeaseBackend:
+    from leaderelection_service.backends.sql import SqlLeases
+
+    return SqlLeases(
+        url,
+        table=settings.sql_table,
+        schema=settings.sql_schema or None,
+        create_schema=settings.sql_create_schema,
+        clock_skew_allowance=settings.clock_skew_allowance,
+        pool_size=settings.sql_pool_size,
+    )
+
+
+SQL_SCHEMES = (
+    "postgresql",
+    "postgresql+psycopg",
+    "postgres",
+    "sqlite",
+    "mariadb",
+    "mariadb+pymysql",
+    "mysql",
+    "mysql+pymysql",
+)
+
 _FACTORIES: dict[str, Callable[[str, Settings], LeaseBackend]] = {
     "file": _file,
     "memory": _memory,
     "gs": _gcs,
+    **{scheme: _sql for scheme in SQL_SCHEMES},
 }
 
 

@@ -13,10 +13,11 @@ a message naming the setting, never a silent clamp.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = "leaderelection-data"
@@ -65,6 +66,21 @@ class Settings(BaseSettings):
         16384, ge=256, le=1 << 20, description="Largest request body accepted, bytes."
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
+    sql_table: str = Field(
+        "leaderelection_leases",
+        description="SQL backends: the lease table (its version lives in <table>_meta).",
+    )
+    sql_schema: str = Field(
+        "", description="SQL backends: the schema (PostgreSQL) holding the table; empty: default."
+    )
+    sql_create_schema: bool = Field(
+        True,
+        description="SQL backends: create the tables at start if missing; false where the "
+        "service may not run DDL (then run `leaderelection migrate`).",
+    )
+    sql_pool_size: int = Field(
+        10, ge=1, le=200, description="SQL backends: pooled connections per worker process."
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -82,6 +98,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "backend_url must be a URL such as file:///var/lib/leaderelection "
                 "(the CLI also accepts a plain directory path)"
+            )
+        return v
+
+    @field_validator("sql_table", "sql_schema")
+    @classmethod
+    def _identifier(cls, v: str, info: ValidationInfo) -> str:
+        if v and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,47}", v):
+            raise ValueError(
+                f"{info.field_name} must be a plain SQL identifier (letters, digits, _; "
+                "starting with a letter or _; at most 48 characters)"
             )
         return v
 

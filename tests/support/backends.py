@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-BACKENDS = ["memory", "file", "gcs"]
+BACKENDS = ["memory", "file", "gcs", "postgres", "sqlite", "mysql"]
 
 
 @pytest.fixture

@@ -1,0 +1,174 @@
+"""The SQL backend's tables, their version, and the migration that creates them.
+
+Example::
+
+    names = TableNames.of(table="leaderelection_leases", schema=None)
+    engine = create_engine("postgresql+psycopg://db/leases")
+    migrate(engine, names)          # what ``leaderelection migrate`` runs
+    check_version(engine, names)    # raises SchemaMissing unless migrated
+
+Two tables, named by the operator (validated identifiers, never raw input):
+
+- ``<table>``: one row per key. Times are integers, microseconds since the
+  Unix epoch on the database's clock; ``past`` holds the key's closed terms
+  as a JSON array (the current term is the row itself).
+- ``<table>_meta``: ``schema_version`` and anything later migrations need.
+
+``migrate`` is idempotent and safe to run from several processes at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    Unicode,
+    exc,
+    select,
+)
+from sqlalchemy.dialects import mysql, postgresql
+
+SCHEMA_VERSION = 1
+"""Bump with every change of the tables; ``migrate`` brings older ones up to it."""
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
+DEFAULT_TABLE = "leaderelection_leases"
+
+
+class SchemaMissing(Exception):
+    """The tables are absent or older than this code; the message says what to run."""
+
+
+def check_identifier(what: str, name: str) -> str:
+    if not IDENTIFIER.fullmatch(name):
+        raise ValueError(
+            f"{what} {name!r} is not a plain SQL identifier "
+            "(letters, digits and _, starting with a letter or _, at most 48 characters)"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class TableNames:
+    table: str
+    schema: str | None
+
+    @classmethod
+    def of(cls, table: str = DEFAULT_TABLE, schema: str | None = None) -> TableNames:
+        check_identifier("table name", table)
+        if schema:
+            check_identifier("schema name", schema)
+        return cls(table, schema or None)
+
+    @property
+    def channel(self) -> str:
+        """The PostgreSQL NOTIFY channel of this table (a valid identifier, < 64 bytes)."""
+        return f"{self.schema or 'public'}.{self.table}"
+
+
+_KEY = String(128).with_variant(String(128, collation="C"), "postgresql")
+_KEY = _KEY.with_variant(
+    mysql.VARCHAR(128, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+)
+# Holders compare byte for byte: MariaDB's default collations ignore case and
+# trailing spaces, which would let "a" renew the lease of "A ".
+_HOLDER = Unicode(256).with_variant(
+    mysql.VARCHAR(256, charset="utf8mb4", collation="utf8mb4_nopad_bin"), "mysql", "mariadb"
+)
+_JSON = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def tables(names: TableNames) -> tuple[Table, Table]:
+    """The lease table and its meta table, as SQLAlchemy Core ``Table`` objects."""
+    md = MetaData(schema=names.schema)
+    mysql_opts = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+    leases = Table(
+        names.table,
+        md,
+        Column("lease_key", _KEY, primary_key=True),
+        Column("holder", _HOLDER, nullable=False),
+        Column("fencing_token", BigInteger, nullable=False),
+        Column("ttl_us", BigInteger, nullable=False),
+        Column("acquired_us", BigInteger, nullable=False),
+        Column("renewed_us", BigInteger, nullable=False),
+        Column("expires_us", BigInteger, nullable=False),
+        Column("transitions", BigInteger, nullable=False),
+        Column("released", Boolean, nullable=False),
+        Column("revision", BigInteger, nullable=False),
+        Column("past", _JSON, nullable=False),
+        **mysql_opts,
+    )
+    meta = Table(
+        f"{names.table}_meta",
+        md,
+        Column("name", String(64), primary_key=True),
+        Column("value", String(255), nullable=False),
+        **mysql_opts,
+    )
+    return leases, meta
+
+
+def installed_version(engine: Engine, names: TableNames) -> int | None:
+    """The recorded schema version, or None when the tables do not exist."""
+    _, meta = tables(names)
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(
+                select(meta.c.value).where(meta.c.name == "schema_version")
+            ).scalar_one_or_none()
+    except exc.ProgrammingError:
+        return None  # no such table
+    except exc.OperationalError as err:
+        if "no such table" in str(err) or "doesn't exist" in str(err):
+            return None
+        raise
+    return int(value) if value is not None else None
+
+
+def migrate(engine: Engine, names: TableNames) -> int:
+    """Create or upgrade the tables to ``SCHEMA_VERSION``; returns the version found before (0)."""
+    leases, meta = tables(names)
+    before = installed_version(engine, names) or 0
+    if before > SCHEMA_VERSION:
+        raise SchemaMissing(
+            f"schema version {before} is newer than this code's {SCHEMA_VERSION}; upgrade it"
+        )
+    if before == SCHEMA_VERSION:
+        return before
+    with engine.begin() as conn:
+        if names.schema and engine.dialect.name == "postgresql":
+            quoted = engine.dialect.identifier_preparer.quote(names.schema)
+            conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        leases.metadata.create_all(conn, checkfirst=True)
+    # Several processes may migrate at once: the first insert wins, the rest see it.
+    try:
+        with engine.begin() as conn:
+            conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
+    except exc.IntegrityError:
+        pass
+    return before
+
+
+def check_version(engine: Engine, names: TableNames) -> None:
+    found = installed_version(engine, names)
+    if found == SCHEMA_VERSION:
+        return
+    where = f"{names.schema}.{names.table}" if names.schema else names.table
+    if found is None:
+        raise SchemaMissing(
+            f"table {where} does not exist; run `leaderelection migrate --backend-url URL` "
+            "or let the service create it (LEADERELECTION_SQL_CREATE_SCHEMA=true)"
+        )
+    raise SchemaMissing(
+        f"table {where} has schema version {found}, this code needs {SCHEMA_VERSION}; "
+        "run `leaderelection migrate --backend-url URL`"
+    )
