@@ -1,0 +1,36 @@
+"""Checks on the code itself: the layer rules of STYLE.md and lint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tool(name: str) -> str:
+    exe = Path(sys.executable).parent / name
+    found = str(exe) if exe.exists() else shutil.which(name)
+    assert found, f"{name} is not installed; pip install -e '.[test]'"
+    return found
+
+
+def test_layer_contracts_hold() -> None:
+    """The arrows of STYLE.md that must never exist (import-linter contracts in pyproject)."""
+    run = subprocess.run(
+        [_tool("lint-imports"), "--no-cache"], cwd=REPO, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_ruff_is_clean() -> None:
+    dirs = [d for d in ("service", "client", "tests", "bench") if (REPO / d).is_dir()]
+    run = subprocess.run(
+        [_tool("ruff"), "check", *dirs],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
