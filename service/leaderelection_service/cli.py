@@ -13,7 +13,9 @@ the client commands ``httpx`` alone.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
+import logging.config
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,9 +53,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"leaderelection: bad configuration: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    # Our own loggers go through uvicorn's handler, in every worker process.
+    log_config["loggers"]["leaderelection"] = {
+        "handlers": ["default"],
+        "level": settings.log_level.upper(),
+        "propagate": False,
+    }
+    logging.config.dictConfig(log_config)
     try:
         from leaderelection_service.registry import open_backend
 
@@ -68,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        log_config=log_config,
         access_log=False,
         timeout_graceful_shutdown=5,
     )
