@@ -178,10 +178,15 @@ class Run:
             self.unavailable("failover", why)
             return
         print(f"== failover: {a.failover_trials} trials each", flush=True)
-        with targets.backend_url("file", self.workdir, a.pg_dsn) as (url, _):
+        with (
+            targets.backend_url("file", self.workdir, a.pg_dsn) as (url, env),
+            self.service(url, "service-failover", env) as svc,
+        ):
             self.results["failover"] = failover.run_failover(
-                url, trials=a.failover_trials, workdir=self.workdir, workers=a.workers
+                svc.url, trials=a.failover_trials, workdir=self.workdir
             )
+            if not self.results["failover"]["watch_stream"]:
+                self.unavailable("failover with the watch stream", "the client has no watch option")
 
     def scale(self) -> None:
         from bench.scale import run_scale
