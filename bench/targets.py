@@ -104,7 +104,16 @@ def backend_url(name: str, workdir: Path, pg_dsn: str) -> Iterator[tuple[str, di
         why = pg_reachable(pg_dsn)
         if why:
             raise NotAvailable(why)
-        raise NotAvailable("postgresql backend wiring pending")
+        # a fresh table per run (the service creates it on first use), dropped after
+        table = f"bench_leases_{uuid.uuid4().hex[:8]}"
+        try:
+            yield pg_dsn, {"LEADERELECTION_SQL_TABLE": table}
+        finally:
+            import psycopg
+
+            with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                conn.execute(f"DROP TABLE IF EXISTS {table}, {table}_meta")
+        return
     if name == "gcs":
         if "gs" not in _schemes():
             raise NotAvailable("the service has no gs:// backend in this version")
