@@ -41,9 +41,17 @@ def assert_raises(
     return err.value
 
 
+@pytest.fixture(scope="module")
+def shared_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One service for the module; each test uses keys of its own."""
+    data = tmp_path_factory.mktemp("data")
+    with ServiceProcess(data.as_uri(), log_path=data.parent / "service.log") as svc:
+        yield svc
+
+
 @pytest.fixture
-def client(service: ServiceProcess) -> Iterator[LeaseClient]:
-    with LeaseClient(service.url) as c:
+def client(shared_service: ServiceProcess) -> Iterator[LeaseClient]:
+    with LeaseClient(shared_service.url) as c:
         yield c
 
 
@@ -66,22 +74,22 @@ def test_acquire_renew_release_get(client: LeaseClient) -> None:
 
 
 def test_errors_carry_the_current_lease(client: LeaseClient) -> None:
-    client.acquire("job", "a", 5)
+    client.acquire("held-job", "a", 5)
     with pytest.raises(LeaseHeld) as held:
-        client.acquire("job", "b", 5)
+        client.acquire("held-job", "b", 5)
     assert held.value.status == 409 and held.value.code == "lease_held"
     assert held.value.lease is not None and held.value.lease.holder == "a"
     with pytest.raises(LeaseLost) as lost:
-        client.renew("job", "b", 1)
+        client.renew("held-job", "b", 1)
     assert lost.value.lease is not None and lost.value.lease.holder == "a"
     with pytest.raises(LeaseLost):
-        client.release("job", "a", 99)
+        client.release("held-job", "a", 99)
     with pytest.raises(LeaseNotFound):
         client.get("never")
     with pytest.raises(LeaseNotFound):
         client.renew("never", "a", 1)
     with pytest.raises(InvalidRequest, match="ttl"):
-        client.acquire("job2", "a", 0.001)
+        client.acquire("held-job2", "a", 0.001)
     assert isinstance(held.value, ServiceError) and isinstance(held.value, LeaseError)
 
 
@@ -98,12 +106,12 @@ def test_bad_keys_never_reach_the_network(key: str) -> None:
 
 
 def test_list_iterates_every_page(client: LeaseClient) -> None:
-    keys = [f"svc-{i:03d}" for i in range(7)] + ["other"]
+    keys = [f"svc-{i:03d}" for i in range(7)] + ["svc_other"]
     for k in keys:
         client.acquire(k, "a", 30)
     got = [lease.key for lease in client.list(prefix="svc-", page_size=3)]
     assert got == sorted(k for k in keys if k.startswith("svc-"))
-    assert [lease.key for lease in client.list()] == sorted(keys)
+    assert [lease.key for lease in client.list(prefix="svc")] == sorted(keys)
 
 
 def test_token_is_sent_as_bearer() -> None:
@@ -197,7 +205,7 @@ def test_client_may_be_shared_between_threads(client: LeaseClient) -> None:
     def campaign(i: int) -> None:
         try:
             for j in range(5):
-                client.acquire(f"t{i}-{j}", f"h{i}", 5)
+                client.acquire(f"thr{i}-{j}", f"h{i}", 5)
         except BaseException as exc:
             errors.append(exc)
 
@@ -207,24 +215,26 @@ def test_client_may_be_shared_between_threads(client: LeaseClient) -> None:
     for t in threads:
         t.join()
     assert not errors
-    assert len(list(client.list(prefix="t"))) == 20
+    assert len(list(client.list(prefix="thr"))) == 20
 
 
-async def test_async_client_has_the_same_surface(service: ServiceProcess) -> None:
-    async with AsyncLeaseClient(service.url) as c:
-        lease = await c.acquire("job", "a", 5)
+async def test_async_client_has_the_same_surface(shared_service: ServiceProcess) -> None:
+    async with AsyncLeaseClient(shared_service.url) as c:
+        lease = await c.acquire("async-job", "a", 5)
         assert lease.fencing_token == 1
         with pytest.raises(LeaseHeld) as held:
-            await c.acquire("job", "b", 5)
+            await c.acquire("async-job", "b", 5)
         assert held.value.lease is not None and held.value.lease.holder == "a"
-        assert (await c.renew("job", "a", 1, 6)).ttl == 6
-        assert (await c.get("job")).holder == "a"
+        assert (await c.renew("async-job", "a", 1, 6)).ttl == 6
+        assert (await c.get("async-job")).holder == "a"
         for i in range(5):
-            await c.acquire(f"p{i}", "a", 5)
-        assert [x.key async for x in c.list(prefix="p", page_size=2)] == [f"p{i}" for i in range(5)]
-        assert not (await c.release("job", "a", 1)).held
+            await c.acquire(f"ap{i}", "a", 5)
+        assert [x.key async for x in c.list(prefix="ap", page_size=2)] == [
+            f"ap{i}" for i in range(5)
+        ]
+        assert not (await c.release("async-job", "a", 1)).held
         with pytest.raises(LeaseLost):
-            await c.renew("job", "a", 1)
+            await c.renew("async-job", "a", 1)
     assert set(dir(LeaseClient)) - {"close", "__enter__", "__exit__"} <= set(
         dir(AsyncLeaseClient)
     ) | {"_send"}

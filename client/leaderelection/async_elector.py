@@ -235,6 +235,7 @@ class AsyncLeaderElector:
             log.info("leaderelection %s: %s lost the lease: %s", self.key, self.identity, exc)
             await self._end_term("lost")
         except Exception as exc:
+            await self._end_term("deadline")  # say "not leader" before anything else
             async with self._transition:
                 self._election.renew_failed()
             if not isinstance(exc, LeaseError):
@@ -291,6 +292,9 @@ class AsyncLeaderElector:
 
     async def _begin(self, lease: Lease, sent_at: float) -> None:
         async with self._transition:
+            # An answer may arrive after the deadline passed (a pause, a slow
+            # answer): that term is over, whatever this answer says.
+            await self._close_term("deadline")
             began = self._election.granted(lease, sent_at, may_lead=not self._stopping.is_set())
             if began:
                 self._lost = asyncio.Event()
@@ -307,23 +311,27 @@ class AsyncLeaderElector:
 
     async def _end_term(self, ended_by: str) -> None:
         async with self._transition:
-            if ended_by == "deadline":
-                ended = self._election.expire()
-            else:
-                ended = self._election.step_down(ended_by)
-            if ended is None:
-                return
-            self._lost.set()
-            self._notify()
-            log.info(
-                "leaderelection %s: %s ousting (%s, token %d)",
-                self.key,
-                self.identity,
-                ended_by,
-                ended.lease.fencing_token,
-            )
-            if self.on_ousting is not None:
-                await self._call(self.on_ousting)
+            await self._close_term(ended_by)
+
+    async def _close_term(self, ended_by: str) -> None:
+        # The caller holds the transition lock (asyncio.Lock is not reentrant).
+        if ended_by == "deadline":
+            ended = self._election.expire()
+        else:
+            ended = self._election.step_down(ended_by)
+        if ended is None:
+            return
+        self._lost.set()
+        self._notify()
+        log.info(
+            "leaderelection %s: %s ousting (%s, token %d)",
+            self.key,
+            self.identity,
+            ended_by,
+            ended.lease.fencing_token,
+        )
+        if self.on_ousting is not None:
+            await self._call(self.on_ousting)
 
     async def _call(self, callback: AsyncOnElected) -> None:
         try:

@@ -252,6 +252,7 @@ class LeaderElector:
             log.info("leaderelection %s: %s lost the lease: %s", self.key, self.identity, exc)
             self._end_term("lost")
         except Exception as exc:
+            self._end_term("deadline")  # say "not leader" before anything else
             with self._transition:
                 self._election.renew_failed()
             if not isinstance(exc, LeaseError):
@@ -310,6 +311,9 @@ class LeaderElector:
 
     def _begin(self, lease: Lease, sent_at: float) -> None:
         with self._transition:
+            # An answer may arrive after the deadline passed (a pause, a slow
+            # answer): that term is over, whatever this answer says.
+            self._end_term("deadline")
             began = self._election.granted(lease, sent_at, may_lead=not self._stopping.is_set())
             if began:
                 self._lost = threading.Event()

@@ -97,7 +97,11 @@ class ServiceProcess:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
             out = self._log
         self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True)
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.kill()  # and close the log: __exit__ does not run when __enter__ raises
+            raise
         return self
 
     def wait_ready(self, timeout: float = 20.0) -> None:
