@@ -20,6 +20,8 @@ from fastapi import FastAPI
 
 from leaderelection_service import __version__
 from leaderelection_service.api import errors, health, leases
+from leaderelection_service.api.security import AuthGate
+from leaderelection_service.auth import TokenTable
 from leaderelection_service.registry import open_backend, redact
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
@@ -41,6 +43,7 @@ def create_app(settings: Settings | None = None, backend: LeaseBackend | None = 
     if backend is None:
         backend = open_backend(settings.backend_url, settings)
     active: LeaseBackend = backend
+    tokens = TokenTable.load(settings.auth_file) if settings.auth_file else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,6 +54,10 @@ def create_app(settings: Settings | None = None, backend: LeaseBackend | None = 
             settings.host,
             settings.port,
         )
+        if tokens is not None:
+            log.info("authentication on: %s", tokens.summary())
+        else:
+            log.info("authentication off: no auth file, every caller may change every lease")
         try:
             yield
         finally:
@@ -66,8 +73,11 @@ def create_app(settings: Settings | None = None, backend: LeaseBackend | None = 
     )
     app.state.settings = settings
     app.state.backend = active
+    app.state.tokens = tokens
     errors.install(app)
     app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
+    if tokens is not None:
+        app.add_middleware(AuthGate, tokens=tokens)  # outermost: no token, no work
     app.include_router(leases.router)
     app.include_router(health.router)
     return app

@@ -46,6 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
         "max_body_bytes": args.max_body_bytes,
         "gcs_timeout": args.gcs_timeout,
         "log_level": args.log_level,
+        "auth_file": args.auth_file,
+        "insecure": args.insecure,
     }
     apply_env(env_for(**overrides))  # workers read their settings from the environment
     try:
@@ -68,6 +70,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"leaderelection: bad backend URL: {exc}", file=sys.stderr)
         return 2
+    try:
+        from leaderelection_service.auth import TokenTable, check_exposure
+
+        tokens = TokenTable.load(settings.auth_file) if settings.auth_file else None
+        check_exposure(settings.host, tokens=tokens, insecure=settings.insecure)
+    except ValueError as exc:
+        print(f"leaderelection: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
         "leaderelection_service.app:create_app",
         factory=True,
@@ -76,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=settings.workers,
         log_level=settings.log_level,
         log_config=log_config,
-        access_log=False,
+        access_log=False,  # off: request lines could carry ?access_token=
         timeout_graceful_shutdown=5,
     )
     return 0
@@ -115,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--gcs-timeout", type=float, help="gs://: seconds per GCS call, retries included (5)"
     )
     serve.add_argument("--log-level", help="debug, info, warning, error")
+    serve.add_argument(
+        "--auth-file",
+        type=lambda v: str(Path(v).absolute()),
+        help="JSON list of API tokens (see README, Authentication); default: no authentication",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback --host without --auth-file",
+    )
     serve.set_defaults(func=_serve)
 
     openapi = sub.add_parser("openapi", help="print the OpenAPI document the app serves (YAML)")

@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     sql_pool_size: int = Field(
         10, ge=1, le=200, description="SQL backends: pooled connections per worker process."
     )
+    auth_file: Path | None = Field(
+        None,
+        description="JSON list of API tokens ({token, role, prefix}); when set, every route "
+        "but /healthz needs one. Unset: no authentication.",
+    )
+    insecure: bool = Field(
+        False,
+        description="Allow a non-loopback host without an auth file (something in front "
+        "of the service authenticates).",
+    )
 
     @field_validator("log_level")
     @classmethod

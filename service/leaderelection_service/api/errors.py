@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leaderelection_service.errors import BackendUnavailable, LeaseError
+from leaderelection_service.errors import BackendUnavailable, LeaseError, Unauthorized
 
 log = logging.getLogger("leaderelection")
 
@@ -40,6 +40,8 @@ def lease_error_response(exc: LeaseError) -> JSONResponse:
     headers = None
     if isinstance(exc, BackendUnavailable):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    elif isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="leaderelection"'}
     lease = exc.lease.to_public() if exc.lease is not None else None
     return error_response(exc.status, exc.code, exc.message, lease, headers)
 

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from leaderelection_service import __version__
 from leaderelection_service.api.deps import Backend
 from leaderelection_service.api.schemas import ErrorBody, Health, Ready
+from leaderelection_service.api.security import Reader
 
 router = APIRouter(tags=["health"])
 
@@ -20,7 +21,11 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=Ready,
-    responses={503: {"model": ErrorBody, "description": "backend_unavailable"}},
+    dependencies=[Reader],
+    responses={
+        401: {"model": ErrorBody, "description": "unauthorized: no valid API token"},
+        503: {"model": ErrorBody, "description": "backend_unavailable"},
+    },
     summary="The backend answers",
 )
 async def readyz(backend: Backend) -> JSONResponse:

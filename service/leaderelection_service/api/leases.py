@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from leaderelection_service.api.deps import AppSettings, Backend, Key, check_holder, check_ttl
+from leaderelection_service.api.deps import AppSettings, Backend, check_holder, check_ttl
 from leaderelection_service.api.schemas import (
     AcquireBody,
     ErrorBody,
@@ -17,6 +17,12 @@ from leaderelection_service.api.schemas import (
     LeaseList,
     ReleaseBody,
     RenewBody,
+)
+from leaderelection_service.api.security import (
+    Caller,
+    ReadableKey,
+    WritableKey,
+    scoped_prefix,
 )
 from leaderelection_service.errors import InvalidRequest
 from leaderelection_service.records import PREFIX_PATTERN, LeaseView, valid_key
@@ -53,7 +59,9 @@ def lease_json(view: LeaseView) -> Response:
     responses=_errors(s409="lease_held: another holder has it (the current record is in `lease`)"),
     summary="Acquire a lease, or extend it if this holder already holds it",
 )
-async def acquire(key: Key, body: AcquireBody, backend: Backend, settings: AppSettings) -> Response:
+async def acquire(
+    key: WritableKey, body: AcquireBody, backend: Backend, settings: AppSettings
+) -> Response:
     view = await backend.acquire(key, check_holder(body.holder), check_ttl(body.ttl, settings))
     return lease_json(view)
 
@@ -67,7 +75,9 @@ async def acquire(key: Key, body: AcquireBody, backend: Backend, settings: AppSe
     ),
     summary="Renew a held lease",
 )
-async def renew(key: Key, body: RenewBody, backend: Backend, settings: AppSettings) -> Response:
+async def renew(
+    key: WritableKey, body: RenewBody, backend: Backend, settings: AppSettings
+) -> Response:
     ttl = None if body.ttl is None else check_ttl(body.ttl, settings)
     view = await backend.renew(key, check_holder(body.holder), body.fencing_token, ttl)
     return lease_json(view)
@@ -82,7 +92,7 @@ async def renew(key: Key, body: RenewBody, backend: Backend, settings: AppSettin
     ),
     summary="Release a held lease: free at once, the record and its token are kept",
 )
-async def release(key: Key, body: ReleaseBody, backend: Backend) -> Response:
+async def release(key: WritableKey, body: ReleaseBody, backend: Backend) -> Response:
     view = await backend.release(key, check_holder(body.holder), body.fencing_token)
     return lease_json(view)
 
@@ -93,7 +103,7 @@ async def release(key: Key, body: ReleaseBody, backend: Backend) -> Response:
     responses=_errors(s404="not_found: the key was never acquired"),
     summary="Look up a lease",
 )
-async def lookup(key: Key, backend: Backend) -> Response:
+async def lookup(key: ReadableKey, backend: Backend) -> Response:
     return lease_json(await backend.get(key))
 
 
@@ -119,6 +129,7 @@ def decode_cursor(cursor: str) -> str:
 )
 async def list_leases(
     backend: Backend,
+    who: Caller,
     prefix: Annotated[str, Query(pattern=PREFIX_PATTERN, description="Key prefix.")] = "",
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
     cursor: Annotated[
@@ -126,6 +137,7 @@ async def list_leases(
         Query(max_length=200, description="next_cursor of the previous page."),
     ] = None,
 ) -> Response:
+    prefix = scoped_prefix(prefix, who)  # a scoped token lists within its scope
     after = decode_cursor(cursor) if cursor else None
     views = await backend.list(prefix, after, limit + 1)
     page, more = views[:limit], len(views) > limit
