@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from support.procs import ServiceProcess
 from support.tokens import TokenSet
 
