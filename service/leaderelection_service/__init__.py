@@ -10,4 +10,11 @@ Layers, each importing only the ones below it::
 Importing this package pulls in no server library; ``app`` and ``backends`` do.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+# One version for everything: the ``version`` in pyproject.toml, as installed.
+# ``/healthz``, ``leaderelection --version`` and the OpenAPI document all read it here.
+try:
+    __version__ = version("leaderelection")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
