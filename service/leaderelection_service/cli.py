@@ -5,6 +5,7 @@ Example::
     leaderelection serve                       # file backend in ./leaderelection-data
     leaderelection serve --backend-url postgresql://db/leases --workers 2
     leaderelection openapi > openapi.yaml      # the API contract the app serves
+    leaderelection status --prefix cron        # the current leases, as a table
 
 Each subcommand imports only what it needs: ``serve`` the server libraries,
 the client commands ``httpx`` alone.
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from leaderelection_service import __version__
+from leaderelection_service.commands import status
 
 
 def _backend_url(value: str) -> str:
@@ -140,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     openapi = sub.add_parser("openapi", help="print the OpenAPI document the app serves (YAML)")
     openapi.set_defaults(func=_openapi)
+    status.add_arguments(
+        sub.add_parser("status", help="show the current leases (table, --json, --watch)")
+    )
     return parser
 
 

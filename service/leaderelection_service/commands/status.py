@@ -1,0 +1,174 @@
+"""``leaderelection status``: the current leases, as a table, as JSON, or live.
+
+Example::
+
+    $ leaderelection status --prefix cron
+    KEY           HOLDER             TOKEN  TIME LEFT  STATE
+    cron-nightly  host-a-4242-9f1c       7       8.2s  held
+    cron-weekly   host-b-17-03aa         3          -  released
+
+    leaderelection status --json            # {"server": URL, "leases": [records]}
+    leaderelection status --watch           # redraw every second until Ctrl-C
+    leaderelection status --watch --json    # one JSON document per line, per poll
+
+Time left is ``expires_at - server_time`` of the same answer: the service's
+clock alone, so this host's clock being wrong changes nothing. The state is
+``held``, ``released`` (freed by its holder) or ``expired`` (not renewed).
+
+Exit status: 0; 1 when the service cannot be reached or answers an error
+(``--watch`` keeps polling through errors and shows them instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, TextIO
+
+import httpx
+
+from leaderelection_service.commands import connection
+from leaderelection_service.commands.connection import CommandError
+
+PAGE = 1000
+CLEAR = "\x1b[H\x1b[2J"
+COLUMNS = ("KEY", "HOLDER", "TOKEN", "TIME LEFT", "STATE")
+RIGHT_ALIGNED = {"TOKEN", "TIME LEFT"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    connection.add_arguments(parser)
+    parser.add_argument("--prefix", default="", help="only keys starting with this")
+    parser.add_argument("--json", action="store_true", help="print the records as JSON")
+    parser.add_argument("--watch", action="store_true", help="poll and redraw until Ctrl-C")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between polls with --watch (1)"
+    )
+    parser.set_defaults(func=main)
+
+
+def fetch(client: httpx.Client, prefix: str) -> list[dict[str, Any]]:
+    """Every lease whose key starts with ``prefix``, following the pages."""
+    return list(_pages(client, prefix))
+
+
+def _pages(client: httpx.Client, prefix: str) -> Iterator[dict[str, Any]]:
+    params: dict[str, str | int] = {"prefix": prefix, "limit": PAGE}
+    while True:
+        try:
+            response = client.get("/v1/leases", params=params)
+        except httpx.HTTPError as exc:
+            raise CommandError(f"cannot reach {client.base_url}: {exc}") from exc
+        if response.status_code != 200:
+            raise CommandError(f"{client.base_url} answered {connection.describe(response)}")
+        page = response.json()
+        yield from page["leases"]
+        if not page.get("next_cursor"):
+            return
+        params["cursor"] = page["next_cursor"]
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def state(lease: dict[str, Any]) -> str:
+    """``held``, ``released`` or ``expired``.
+
+    A release ends the grant early (``expires_at`` set to the moment of release,
+    before ``renewed_at + ttl``); a lapse leaves it at ``renewed_at + ttl``.
+    """
+    if lease["held"]:
+        return "held"
+    granted = (_time(lease["expires_at"]) - _time(lease["renewed_at"])).total_seconds()
+    return "released" if granted < lease["ttl"] - 0.001 else "expired"
+
+
+def time_left(lease: dict[str, Any]) -> float | None:
+    """Seconds until the grant lapses, on the service's clock; None if not held."""
+    if not lease["held"]:
+        return None
+    left = (_time(lease["expires_at"]) - _time(lease["server_time"])).total_seconds()
+    return max(0.0, left)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, secs = divmod(int(value), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def table(leases: list[dict[str, Any]]) -> str:
+    rows = [COLUMNS] + [
+        (
+            lease["key"],
+            lease["holder"],
+            str(lease["fencing_token"]),
+            _seconds(time_left(lease)),
+            state(lease),
+        )
+        for lease in leases
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(w) if name in RIGHT_ALIGNED else cell.ljust(w)
+            for name, cell, w in zip(COLUMNS, row, widths, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    if not leases:
+        lines.append("(no leases)")
+    return "\n".join(lines)
+
+
+def render(server: str, leases: list[dict[str, Any]], as_json: bool, compact: bool) -> str:
+    if as_json:
+        doc = {"server": server, "leases": leases}
+        return json.dumps(doc) if compact else json.dumps(doc, indent=2)
+    return table(leases)
+
+
+def watch(args: argparse.Namespace, client: httpx.Client, out: TextIO) -> int:
+    redraw = out.isatty() and not args.json
+    while True:
+        try:
+            text = render(connection.server(args), fetch(client, args.prefix), args.json, True)
+        except CommandError as exc:
+            if args.json:
+                text = json.dumps({"server": connection.server(args), "error": str(exc)})
+            else:
+                text = f"leaderelection status: {exc}"
+        stamp = time.strftime("%H:%M:%S")
+        if redraw:
+            out.write(f"{CLEAR}{connection.server(args)}  prefix={args.prefix!r}  {stamp}\n\n")
+            out.write(text + "\n")
+        else:
+            out.write(text + ("\n" if args.json else "\n\n"))
+        out.flush()
+        time.sleep(args.interval)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.interval <= 0:
+        print("leaderelection status: --interval must be > 0", file=sys.stderr)
+        return 2
+    with connection.http_client(args) as client:
+        try:
+            if args.watch:
+                return watch(args, client, sys.stdout)
+            leases = fetch(client, args.prefix)
+        except CommandError as exc:
+            print(f"leaderelection status: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            return 0
+    print(render(connection.server(args), leases, args.json, compact=False))
+    return 0

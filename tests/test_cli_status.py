@@ -1,0 +1,178 @@
+"""``leaderelection status`` against a real service: the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import httpx
+import pytest
+from support.procs import REPO, ServiceProcess, free_port, wait_until
+
+from leaderelection_service.commands import connection, status
+
+SERVER_LIBRARIES = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "pydantic",
+    "pydantic_settings",
+    "sqlalchemy",
+    "psycopg",
+    "prometheus_client",
+    "yaml",
+)
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``leaderelection ARGS`` in a process where importing any server library fails."""
+    blocker = (
+        "import sys\n"
+        f"for name in {SERVER_LIBRARIES!r}: sys.modules[name] = None\n"
+        "from leaderelection_service.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LEADERELECTION_")}
+    return subprocess.run(
+        [sys.executable, "-c", blocker, *args],
+        env={**base, **(env or {})},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def acquire(http: httpx.Client, key: str, holder: str, ttl: float = 30.0) -> dict[str, Any]:
+    response = http.post(f"/v1/leases/{key}/acquire", json={"holder": holder, "ttl": ttl})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_status_json_lists_what_was_acquired(service: ServiceProcess, http: httpx.Client) -> None:
+    a = acquire(http, "job-a", "host-a")
+    b = acquire(http, "job-b", "host-b", ttl=45.5)
+    released = http.post(
+        "/v1/leases/job-b/release", json={"holder": "host-b", "fencing_token": b["fencing_token"]}
+    )
+    assert released.status_code == 200
+    acquire(http, "other", "host-c")
+
+    done = cli("status", "--server", service.url, "--prefix", "job-", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["server"] == service.url
+    by_key = {lease["key"]: lease for lease in doc["leases"]}
+    assert list(by_key) == ["job-a", "job-b"]
+    assert by_key["job-a"]["holder"] == "host-a"
+    assert by_key["job-a"]["fencing_token"] == a["fencing_token"]
+    assert by_key["job-a"]["held"] is True
+    assert by_key["job-b"]["held"] is False
+    assert status.state(by_key["job-a"]) == "held"
+    assert status.state(by_key["job-b"]) == "released"
+
+
+def test_status_table_shows_holder_token_time_left_and_state(
+    service: ServiceProcess, http: httpx.Client
+) -> None:
+    acquire(http, "cron-nightly", "host-a-4242", ttl=30.0)
+    env = {connection.SERVER_ENV: service.url}
+    done = cli("status", env=env)
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.splitlines()
+    assert header.split() == ["KEY", "HOLDER", "TOKEN", "TIME", "LEFT", "STATE"]
+    key, holder, token, left, state = row.split()
+    assert (key, holder, token, state) == ("cron-nightly", "host-a-4242", "1", "held")
+    assert left.endswith("s") and 0 < float(left[:-1]) <= 30.0
+
+
+def test_status_says_expired_once_a_lease_lapses(
+    service: ServiceProcess, http: httpx.Client
+) -> None:
+    acquire(http, "short", "host-a", ttl=0.5)
+
+    def lapsed() -> bool:
+        return not http.get("/v1/leases/short").json()["held"]
+
+    wait_until(lapsed, 10.0, what="the lease lapsing")
+    done = cli("status", "--server", service.url, "--json")
+    (lease,) = json.loads(done.stdout)["leases"]
+    assert status.state(lease) == "expired" and status.time_left(lease) is None
+
+
+def test_status_follows_pages(
+    service: ServiceProcess, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        acquire(http, f"page-{i}", f"host-{i}")
+    monkeypatch.setattr(status, "PAGE", 2)
+    with httpx.Client(base_url=service.url) as client:
+        keys = [lease["key"] for lease in status.fetch(client, "page-")]
+    assert keys == [f"page-{i}" for i in range(5)]
+
+
+def test_status_watch_prints_each_poll(service: ServiceProcess, http: httpx.Client) -> None:
+    acquire(http, "w-1", "host-a")
+    argv = ["status", "--watch", "--json", "--interval", "0.2", "--server", service.url]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leaderelection_service.cli", *argv],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    docs: list[dict[str, Any]] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        docs.extend(json.loads(line) for line in proc.stdout)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: len(docs) >= 1, 20.0, what="a first poll")
+        acquire(http, "w-2", "host-b")
+
+        def sees_both() -> bool:
+            return any(len(doc.get("leases", [])) == 2 for doc in docs)
+
+        wait_until(sees_both, 20.0, what="a poll showing the second lease")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        reader.join(timeout=5)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert [lease["key"] for lease in docs[0]["leases"]] == ["w-1"]
+
+
+def test_status_unreachable_service_is_one_line_and_exit_1() -> None:
+    done = cli("status", "--server", f"http://127.0.0.1:{free_port()}")
+    assert done.returncode == 1
+    assert done.stderr.startswith("leaderelection status: cannot reach")
+    assert "Traceback" not in done.stderr
+
+
+def test_status_bad_prefix_reports_the_service_error(service: ServiceProcess) -> None:
+    done = cli("status", "--server", service.url, "--prefix", "../x")
+    assert done.returncode == 1
+    assert "422 invalid_request" in done.stderr
+
+
+def test_token_from_flag_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(connection.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(connection.SERVER_ENV, raising=False)
+    args = argparse.Namespace(server=None, token=None)
+    assert connection.headers(args) == {}
+    assert connection.server(args) == connection.DEFAULT_SERVER
+    monkeypatch.setenv(connection.TOKEN_ENV, "from-env")
+    monkeypatch.setenv(connection.SERVER_ENV, "http://leases.internal:9000/")
+    assert connection.headers(args) == {"Authorization": "Bearer from-env"}
+    assert connection.server(args) == "http://leases.internal:9000"
+    flagged = argparse.Namespace(server="http://other:1", token="from-flag")
+    assert connection.headers(flagged) == {"Authorization": "Bearer from-flag"}
+    assert connection.server(flagged) == "http://other:1"
