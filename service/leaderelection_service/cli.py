@@ -6,6 +6,7 @@ Example::
     leaderelection serve --backend-url postgresql://db/leases --workers 2
     leaderelection openapi > openapi.yaml      # the API contract the app serves
     leaderelection status --prefix cron        # the current leases, as a table
+    leaderelection run --key cron -- ./job.sh  # run ./job.sh only while leading "cron"
 
 Each subcommand imports only what it needs: ``serve`` the server libraries,
 the client commands ``httpx`` alone.
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from leaderelection_service import __version__
-from leaderelection_service.commands import status
+from leaderelection_service.commands import run, status
 
 
 def _backend_url(value: str) -> str:
@@ -144,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.set_defaults(func=_openapi)
     status.add_arguments(
         sub.add_parser("status", help="show the current leases (table, --json, --watch)")
+    )
+    run.add_arguments(
+        sub.add_parser(
+            "run",
+            help="run a command only while this process leads a key",
+            usage="leaderelection run --key K [--ttl S] [--server URL] [--token T] -- CMD ARGS…",
+        )
     )
     return parser
 
