@@ -101,7 +101,7 @@ def test_shell_loop_keeps_and_releases_a_lease(
 ) -> None:
     path = tmp_path / "keep-lease.sh"
     path.write_text(readme_block("### A shell loop that keeps a lease", "```bash"))
-    first = Script(path, service.url, "shell-job", "shell-a", ttl=3)
+    first = Script(path, service.url, "shell-job", "shell-a", ttl=6)
     second: Script | None = None
     try:
         wait_until(
@@ -118,10 +118,14 @@ def test_shell_loop_keeps_and_releases_a_lease(
 
         wait_until(renewed, 20.0, what="a renewal by the script")
 
-        second = Script(path, service.url, "shell-job", "shell-b", ttl=3)
+        second = Script(path, service.url, "shell-job", "shell-b", ttl=6)
         first.proc.send_signal(signal.SIGTERM)
         assert first.proc.wait(timeout=15) == 0
-        wait_until(lambda: "released shell-job" in first.lines, 10.0, what="the release")
+        wait_until(
+            lambda: "released shell-job" in first.lines,
+            10.0,
+            what=f"the release; output: {first.lines}",
+        )
 
         def taken_over() -> bool:
             return http.get("/v1/leases/shell-job").json()["holder"] == "shell-b"
