@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from support.procs import ServiceProcess, wait_until
 
 TTL = 5.0

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from support.procs import REPO, ServiceProcess, free_port, wait_until
 
 from leaderelection_service.commands import connection, status
+from support.procs import REPO, ServiceProcess, free_port, wait_until
 
 SERVER_LIBRARIES = (
     "fastapi",

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from support.needs import missing
 from support.procs import REPO, ServiceProcess, wait_until
 

@@ -15,9 +15,9 @@ from importlib.metadata import version
 
 import httpx
 import yaml
-from support.procs import REPO
 
 import leaderelection_service
+from support.procs import REPO
 
 
 def project_version() -> str:
