@@ -16,6 +16,7 @@ from importlib.metadata import version
 import httpx
 import yaml
 
+import leaderelection
 import leaderelection_service
 from support.procs import REPO
 
@@ -29,6 +30,7 @@ def test_package_reports_the_pyproject_version() -> None:
     # A mismatch here means the installed metadata is stale: reinstall (./dev does it).
     assert version("leaderelection") == project_version()
     assert leaderelection_service.__version__ == project_version()
+    assert leaderelection.__version__ == project_version()
 
 
 def test_cli_version() -> None:
