@@ -18,13 +18,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from leaderelection_service import __version__
-from leaderelection_service.api import errors, health, leases
+from leaderelection_service import __version__, metrics
+from leaderelection_service.api import dashboard, errors, health, leases, watch
+from leaderelection_service.api import metrics as metrics_api
 from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
 from leaderelection_service.registry import open_backend, redact
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
+from leaderelection_service.watch import WatchHub
 
 log = logging.getLogger("leaderelection")
 
@@ -42,8 +44,9 @@ def create_app(settings: Settings | None = None, backend: LeaseBackend | None = 
     settings = settings or Settings()
     if backend is None:
         backend = open_backend(settings.backend_url, settings)
-    active: LeaseBackend = backend
+    active: LeaseBackend = metrics.InstrumentedBackend(backend)
     tokens = TokenTable.load(settings.auth_file) if settings.auth_file else None
+    hub = WatchHub(active, poll_interval=settings.watch_poll_interval)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,10 +61,13 @@ def create_app(settings: Settings | None = None, backend: LeaseBackend | None = 
             log.info("authentication on: %s", tokens.summary())
         else:
             log.info("authentication off: no auth file, every caller may change every lease")
+        await hub.start()
         try:
             yield
         finally:
+            await hub.close()
             await active.close()
+            metrics.process_exited()
 
     app = FastAPI(
         title="leaderelection",
@@ -74,10 +80,15 @@ def create_app(settings: Settings | None = None, backend: LeaseBackend | None = 
     app.state.settings = settings
     app.state.backend = active
     app.state.tokens = tokens
+    app.state.hub = hub
     errors.install(app)
     app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
     if tokens is not None:
         app.add_middleware(AuthGate, tokens=tokens)  # outermost: no token, no work
     app.include_router(leases.router)
     app.include_router(health.router)
+    app.include_router(watch.router)
+    app.include_router(metrics_api.router)
+    dashboard.install(app)
+    app.add_middleware(metrics.RequestMetrics)  # outermost: sees every answer
     return app

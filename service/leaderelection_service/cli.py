@@ -15,10 +15,14 @@ the client commands ``httpx`` alone.
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import logging
 import logging.config
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,6 +55,8 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "auth_file": args.auth_file,
         "insecure": args.insecure,
+        "watch_poll_interval": args.watch_poll_interval,
+        "metrics_key_labels": args.metrics_key_labels,
     }
     apply_env(env_for(**overrides))  # workers read their settings from the environment
     try:
@@ -81,6 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"leaderelection: {exc}", file=sys.stderr)
         return 2
+    _metrics_dir(settings.workers)
     uvicorn.run(
         "leaderelection_service.app:create_app",
         factory=True,
@@ -93,6 +100,15 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def _metrics_dir(workers: int) -> None:
+    """With several workers, a fresh prometheus multiprocess directory for them to share."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    path = tempfile.mkdtemp(prefix="leaderelection-metrics-")
+    atexit.register(shutil.rmtree, path, True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # the workers inherit it
 
 
 def _openapi(args: argparse.Namespace) -> int:
@@ -138,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="allow a non-loopback --host without --auth-file",
+    )
+    serve.add_argument(
+        "--watch-poll-interval",
+        type=float,
+        help="seconds between backend reads for watch streams without push (1.0)",
+    )
+    serve.add_argument(
+        "--metrics-key-labels", type=int, help="keys named in the transitions metric (50)"
     )
     serve.set_defaults(func=_serve)
 

@@ -91,6 +91,20 @@ class Settings(BaseSettings):
         description="Allow a non-loopback host without an auth file (something in front "
         "of the service authenticates).",
     )
+    watch_poll_interval: float = Field(
+        1.0,
+        ge=0.05,
+        le=60,
+        description="Seconds between two reads of the backend by the watch stream when the "
+        "backend does not push changes (file, GCS) and no lease is about to lapse.",
+    )
+    metrics_key_labels: int = Field(
+        50,
+        ge=0,
+        le=1000,
+        description="Keys named in /metrics' transitions gauge (those with the most); "
+        "the rest are summed under key=\"_other\".",
+    )
 
     @field_validator("log_level")
     @classmethod

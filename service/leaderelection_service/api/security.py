@@ -35,8 +35,11 @@ from leaderelection_service.api.errors import error_response
 from leaderelection_service.auth import OPEN, ApiToken, Role, TokenTable
 from leaderelection_service.errors import Forbidden, Unauthorized
 
-PUBLIC_PATHS = frozenset({"/healthz"})
-"""Paths served without a token: the liveness probe (it says nothing of leases)."""
+PUBLIC_PATHS = frozenset({"/healthz", "/"})
+"""Paths served without a token: the liveness probe and the dashboard's page
+(neither says anything of leases; the page asks for a token to read them)."""
+PUBLIC_PREFIXES = ("/static/",)
+"""The dashboard's static files (the same for everyone)."""
 
 REALM = 'Bearer realm="leaderelection"'
 
@@ -65,7 +68,11 @@ class AuthGate:
         self.query_token = query_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in PUBLIC_PATHS
+            or scope["path"].startswith(PUBLIC_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         presented, problem = self._presented(scope)

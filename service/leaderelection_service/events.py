@@ -1,0 +1,173 @@
+"""Lease events: what changed between two reads of a key's record.
+
+Example::
+
+    describe(view)              # WatchEvent(type="acquired", key="cron", version=2, ...)
+    transition(seen(old), new)  # [WatchEvent(type="released", ...)]
+
+Event types (the SSE ``event:`` names):
+
+| type         | meaning                                                             |
+|--------------|---------------------------------------------------------------------|
+| ``acquired`` | a term began on a free lease (new key, after a release, or the same |
+|              | holder again after its own lapse)                                   |
+| ``taken_over`` | a term began for another holder after the last term lapsed        |
+| ``renewed``  | the same term was extended (sent only when asked for, except when a |
+|              | lapsed lease is renewed by its holder and so is held again)         |
+| ``released`` | the holder released it                                              |
+| ``expired``  | its time ran out (no write: seen on the deciding clock)             |
+
+The kind of a term's start and end is read from the record and its history,
+never from when a replica happened to look, so every replica names the same
+change the same way.
+
+**Version.** Every event carries ``version``, which strictly increases over a
+key's events: ``2 * revision`` for the state a write left and
+``2 * revision + 1`` for that same record seen lapsed (expiry writes nothing,
+so it sorts just after the write it outlived). The SSE ``id`` is
+``KEY:VERSION``; a client that resumes with ``Last-Event-ID`` is not sent that
+key's state again unless its version is newer.
+
+**Coalescing.** Changes that fall between two reads are folded: the end of the
+last term the reader saw is reported (from the history, ``released`` or
+``expired``) and then the current term, so a watcher always sees every term end
+it saw begin. Terms that began and ended entirely between two reads are not
+reported; the fencing token's gap shows how many.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from leaderelection_service.records import LeaseRecord, LeaseView, Term
+
+EventType = Literal["acquired", "taken_over", "renewed", "released", "expired"]
+EVENT_TYPES: tuple[EventType, ...] = ("acquired", "taken_over", "renewed", "released", "expired")
+State = Literal["held", "released", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: EventType
+    key: str
+    version: int
+    revision: int
+    lease: dict[str, Any]
+    replay: bool = False
+    """True for the current state sent when a stream (re)connects."""
+    revived: bool = False
+    """A ``renewed`` that made a lapsed lease held again (sent to every subscriber)."""
+
+    @property
+    def id(self) -> str:
+        return f"{self.key}:{self.version}"
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "key": self.key,
+            "version": self.version,
+            "revision": self.revision,
+            "replay": self.replay,
+            "lease": self.lease,
+        }
+
+    def json(self) -> str:
+        return json.dumps(self.data(), separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the hub last read for a key."""
+
+    record: LeaseRecord
+    lapsed: bool
+    """It was read lapsed (so ``expired`` was already reported for this revision)."""
+
+
+def state(view: LeaseView) -> State:
+    if view.record.released:
+        return "released"
+    return "held" if view.held else "expired"
+
+
+def version(view: LeaseView) -> int:
+    return 2 * view.record.revision + (1 if state(view) == "expired" else 0)
+
+
+def seen(view: LeaseView) -> Seen:
+    return Seen(view.record, state(view) == "expired")
+
+
+def _previous_term(record: LeaseRecord) -> Term | None:
+    earlier = [t for t in record.history if t.fencing_token < record.fencing_token]
+    return earlier[-1] if earlier else None
+
+
+def start_type(record: LeaseRecord) -> EventType:
+    """How the record's current term began: ``taken_over`` or ``acquired``."""
+    before = _previous_term(record)
+    if before is not None and before.ended_by != "released" and before.holder != record.holder:
+        return "taken_over"
+    return "acquired"
+
+
+def _event(
+    type_: EventType, view: LeaseView, ver: int, *, replay: bool = False, revived: bool = False
+) -> WatchEvent:
+    rec = view.record
+    return WatchEvent(type_, rec.key, ver, rec.revision, view.to_public(), replay, revived)
+
+
+def describe(view: LeaseView, *, replay: bool = False) -> WatchEvent:
+    """The record's current state as one event (a stream's replay, a new key)."""
+    st = state(view)
+    kind: EventType = start_type(view.record) if st == "held" else st
+    return _event(kind, view, version(view), replay=replay)
+
+
+def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:
+    """The events between ``prev`` and ``view`` of the same key, oldest first."""
+    rec, old = view.record, prev.record
+    st = state(view)
+    if rec.revision == old.revision:
+        if st == "expired" and not prev.lapsed:
+            return [_event("expired", view, version(view))]
+        return []
+    if rec.fencing_token == old.fencing_token:  # the same term, written again
+        if st == "released":
+            return [] if old.released else [_event("released", view, version(view))]
+        if st == "held":
+            return [_event("renewed", view, version(view), revived=prev.lapsed)]
+        return [] if prev.lapsed else [_event("expired", view, version(view))]
+    # A new term (or several): first the end of the one we saw, then the current one.
+    out: list[WatchEvent] = []
+    if not old.released and not prev.lapsed:
+        out.append(_term_end(old, view))
+    kind = start_type(rec)
+    if st == "held":
+        out.append(_event(kind, view, version(view)))
+    elif st == "released":
+        # Began and was released between two reads: the start sorts just before.
+        out.append(_event(kind, view, version(view) - 1))
+        out.append(_event("released", view, version(view)))
+    else:
+        out.append(_event(kind, view, 2 * rec.revision))
+        out.append(_event("expired", view, version(view)))
+    return out
+
+
+def _term_end(old: LeaseRecord, view: LeaseView) -> WatchEvent:
+    """The end of ``old``'s term, as the newer record's history tells it."""
+    ended = next((t for t in view.record.history if t.fencing_token == old.fencing_token), None)
+    if ended is not None and ended.ended_by == "released" and ended.ended_at is not None:
+        final = old.released_at(ended.ended_at)
+        kind: EventType = "released"
+    else:
+        final = old
+        kind = "expired"
+    lease = final.to_public(view.server_time, view.allowance)
+    lease["held"] = False  # a newer term exists, whatever the clocks say
+    return WatchEvent(kind, old.key, 2 * old.revision + 1, old.revision, lease)

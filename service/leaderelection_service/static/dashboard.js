@@ -1,0 +1,357 @@
+// leaderelection dashboard: every lease, live from GET /v1/watch (Server-Sent Events).
+//
+// The stream is read with fetch() rather than EventSource so that it can send an
+// Authorization header: when the service answers 401, the page asks for a token
+// and keeps it in sessionStorage (this tab only). authHeaders() is the one place
+// that decides what credentials a request carries.
+//
+// A prefix stream starts with the current state of every key (replay) and then
+// sends each change; events carry a per-key version, and anything not newer
+// than what the page shows is ignored, so reconnects never move a row backwards.
+"use strict";
+
+const TOKEN_KEY = "leaderelection.token";
+const PREFIX_KEY = "leaderelection.prefix";
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 10000;
+
+const leases = new Map(); // key -> {lease, version, type, changedAt, row, historyRow}
+let clockOffsetMs = 0; // server clock minus this browser's clock
+let controller = null;
+let retryMs = RETRY_MIN_MS;
+let lastEventId = null;
+
+const $ = (id) => document.getElementById(id);
+
+// -- credentials (the seam for API tokens) ------------------------------------
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function askForToken(message) {
+  const form = $("auth");
+  form.hidden = false;
+  $("token-help").textContent = message;
+  $("token").focus();
+  setConn("error", "Needs an API token");
+}
+
+// -- connection status ----------------------------------------------------------
+
+function setConn(state, text) {
+  $("conn").dataset.state = state;
+  $("conn-text").textContent = text;
+}
+
+// -- the stream -----------------------------------------------------------------
+
+function currentPrefix() {
+  const input = $("prefix");
+  return input.checkValidity() ? input.value.trim() : "";
+}
+
+function connect() {
+  if (controller) controller.abort();
+  controller = new AbortController();
+  stream(controller.signal, currentPrefix()).catch((err) => {
+    if (controller && controller.signal.aborted) return;
+    setConn("connecting", `Reconnecting in ${Math.round(retryMs / 1000)} s…`);
+    console.info("watch stream ended:", err && err.message);
+    const wait = retryMs;
+    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+    setTimeout(() => {
+      if (!controller || !controller.signal.aborted) connect();
+    }, wait);
+  });
+}
+
+async function stream(signal, prefix) {
+  const url = `/v1/watch?renewed=true&prefix=${encodeURIComponent(prefix)}`;
+  const headers = { Accept: "text/event-stream", ...authHeaders() };
+  if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+  let resp;
+  try {
+    resp = await fetch(url, { headers, signal, cache: "no-store" });
+  } catch (err) {
+    if (signal.aborted) return;
+    throw err;
+  }
+  if (resp.status === 401 || resp.status === 403) {
+    const body = await resp.json().catch(() => ({}));
+    askForToken(body.message || "This service asks for an API token.");
+    return; // no retry until a token is given
+  }
+  if (!resp.ok || !resp.body) throw new Error(`HTTP ${resp.status}`);
+  setConn("live", "Live");
+  retryMs = RETRY_MIN_MS;
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let fields = { event: "message", data: [], id: null };
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      const lines = buffer.split(/\r\n|\r|\n/);
+      buffer = lines.pop();
+      for (const line of lines) {
+        if (line === "") {
+          if (fields.data.length) dispatch(fields.event, fields.data.join("\n"), fields.id);
+          fields = { event: "message", data: [], id: null };
+        } else if (!line.startsWith(":")) {
+          const i = line.indexOf(":");
+          const name = i < 0 ? line : line.slice(0, i);
+          const val = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+          if (name === "event") fields.event = val;
+          else if (name === "data") fields.data.push(val);
+          else if (name === "id") fields.id = val;
+        }
+      }
+    }
+  } catch (err) {
+    if (signal.aborted) return;
+    throw err;
+  }
+  if (!signal.aborted) throw new Error("the service closed the stream");
+}
+
+function dispatch(type, data, id) {
+  let event;
+  try {
+    event = JSON.parse(data);
+  } catch {
+    return;
+  }
+  if (id) lastEventId = id;
+  apply(type, event);
+}
+
+// -- state ----------------------------------------------------------------------
+
+function changedAt(type, lease) {
+  if (type === "renewed") return lease.renewed_at;
+  if (type === "released" || type === "expired") return lease.expires_at;
+  return lease.acquired_at;
+}
+
+function stateOf(type, lease) {
+  // The record says held or not; only the event type tells released from expired.
+  if (lease.held) return "held";
+  return type === "released" ? "released" : "expired";
+}
+
+function apply(type, event) {
+  const key = event.key;
+  const known = leases.get(key);
+  if (known && event.version <= known.version) return;
+  clockOffsetMs = Date.parse(event.lease.server_time) - Date.now();
+  const entry = known || { row: null, historyRow: null };
+  const before = known ? known.lease.holder : null;
+  entry.lease = event.lease;
+  entry.version = event.version;
+  entry.type = type;
+  entry.state = stateOf(type, event.lease);
+  entry.changedAt = Date.parse(changedAt(type, event.lease));
+  leases.set(key, entry);
+  render(key, entry, !event.replay && type !== "renewed");
+  if (!event.replay && type !== "renewed") {
+    announce(describe(type, event.lease, before));
+    if (entry.historyRow) loadHistory(key, entry);
+  }
+  summarize();
+}
+
+function describe(type, lease, before) {
+  switch (type) {
+    case "acquired": return `${lease.key}: acquired by ${lease.holder}`;
+    case "taken_over": return `${lease.key}: taken over by ${lease.holder} from ${before ?? "a lapsed holder"}`;
+    case "released": return `${lease.key}: released by ${lease.holder}`;
+    case "expired": return `${lease.key}: expired (last holder ${lease.holder})`;
+    default: return `${lease.key}: ${type}`;
+  }
+}
+
+function announce(text) {
+  $("announce").textContent = text;
+}
+
+// -- rendering ------------------------------------------------------------------
+
+function render(key, entry, flash) {
+  if (!entry.row) {
+    const row = $("row-template").content.firstElementChild.cloneNode(true);
+    row.classList.add("lease");
+    row.dataset.key = key;
+    row.querySelector(".key").textContent = key;
+    const toggle = row.querySelector(".history-toggle");
+    toggle.setAttribute("aria-label", `History of ${key}`);
+    toggle.addEventListener("click", () => toggleHistory(key));
+    insertSorted(row, key);
+    entry.row = row;
+  }
+  const row = entry.row;
+  const lease = entry.lease;
+  row.dataset.state = entry.state;
+  row.querySelector(".holder").textContent = lease.holder;
+  row.querySelector(".token").textContent = String(lease.fencing_token);
+  row.querySelector(".transitions").textContent = String(lease.transitions);
+  const badge = row.querySelector(".badge");
+  badge.dataset.state = entry.state;
+  badge.textContent = entry.state;
+  const time = row.querySelector(".changed time");
+  time.dateTime = new Date(entry.changedAt).toISOString();
+  time.title = `${entry.type} at ${new Date(entry.changedAt).toLocaleString()}`;
+  tickRow(entry);
+  if (flash) {
+    row.classList.remove("flash");
+    void row.offsetWidth; // restart the animation
+    row.classList.add("flash");
+  }
+  $("empty").hidden = leases.size > 0;
+}
+
+function insertSorted(row, key) {
+  const rows = $("rows");
+  for (const other of rows.querySelectorAll("tr.lease")) {
+    if (other.dataset.key > key) {
+      rows.insertBefore(row, other);
+      return;
+    }
+  }
+  rows.appendChild(row);
+}
+
+function formatLeft(ms) {
+  if (ms <= 0) return "0.0 s";
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.floor(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function formatAgo(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+function tickRow(entry) {
+  const now = Date.now() + clockOffsetMs;
+  const left = entry.state === "held" ? Date.parse(entry.lease.expires_at) - now : 0;
+  entry.row.querySelector(".left").textContent = entry.state === "held" ? formatLeft(left) : "—";
+  entry.row.querySelector(".changed time").textContent = formatAgo(now - entry.changedAt);
+}
+
+function tick() {
+  for (const entry of leases.values()) tickRow(entry);
+}
+
+function summarize() {
+  const counts = { held: 0, expired: 0, released: 0 };
+  for (const entry of leases.values()) counts[entry.state] += 1;
+  $("summary").textContent =
+    `${leases.size} leases: ${counts.held} held, ${counts.expired} expired, ${counts.released} released`;
+}
+
+// -- history --------------------------------------------------------------------
+
+function toggleHistory(key) {
+  const entry = leases.get(key);
+  const toggle = entry.row.querySelector(".history-toggle");
+  if (entry.historyRow) {
+    entry.historyRow.remove();
+    entry.historyRow = null;
+    toggle.setAttribute("aria-expanded", "false");
+    return;
+  }
+  const row = document.createElement("tr");
+  row.className = "history";
+  const cell = document.createElement("td");
+  cell.colSpan = 8;
+  cell.id = `history-${key}`;
+  row.appendChild(cell);
+  entry.row.after(row);
+  entry.historyRow = row;
+  toggle.setAttribute("aria-expanded", "true");
+  toggle.setAttribute("aria-controls", cell.id);
+  loadHistory(key, entry);
+}
+
+async function loadHistory(key, entry) {
+  const cell = entry.historyRow && entry.historyRow.firstElementChild;
+  if (!cell) return;
+  let body;
+  try {
+    const resp = await fetch(`/v1/leases/${encodeURIComponent(key)}/history`, {
+      headers: authHeaders(),
+      cache: "no-store",
+    });
+    if (resp.status === 401 || resp.status === 403) {
+      askForToken("Reading a history needs an API token.");
+      return;
+    }
+    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    body = await resp.json();
+  } catch (err) {
+    cell.textContent = `History unavailable (${err.message}).`;
+    return;
+  }
+  const title = document.createElement("strong");
+  title.textContent = `Last ${body.terms.length} terms of ${key} (newest first; the backend keeps ${body.limit})`;
+  const list = document.createElement("ol");
+  list.reversed = true;
+  for (const term of [...body.terms].reverse()) {
+    const item = document.createElement("li");
+    const start = new Date(term.acquired_at).toLocaleString();
+    const end = term.ended_at
+      ? `${term.ended_by} ${new Date(term.ended_at).toLocaleString()}`
+      : "current term";
+    item.textContent = `token ${term.fencing_token}: ${term.holder}, from ${start}, ${end}`;
+    list.appendChild(item);
+  }
+  cell.replaceChildren(title, list);
+}
+
+// -- start ----------------------------------------------------------------------
+
+function resetRows() {
+  leases.clear();
+  lastEventId = null;
+  $("rows").replaceChildren();
+  $("empty").hidden = false;
+  summarize();
+}
+
+function start() {
+  const input = $("prefix");
+  input.value = new URLSearchParams(location.search).get("prefix") ?? sessionStorage.getItem(PREFIX_KEY) ?? "";
+  let debounce = null;
+  input.addEventListener("input", () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => {
+      if (!input.checkValidity()) return;
+      sessionStorage.setItem(PREFIX_KEY, input.value.trim());
+      resetRows();
+      connect();
+    }, 250);
+  });
+  $("filter").addEventListener("submit", (e) => e.preventDefault());
+  $("auth").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const token = $("token").value.trim();
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+    $("auth").hidden = true;
+    setConn("connecting", "Connecting…");
+    connect();
+  });
+  setInterval(tick, 250);
+  summarize();
+  connect();
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,166 @@
+"""The dashboard in a real headless Chromium (Debian's ``chromium``, driven by Playwright).
+
+It must show a new lease within 2 s of its acquire, show the new holder after
+a takeover, keep working on a phone-sized screen, label every input, and log
+no console errors. ``LEADERELECTION_UPDATE_DOCS=1`` also writes the
+screenshots the README shows (docs/dashboard.png, docs/dashboard-phone.png).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support.needs import missing
+from support.procs import REPO, ServiceProcess
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+UPDATE_DOCS = os.environ.get("LEADERELECTION_UPDATE_DOCS") == "1"
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        missing("Debian's chromium", "Install it: apt-get install -y chromium (./dev test does).")
+    return path
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright (python)", "Install the test extra: pip install -e '.[test]'.")
+    executable = chromium_path()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def dash(data_dir: Path, tmp_path: Path) -> Iterator[ServiceProcess]:
+    svc = ServiceProcess(
+        data_dir.as_uri(),
+        extra_args=("--watch-poll-interval", "0.2"),
+        log_path=tmp_path / "service.log",
+    )
+    with svc:
+        yield svc
+
+
+def _watch_console(page: Any) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+def test_dashboard_shows_leases_live(browser: Any, dash: ServiceProcess, tmp_path: Path) -> None:
+    with httpx.Client(base_url=dash.url, timeout=10) as http:
+        _dashboard_live(browser, dash, http, tmp_path)
+
+
+def _dashboard_live(browser: Any, dash: ServiceProcess, http: httpx.Client, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    for key, holder in [("billing.cron", "billing-7d9f-1"), ("search.indexer", "idx-0")]:
+        r = http.post(f"/v1/leases/{key}/acquire", json={"holder": holder, "ttl": 600})
+        assert r.is_success
+    done = http.post("/v1/leases/mail.digest/acquire", json={"holder": "mailer-a", "ttl": 60})
+    assert done.is_success
+    r = http.post("/v1/leases/mail.digest/release", json={"holder": "mailer-a", "fencing_token": 1})
+    assert r.is_success
+    page = browser.new_page(viewport={"width": 1200, "height": 640})
+    errors = _watch_console(page)
+    page.goto(dash.url + "/")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(page.locator('tr[data-key="billing.cron"] .holder')).to_have_text("billing-7d9f-1")
+    expect(page.locator('tr[data-key="mail.digest"] .badge')).to_have_text("released")
+
+    # A new lease appears within 2 s of its acquire.
+    started = time.monotonic()
+    r = http.post("/v1/leases/reports.nightly/acquire", json={"holder": "host-a", "ttl": 1})
+    assert r.status_code == 200
+    row = page.locator('tr[data-key="reports.nightly"]')
+    expect(row).to_be_visible(timeout=2000)
+    assert time.monotonic() - started < 2.0
+    expect(row.locator(".holder")).to_have_text("host-a")
+    expect(row.locator(".badge")).to_have_text("held")
+
+    # It lapses; another holder takes over; the row shows the new holder and term.
+    expect(row.locator(".badge")).to_have_text("expired", timeout=10_000)
+    r = http.post("/v1/leases/reports.nightly/acquire", json={"holder": "host-b", "ttl": 600})
+    assert r.status_code == 200 and r.json()["fencing_token"] == 2
+    expect(row.locator(".holder")).to_have_text("host-b", timeout=5000)
+    expect(row.locator(".token")).to_have_text("2")
+    expect(row.locator(".transitions")).to_have_text("1")
+    expect(row.locator(".badge")).to_have_text("held")
+    expect(page.locator("#announce")).to_contain_text("taken over by host-b")
+
+    # The history, as the backend keeps it.
+    row.locator(".history-toggle").click()
+    history = page.locator("tr.history li")
+    expect(history).to_have_count(2)
+    expect(history.first).to_contain_text("host-b")
+    expect(history.nth(1)).to_contain_text("expired")
+
+    # The prefix filter shows only matching keys.
+    page.fill("#prefix", "search.")
+    expect(page.locator("tr.lease")).to_have_count(1)
+    expect(page.locator('tr[data-key="search.indexer"]')).to_be_visible()
+    page.fill("#prefix", "")
+    expect(page.locator("tr.lease")).to_have_count(4)
+
+    unlabelled = page.evaluate(
+        "[...document.querySelectorAll('input, button')]"
+        ".filter(e => !e.labels?.length && !e.getAttribute('aria-label')"
+        " && !e.textContent.trim()).length"
+    )
+    assert unlabelled == 0
+    expect(page.locator("#auth")).to_be_hidden()  # no token asked for: auth is off
+    shot = tmp_path / "dashboard.png"
+    page.locator('tr[data-key="reports.nightly"] .history-toggle').click()  # open for the shot
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if UPDATE_DOCS:
+        shutil.copy(shot, REPO / "docs" / "dashboard.png")
+    assert errors == []
+
+
+def test_dashboard_fits_a_phone(browser: Any, dash: ServiceProcess, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    with httpx.Client(base_url=dash.url, timeout=10) as http:
+        for key, holder in [("payments.settle", "pay-2"), ("mail.digest", "mailer-a")]:
+            r = http.post(f"/v1/leases/{key}/acquire", json={"holder": holder, "ttl": 300})
+            assert r.is_success
+    page = browser.new_page(viewport={"width": 390, "height": 780}, device_scale_factor=2)
+    errors = _watch_console(page)
+    page.goto(dash.url + "/")
+    expect(page.locator('tr[data-key="payments.settle"] .holder')).to_have_text("pay-2")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot = tmp_path / "dashboard-phone.png"
+    page.screenshot(path=str(shot))
+    if UPDATE_DOCS:
+        shutil.copy(shot, REPO / "docs" / "dashboard-phone.png")
+    assert errors == []

@@ -1,0 +1,169 @@
+"""Lease events from record pairs (events.py) and the hub's fan-out (watch.py).
+
+Pure functions over records on a controlled clock; the streams over HTTP are
+tested against real service processes in test_watch.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from leaderelection_service.backends.memory import MemoryStore
+from leaderelection_service.events import describe, seen, transition
+from leaderelection_service.leases import CasLeases
+from leaderelection_service.records import LeaseRecord, LeaseView
+from leaderelection_service.watch import WatchHub
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def view(rec: LeaseRecord, t: float) -> LeaseView:
+    return LeaseView(rec, at(t))
+
+
+def acquire(cur: LeaseRecord | None, holder: str, t: float, ttl: float = 10.0) -> LeaseRecord:
+    return LeaseRecord.new_term(cur, key="k", holder=holder, ttl=ttl, now=at(t))
+
+
+def kinds(events: list) -> list[str]:  # type: ignore[type-arg]
+    return [e.type for e in events]
+
+
+def test_describe_names_the_current_state() -> None:
+    a = acquire(None, "a", 0)
+    assert describe(view(a, 1)).type == "acquired"
+    assert describe(view(a.released_at(at(2)), 3)).type == "released"
+    assert describe(view(a, 20)).type == "expired"
+    b = acquire(a, "b", 20)
+    assert describe(view(b, 21)).type == "taken_over"
+    c = acquire(b.released_at(at(22)), "c", 23)
+    assert describe(view(c, 24)).type == "acquired"
+    again = acquire(a, "a", 30)  # the same holder after its own lapse
+    assert describe(view(again, 31)).type == "acquired"
+
+
+def test_versions_order_a_keys_states() -> None:
+    a = acquire(None, "a", 0)
+    held, lapsed = describe(view(a, 1)), describe(view(a, 11))
+    assert held.version == 2 * a.revision
+    assert lapsed.version == held.version + 1
+    renewed = a.extended(ttl=10, now=at(12))
+    assert describe(view(renewed, 13)).version > lapsed.version
+    assert held.id == f"k:{held.version}"
+
+
+def test_step_by_step_transitions() -> None:
+    a = acquire(None, "a", 0)
+    s = seen(view(a, 1))
+    assert transition(s, view(a, 2)) == []
+    r = a.extended(ttl=10, now=at(3))
+    assert kinds(transition(s, view(r, 4))) == ["renewed"]
+    rel = r.released_at(at(5))
+    assert kinds(transition(seen(view(r, 4)), view(rel, 6))) == ["released"]
+    b = acquire(rel, "b", 7, ttl=1)
+    assert kinds(transition(seen(view(rel, 6)), view(b, 7.5))) == ["acquired"]
+    lapse = transition(seen(view(b, 7.5)), view(b, 9))
+    assert kinds(lapse) == ["expired"] and lapse[0].lease["held"] is False
+    assert transition(seen(view(b, 9)), view(b, 10)) == []  # reported once
+    c = acquire(b, "c", 11)
+    assert kinds(transition(seen(view(b, 9)), view(c, 11))) == ["taken_over"]
+
+
+def test_renewal_of_a_lapsed_lease_is_a_revival_every_watcher_gets() -> None:
+    a = acquire(None, "a", 0, ttl=1)
+    back = a.extended(ttl=10, now=at(5))
+    (ev,) = transition(seen(view(a, 2)), view(back, 5))
+    assert ev.type == "renewed" and ev.revived
+    (plain,) = transition(seen(view(a, 0.5)), view(back, 5))
+    assert plain.type == "renewed" and not plain.revived
+
+
+def test_takeover_before_the_expiry_was_seen_reports_both() -> None:
+    a = acquire(None, "a", 0, ttl=1)
+    b = acquire(a, "b", 2)
+    events = transition(seen(view(a, 0.5)), view(b, 2.5))
+    assert kinds(events) == ["expired", "taken_over"]
+    assert events[0].lease["holder"] == "a" and events[0].lease["held"] is False
+    assert events[0].version < events[1].version
+
+
+def test_changes_between_two_reads_are_folded_in_order() -> None:
+    a = acquire(None, "a", 0)
+    rel = a.released_at(at(1))
+    b = acquire(rel, "b", 2)
+    events = transition(seen(view(a, 0.5)), view(b, 3))
+    assert kinds(events) == ["released", "acquired"]
+    b_rel = b.released_at(at(4))
+    events = transition(seen(view(a, 0.5)), view(b_rel, 5))
+    assert kinds(events) == ["released", "acquired", "released"]
+    assert [e.lease["holder"] for e in events] == ["a", "b", "b"]
+    versions = [e.version for e in events]
+    assert versions == sorted(set(versions))
+    short = acquire(rel, "c", 2, ttl=1)
+    assert kinds(transition(seen(view(a, 0.5)), view(short, 9))) == [
+        "released",
+        "acquired",
+        "expired",
+    ]
+
+
+async def test_hub_fans_out_in_order_and_filters_renewals() -> None:
+    backend = CasLeases(MemoryStore())
+    hub = WatchHub(backend, poll_interval=0.05)
+    everything = hub.subscribe(prefix="", renewed=True)
+    jobs = hub.subscribe(prefix="jobs.")
+    one = hub.subscribe(key="cron")
+    try:
+        a = await backend.acquire("cron", "a", 30)
+        got = [await wait_for(everything, "acquired")]
+        await backend.renew("cron", "a", a.record.fencing_token, 30)
+        got.append(await wait_for(everything, "renewed"))
+        await backend.acquire("jobs.x", "a", 30)
+        got.append(await wait_for(everything, "acquired"))
+        await backend.release("cron", "a", a.record.fencing_token)
+        got.append(await wait_for(everything, "released"))
+        assert [(e.key, e.type) for e in got] == [
+            ("cron", "acquired"),
+            ("cron", "renewed"),
+            ("jobs.x", "acquired"),
+            ("cron", "released"),
+        ]
+        assert (await wait_for(jobs, "acquired")).key == "jobs.x"
+        assert [(await one.get()).type for _ in range(2)] == ["acquired", "released"]  # type: ignore[union-attr]
+        assert jobs.queue.empty() and one.queue.empty()
+    finally:
+        await hub.close()
+    assert await everything.get() is None  # closing ends every stream
+
+
+async def test_a_slow_subscriber_is_dropped_not_buffered() -> None:
+    backend = CasLeases(MemoryStore())
+    hub = WatchHub(backend, poll_interval=0.05, queue_size=4)
+    slow = hub.subscribe(prefix="", renewed=True)
+    fast = hub.subscribe(prefix="", renewed=True)
+    try:
+        a = await backend.acquire("k", "a", 30)
+        for _ in range(12):
+            await backend.renew("k", "a", a.record.fencing_token, 30)
+            while not fast.queue.empty():
+                await fast.get()
+            await asyncio.sleep(0.03)
+        assert slow.dropped and hub.subscribers == 1
+        assert await slow.get() is None
+        assert not fast.dropped
+    finally:
+        await hub.close()
+
+
+async def wait_for(sub, kind: str, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+    """The subscriber's next event, which must be of ``kind``."""
+    async with asyncio.timeout(timeout):
+        ev = await sub.get()
+    assert ev is not None, "stream ended"
+    assert ev.type == kind, ev
+    return ev
