@@ -12,6 +12,7 @@ from support.procs import REPO, ServiceProcess
 PUBLIC = [
     "AsyncLeaderElector",
     "AsyncLeaseClient",
+    "AsyncWatch",
     "BackendUnavailable",
     "Config",
     "Forbidden",
@@ -22,6 +23,7 @@ PUBLIC = [
     "Lease",
     "LeaseClient",
     "LeaseError",
+    "LeaseEvent",
     "LeaseHeld",
     "LeaseLost",
     "LeaseNotFound",
@@ -29,6 +31,7 @@ PUBLIC = [
     "ServiceError",
     "TransportError",
     "Unauthorized",
+    "Watch",
     "__version__",
 ]
 
@@ -40,7 +43,7 @@ def test_public_names_are_pinned() -> None:
 
 
 def test_module_docstrings_open_with_an_example() -> None:
-    modules = ["client", "elector", "async_elector", "config", "errors", "lease"]
+    modules = ["client", "elector", "async_elector", "config", "errors", "lease", "watch"]
     for name in modules:
         doc = __import__(f"leaderelection.{name}", fromlist=["_"]).__doc__ or ""
         assert "Example::" in doc.split("\n\n", 2)[1], f"leaderelection.{name}"

@@ -39,10 +39,12 @@ from leaderelection.errors import (
     Unauthorized,
 )
 from leaderelection.lease import Lease
+from leaderelection.watch import AsyncWatch, LeaseEvent, Watch
 
 __all__ = [
     "AsyncLeaderElector",
     "AsyncLeaseClient",
+    "AsyncWatch",
     "BackendUnavailable",
     "Config",
     "Forbidden",
@@ -53,6 +55,7 @@ __all__ = [
     "Lease",
     "LeaseClient",
     "LeaseError",
+    "LeaseEvent",
     "LeaseHeld",
     "LeaseLost",
     "LeaseNotFound",
@@ -60,5 +63,6 @@ __all__ = [
     "ServiceError",
     "TransportError",
     "Unauthorized",
+    "Watch",
     "__version__",
 ]

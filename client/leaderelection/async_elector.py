@@ -10,7 +10,9 @@ Example::
 
 The loop is the one in ``leaderelection.elector`` (numbered there), as two
 tasks: one campaigns and renews, one watches the deadline, so a hanging renew
-does not delay stepping down. Callbacks may be plain functions or coroutine
+does not delay stepping down; with ``watch=True`` (the default) a third
+follows the key's watch stream and wakes a waiting follower on a release or
+expiry. Callbacks may be plain functions or coroutine
 functions; they run one at a time, in order, and are awaited under the
 elector's transition lock: return quickly. ``is_leader`` compares the deadline
 with the clock on every call, so it is right even while the event loop is
@@ -56,8 +58,10 @@ class AsyncLeaderElector:
         on_ousting: AsyncOnElected | None = None,
         on_error: AsyncOnError | None = None,
         clock: Clock = time.monotonic,
+        watch: bool = True,
     ) -> None:
         self.client = client
+        self.watch = watch
         self.key = check_key(key)
         self.identity = identity or default_identity()
         self.config = config or Config()
@@ -73,6 +77,7 @@ class AsyncLeaderElector:
         self._lost = asyncio.Event()
         self._lost.set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._follower: asyncio.Task[None] | None = None
         self._done = False
 
     # -- what callers read --------------------------------------------------------------
@@ -117,6 +122,10 @@ class AsyncLeaderElector:
             asyncio.create_task(self._run(), name=f"leaderelection-{self.key}"),
             asyncio.create_task(self._watch(), name=f"leaderelection-{self.key}-deadline"),
         ]
+        if self.watch:
+            self._follower = asyncio.create_task(
+                self._follow(), name=f"leaderelection-{self.key}-follow"
+            )
 
     def cancel(self) -> None:
         """End the election without waiting (safe from callbacks); the loop releases."""
@@ -135,6 +144,9 @@ class AsyncLeaderElector:
         await self._end_term("stopped")
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -253,6 +265,23 @@ class AsyncLeaderElector:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
         self._wake.clear()
+
+    async def _follow(self) -> None:
+        """Wake the follower when the watch stream says the lease is free."""
+        last_id: str | None = None
+        while not self._stopping.is_set():
+            try:
+                async with self.client.watch(self.key, last_event_id=last_id) as stream:
+                    async for event in stream:
+                        last_id = event.id
+                        if event.free:
+                            self._wake.set()
+            except LeaseError as exc:
+                log.debug("leaderelection %s: watch stream: %s", self.key, exc)
+            except Exception:
+                log.exception("leaderelection %s: watch stream failed", self.key)
+            with contextlib.suppress(TimeoutError):  # meanwhile the follower polls every retry
+                await asyncio.wait_for(self._stopping.wait(), self.config.retry)
 
     async def _shutdown(self) -> None:
         try:

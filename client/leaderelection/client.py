@@ -13,6 +13,9 @@ Example::
         lease = await client.get("cron")
         async for lease in client.list():
             ...
+        async with client.watch("cron") as events:            # LeaseEvent, as they happen
+            async for event in events:
+                ...
 
 Both have the same methods; the async closer is ``aclose()``. Each method
 blocks (or awaits) for one HTTP request (``list`` for one per page), raises
@@ -32,6 +35,7 @@ import httpx
 from leaderelection import _base
 from leaderelection._base import Call
 from leaderelection.lease import Lease
+from leaderelection.watch import AsyncWatch, Watch, watch_call
 
 
 class LeaseClient:
@@ -110,6 +114,24 @@ class LeaseClient:
             yield from page
             if cursor is None:
                 return
+
+    def watch(
+        self,
+        key: str | None = None,
+        *,
+        prefix: str | None = None,
+        renewed: bool = False,
+        last_event_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Watch:
+        """A stream of ``LeaseEvent`` for ``key``, or every key under ``prefix`` (all: neither).
+
+        ``with client.watch("cron") as events: for event in events: ...``; see
+        ``leaderelection.watch``. ``timeout`` bounds connecting; a stream with no
+        byte for 45 s (keep-alives come every 15 s) raises ``TransportError``.
+        """
+        call = watch_call(key, prefix, renewed)
+        return Watch(self._http, call, last_event_id, self.timeout if timeout is None else timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -205,6 +227,23 @@ class AsyncLeaseClient:
                 yield lease
             if cursor is None:
                 return
+
+    def watch(
+        self,
+        key: str | None = None,
+        *,
+        prefix: str | None = None,
+        renewed: bool = False,
+        last_event_id: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncWatch:
+        """A stream of ``LeaseEvent`` for ``key``, or every key under ``prefix`` (all: neither).
+
+        ``async with client.watch("cron") as events: async for event in events: ...``
+        """
+        call = watch_call(key, prefix, renewed)
+        timeout = self.timeout if timeout is None else timeout
+        return AsyncWatch(self._http, call, last_event_id, timeout)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -15,6 +15,11 @@ The loop, in a daemon thread named ``leaderelection-<key>``:
 
 1. While not leading, send ``acquire(key, identity, term)``; on ``lease_held``
    or an error, wait ``retry`` (jittered shorter) in ``_wait_before_retry``.
+   With ``watch=True`` (the default) a third thread follows the key's watch
+   stream and ends that wait as soon as the lease is released or expires, so
+   a graceful handoff takes one round trip instead of up to ``retry``. If the
+   stream breaks, the follower still tries every ``retry`` while the thread
+   reconnects (after ``retry``, resuming from the last event).
 2. On success a term begins: the deadline is the monotonic time the request
    was *sent* + term - margin, and ``on_elected`` fires.
 3. While leading, send ``renew`` every ``renew`` seconds; each success moves
@@ -49,6 +54,7 @@ from leaderelection.client import LeaseClient
 from leaderelection.config import Config
 from leaderelection.errors import LeaseError, LeaseHeld, LeaseLost, LeaseNotFound
 from leaderelection.lease import Lease
+from leaderelection.watch import Watch
 
 log = logging.getLogger("leaderelection")
 
@@ -79,8 +85,10 @@ class LeaderElector:
         on_ousting: OnElected | None = None,
         on_error: OnError | None = None,
         clock: Clock = time.monotonic,
+        watch: bool = True,
     ) -> None:
         self.client = client
+        self.watch = watch
         self.key = check_key(key)
         self.identity = identity or default_identity()
         self.config = config or Config()
@@ -97,6 +105,8 @@ class LeaderElector:
         self._lost.set()
         self._threads: list[threading.Thread] = []
         self._done = False
+        self._stream: Watch | None = None  # the follower's open watch stream
+        self._stream_lock = threading.Lock()
 
     # -- what callers read ------------------------------------------------------------
 
@@ -141,6 +151,12 @@ class LeaderElector:
                 target=self._watch, name=f"leaderelection-{self.key}-deadline", daemon=True
             ),
         ]
+        if self.watch:
+            self._threads.append(
+                threading.Thread(
+                    target=self._follow, name=f"leaderelection-{self.key}-follow", daemon=True
+                )
+            )
         for thread in self._threads:
             thread.start()
 
@@ -148,6 +164,7 @@ class LeaderElector:
         """End the election without waiting (safe from callbacks); the loop releases."""
         self._stopping.set()
         self._wake.set()
+        self._close_stream()
         self._notify()
 
     def stop(self, timeout: float | None = None) -> None:
@@ -269,6 +286,34 @@ class LeaderElector:
         """
         self._wake.wait(timeout)
         self._wake.clear()
+
+    def _follow(self) -> None:
+        """Wake the follower when the watch stream says the lease is free."""
+        last_id: str | None = None
+        while not self._stopping.is_set():
+            try:
+                stream = self.client.watch(self.key, last_event_id=last_id)
+                with self._stream_lock:
+                    if self._stopping.is_set():
+                        return
+                    self._stream = stream
+                for event in stream:
+                    last_id = event.id
+                    if event.free:
+                        self._wake.set()
+            except LeaseError as exc:
+                log.debug("leaderelection %s: watch stream: %s", self.key, exc)
+            except Exception:
+                log.exception("leaderelection %s: watch stream failed", self.key)
+            finally:
+                self._close_stream()
+            self._stopping.wait(self.config.retry)  # meanwhile the follower polls every retry
+
+    def _close_stream(self) -> None:
+        with self._stream_lock:
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
 
     def _shutdown(self) -> None:
         try:
