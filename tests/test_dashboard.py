@@ -20,6 +20,7 @@ import pytest
 
 from support.needs import missing
 from support.procs import REPO, ServiceProcess
+from support.tokens import TokenSet
 
 pytestmark = pytest.mark.browser
 
@@ -164,3 +165,29 @@ def test_dashboard_fits_a_phone(browser: Any, dash: ServiceProcess, tmp_path: Pa
     if UPDATE_DOCS:
         shutil.copy(shot, REPO / "docs" / "dashboard-phone.png")
     assert errors == []
+
+
+def test_dashboard_asks_for_a_token_when_the_service_wants_one(
+    browser: Any, data_dir: Path, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    tokens = TokenSet.write(tmp_path / "tokens.json", admin=("write", ""), viewer=("read", ""))
+    args = ("--auth-file", str(tokens.path))
+    with (
+        ServiceProcess(data_dir.as_uri(), extra_args=args, log_path=tmp_path / "svc.log") as svc,
+        httpx.Client(base_url=svc.url, timeout=10, headers=tokens.header("admin")) as http,
+    ):
+        assert http.post("/v1/leases/secured/acquire", json={"holder": "h", "ttl": 60}).is_success
+        page = browser.new_page()
+        errors = _watch_console(page)
+        page.goto(svc.url + "/")  # the page itself needs no token
+        expect(page.locator("#auth")).to_be_visible()
+        expect(page.locator("tr.lease")).to_have_count(0)
+        page.fill("#token", tokens.tokens["viewer"])
+        page.click("#auth button[type=submit]")
+        expect(page.locator('tr[data-key="secured"] .holder')).to_have_text("h")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        expect(page.locator("#auth")).to_be_hidden()
+    # the browser reports the first, refused stream; nothing else may go wrong
+    assert all("401" in e for e in errors), errors
