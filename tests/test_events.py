@@ -10,6 +10,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from leaderelection_service.backends.memory import MemoryStore
+from leaderelection_service.backends.sql_notify import Changes
 from leaderelection_service.events import describe, seen, transition
 from leaderelection_service.leases import CasLeases
 from leaderelection_service.records import LeaseRecord, LeaseView
@@ -167,3 +168,17 @@ async def wait_for(sub, kind: str, timeout: float = 5.0):  # type: ignore[no-unt
     assert ev is not None, "stream ended"
     assert ev.type == kind, ev
     return ev
+
+
+async def test_a_change_signalled_between_two_waits_is_not_lost() -> None:
+    changes = Changes()
+    changes.fire()  # e.g. a NOTIFY while the hub was re-reading
+    async with asyncio.timeout(1):
+        await changes.wait(30)  # returns at once
+    waiter = asyncio.create_task(changes.wait(30))
+    for _ in range(5):
+        await asyncio.sleep(0)  # let it run until it blocks
+    assert not waiter.done()  # nothing new since: it waits
+    changes.fire()
+    async with asyncio.timeout(1):
+        await waiter

@@ -26,18 +26,25 @@ log = logging.getLogger("leaderelection.sql")
 
 
 class Changes:
-    """A broadcast signal: every waiter wakes on the next ``fire``."""
+    """A change signal: every waiter wakes on the next ``fire``, and ``wait``
+    returns at once when a ``fire`` came since the last ``wait`` returned, so a
+    change that arrives while the (one) watcher is busy re-reading is not lost."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._fired = 0
+        self._seen = 0
 
     def fire(self) -> None:
+        self._fired += 1
         event, self._event = self._event, asyncio.Event()
         event.set()
 
     async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+        if self._fired == self._seen:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), timeout)
+        self._seen = self._fired
 
 
 class PgListener:
