@@ -48,6 +48,34 @@ def wait_until(
     raise TimeoutError(f"{what} not reached within {timeout} s")
 
 
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on ``port`` (IPv4 and IPv6), from /proc/net."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(inode)
+    return inodes
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == pgid:
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
 class ServiceProcess:
     """``leaderelection serve`` in a child process, restartable on the same port."""
 
@@ -112,11 +140,32 @@ class ServiceProcess:
                     f"service exited with {self.proc.returncode}; log: {self.log_path}"
                 )
             try:
-                return httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200
+                ok = httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200
             except httpx.HTTPError:
                 return False
+            # Another test's server may have taken the port between free_port()
+            # and our bind; only a listener in our own process group counts.
+            return ok and self.listening_here()
 
         wait_until(up, timeout, what=f"service on {self.url}")
+
+    def listening_here(self) -> bool:
+        """True when a process of this service's group holds the listening socket."""
+        assert self.proc is not None
+        inodes = _listening_inodes(self.port)
+        for pid in _group_pids(self.proc.pid):
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return True
+        return False
 
     def kill(self) -> None:
         """SIGKILL the whole process group (uvicorn and its workers)."""

@@ -110,10 +110,12 @@ class FileStore:
     def _scan_sync(self, prefix: str, after: str | None, limit: int) -> list[LeaseRecord]:
         hex_prefix = prefix.encode().hex()
         hex_after = after.encode().hex() if after else None
+        try:
+            listing = os.listdir(self._records)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot list lease files: {exc.strerror}") from exc
         names = sorted(
-            n[: -len(_SUFFIX)]
-            for n in os.listdir(self._records)
-            if n.endswith(_SUFFIX) and n.startswith(hex_prefix)
+            n[: -len(_SUFFIX)] for n in listing if n.endswith(_SUFFIX) and n.startswith(hex_prefix)
         )
         out: list[LeaseRecord] = []
         for name in names:
