@@ -57,6 +57,10 @@ def _serve(args: argparse.Namespace) -> int:
         "insecure": args.insecure,
         "watch_poll_interval": args.watch_poll_interval,
         "metrics_key_labels": args.metrics_key_labels,
+        "sql_table": args.sql_table,
+        "sql_schema": args.sql_schema,
+        "sql_create_schema": args.sql_create_schema,
+        "sql_pool_size": args.sql_pool_size,
     }
     apply_env(env_for(**overrides))  # workers read their settings from the environment
     try:
@@ -111,6 +115,39 @@ def _metrics_dir(workers: int) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # the workers inherit it
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from leaderelection_service.backends.sql import migrate_url
+    from leaderelection_service.registry import redact
+    from leaderelection_service.settings import Settings
+
+    try:
+        settings = Settings(
+            backend_url=args.backend_url,
+            sql_table=args.sql_table or Settings.model_fields["sql_table"].default,
+            sql_schema=args.sql_schema or "",
+        )
+    except ValueError as exc:
+        print(f"leaderelection: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        before, after = migrate_url(
+            settings.backend_url, table=settings.sql_table, schema=settings.sql_schema or None
+        )
+    except Exception as exc:  # a line for the operator, no stack trace
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"leaderelection: migrate failed: {reason}", file=sys.stderr)
+        return 1
+    where = f"{settings.sql_schema + '.' if settings.sql_schema else ''}{settings.sql_table}"
+    state = "already current" if before == after else f"upgraded from version {before}"
+    print(f"{redact(settings.backend_url)}: table {where} at schema version {after} ({state})")
+    return 0
+
+
+def _sql_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sql-table", help="SQL: the lease table (leaderelection_leases)")
+    parser.add_argument("--sql-schema", help="SQL: the schema holding it (the default schema)")
+
+
 def _openapi(args: argparse.Namespace) -> int:
     from leaderelection_service.openapi import render
 
@@ -163,7 +200,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--metrics-key-labels", type=int, help="keys named in the transitions metric (50)"
     )
+    _sql_flags(serve)
+    serve.add_argument(
+        "--sql-create-schema",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="SQL: create missing tables at start (default yes; --no-sql-create-schema "
+        "where the service may not run DDL)",
+    )
+    serve.add_argument("--sql-pool-size", type=int, help="SQL: connections per worker (10)")
     serve.set_defaults(func=_serve)
+
+    migrate = sub.add_parser(
+        "migrate", help="create or upgrade the SQL backend's tables, then exit"
+    )
+    migrate.add_argument(
+        "--backend-url", required=True, help="postgresql://…, sqlite:///…, mariadb+pymysql://…"
+    )
+    _sql_flags(migrate)
+    migrate.set_defaults(func=_migrate)
 
     openapi = sub.add_parser("openapi", help="print the OpenAPI document the app serves (YAML)")
     openapi.set_defaults(func=_openapi)

@@ -46,6 +46,7 @@ from sqlalchemy.engine import URL, Engine
 from leaderelection_service.backends.sql_notify import Changes, PgListener
 from leaderelection_service.backends.sql_rows import prefix_upper, to_us, to_view
 from leaderelection_service.backends.sql_schema import (
+    SCHEMA_VERSION,
     SchemaMissing,
     TableNames,
     check_version,
@@ -176,7 +177,8 @@ class SqlLeases:
                 conn = self.engine.raw_connection()
             except SchemaMissing as err:
                 raise BackendUnavailable(str(err), retry_after=5) from err
-            except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as err:
+            except (exc.DBAPIError, exc.TimeoutError, self._dbapi.Error) as err:
+                # connecting (raw_connection raises the driver's own errors), or migrating
                 raise BackendUnavailable(f"{self.dialect} unreachable: {_first_line(err)}") from err
             try:
                 cur = conn.cursor()
@@ -340,6 +342,18 @@ class SqlLeases:
             await self._listener.stop()
             self._listener = None
         await anyio.to_thread.run_sync(self.engine.dispose)
+
+
+def migrate_url(url: str, *, table: str, schema: str | None) -> tuple[int, int]:
+    """``leaderelection migrate``: (version before, version now) of the tables at ``url``."""
+    names = TableNames.of(table, schema)
+    engine = make_engine(url, pool_size=1)
+    try:
+        before = migrate(engine, names)
+        check_version(engine, names)
+    finally:
+        engine.dispose()
+    return before, SCHEMA_VERSION
 
 
 def _check_key(key: str) -> None:

@@ -134,8 +134,23 @@ def installed_version(engine: Engine, names: TableNames) -> int | None:
     return int(value) if value is not None else None
 
 
-def migrate(engine: Engine, names: TableNames) -> int:
-    """Create or upgrade the tables to ``SCHEMA_VERSION``; returns the version found before (0)."""
+def migrate(engine: Engine, names: TableNames, attempts: int = 5) -> int:
+    """Create or upgrade the tables to ``SCHEMA_VERSION``; returns the version found before (0).
+
+    Several processes may migrate at once (replicas starting together): a
+    CREATE or INSERT that loses that race fails, and the next attempt finds
+    the winner's tables.
+    """
+    for attempt in range(attempts):
+        try:
+            return _migrate_once(engine, names)
+        except (exc.ProgrammingError, exc.IntegrityError):
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _migrate_once(engine: Engine, names: TableNames) -> int:
     leases, meta = tables(names)
     before = installed_version(engine, names) or 0
     if before > SCHEMA_VERSION:
@@ -149,12 +164,7 @@ def migrate(engine: Engine, names: TableNames) -> int:
             quoted = engine.dialect.identifier_preparer.quote(names.schema)
             conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
         leases.metadata.create_all(conn, checkfirst=True)
-    # Several processes may migrate at once: the first insert wins, the rest see it.
-    try:
-        with engine.begin() as conn:
-            conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
-    except exc.IntegrityError:
-        pass
+        conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
     return before
 
 

@@ -1,0 +1,162 @@
+"""The SQL backend beyond the contract suite: schema, history, notifications, outages.
+
+The contract suite (``test_contract.py``) already runs on PostgreSQL, SQLite
+and MariaDB. Here: the same history as the lease rules produce, schema
+creation and ``leaderelection migrate``, validated table names, LISTEN/NOTIFY
+between two processes' backends, and 503 answers when the database is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from support.procs import REPO, ServiceProcess, free_port
+
+from leaderelection_service.backends.memory import MemoryStore
+from leaderelection_service.backends.sql import SqlLeases, migrate_url
+from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.leases import CasLeases
+from leaderelection_service.records import HISTORY_LIMIT
+from leaderelection_service.settings import Settings
+from leaderelection_service.storage import LeaseBackend
+
+SQL = ["postgres", "sqlite", "mysql"]
+
+
+@pytest.fixture(params=SQL)
+def sql_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+async def _play(backend: LeaseBackend, terms: int) -> list[tuple[str, int, str | None]]:
+    """Terms ended by release or by lapse; the history the backend then reports."""
+    for i in range(terms):
+        holder = f"h{i % 3}"
+        view = await backend.acquire("k", holder, 0.2 if i % 4 == 3 else 60.0)
+        await backend.renew("k", holder, view.record.fencing_token, None)
+        if i % 4 == 3:
+            deadline = time.monotonic() + 10
+            while (await backend.get("k")).held and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        else:
+            await backend.release("k", holder, view.record.fencing_token)
+    rec = (await backend.get("k")).record
+    assert rec.revision == 3 * terms - terms // 4
+    return [(t.holder, t.fencing_token, t.ended_by) for t in rec.history]
+
+
+async def test_history_and_revision_match_the_lease_rules(sql_url: str) -> None:
+    terms = HISTORY_LIMIT + 5
+    sql = SqlLeases(sql_url)
+    mem = CasLeases(MemoryStore())
+    try:
+        got = await _play(sql, terms)
+    finally:
+        await sql.close()
+    want = await _play(mem, terms)
+    assert len(got) == HISTORY_LIMIT
+    assert got == want
+    assert got[-1] == (f"h{(terms - 1) % 3}", terms, "released")
+
+
+async def test_schema_is_left_alone_when_creation_is_off(sql_url: str) -> None:
+    backend = SqlLeases(sql_url, table="no_ddl_here", create_schema=False)
+    try:
+        with pytest.raises(BackendUnavailable) as err:
+            await backend.acquire("k", "a", 5.0)
+        assert "leaderelection migrate" in err.value.message
+        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (0, 1)
+        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (1, 1)
+        assert (await backend.acquire("k", "a", 5.0)).record.fencing_token == 1
+    finally:
+        await backend.close()
+
+
+def test_migrate_command(postgres_url: str) -> None:
+    def migrate(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "leaderelection_service.cli", "migrate", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60)
+
+    done = migrate("--backend-url", postgres_url, "--sql-table", "by_operator")
+    assert done.returncode == 0, done.stderr
+    assert "schema version 1" in done.stdout and "upgraded from version 0" in done.stdout
+    bad = migrate("--backend-url", postgres_url, "--sql-table", "x; DROP TABLE y")
+    assert bad.returncode != 0 and "identifier" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["x; DROP TABLE y", "1abc", "a-b", "", "q" * 49, 'a"b'])
+def test_table_and_schema_names_are_validated(name: str) -> None:
+    with pytest.raises(ValueError, match="identifier"):
+        SqlLeases("sqlite:////tmp/never-opened.db", table=name)
+    with pytest.raises(ValueError, match="identifier"):
+        Settings(backend_url="sqlite:////tmp/x.db", sql_table=name or "-")
+    if name:
+        with pytest.raises(ValueError, match="identifier"):
+            SqlLeases("sqlite:////tmp/never-opened.db", schema=name)
+
+
+def test_unsupported_sql_urls_are_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported SQL URL"):
+        SqlLeases("postgresql+asyncpg://db/x")
+    with pytest.raises(ValueError, match="must name a file"):
+        SqlLeases("sqlite://")
+
+
+async def test_postgres_notify_wakes_another_process_backend(postgres_url: str) -> None:
+    waiter, writer = SqlLeases(postgres_url), SqlLeases(postgres_url)
+    try:
+        await waiter.ping()
+        wait = asyncio.create_task(waiter.wait_for_change(30.0))
+        while waiter._listener is None:
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(waiter._listener.connected.wait(), 10)
+        started = time.monotonic()
+        await writer.acquire("k", "a", 5.0)
+        await asyncio.wait_for(wait, 10)
+        assert time.monotonic() - started < 5  # woken by NOTIFY, not the 30 s timeout
+    finally:
+        await waiter.close()
+        await writer.close()
+
+
+async def test_own_writes_wake_waiters(sqlite_url: str) -> None:
+    backend = SqlLeases(sqlite_url)
+    try:
+        wait = asyncio.create_task(backend.wait_for_change(30.0))
+        await asyncio.sleep(0)  # let the waiter start waiting
+        started = time.monotonic()
+        await backend.acquire("k", "a", 5.0)
+        await asyncio.wait_for(wait, 10)
+        assert time.monotonic() - started < 5
+    finally:
+        await backend.close()
+
+
+async def test_unreachable_database_is_backend_unavailable() -> None:
+    backend = SqlLeases(f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+    try:
+        with pytest.raises(BackendUnavailable):
+            await backend.acquire("k", "a", 5.0)
+        with pytest.raises(BackendUnavailable):
+            await backend.ping()
+    finally:
+        await backend.close()
+
+
+def test_service_answers_503_while_the_database_is_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+    with ServiceProcess(url, log_path=tmp_path / "svc.log") as svc:
+        resp = httpx.post(
+            svc.url + "/v1/leases/k/acquire", json={"holder": "a", "ttl": 5}, timeout=30
+        )
+        assert resp.status_code == 503
+        assert resp.json()["error"] == "backend_unavailable"
+        assert int(resp.headers["retry-after"]) >= 1
+        assert httpx.get(svc.url + "/readyz", timeout=30).status_code == 503
+        assert httpx.get(svc.url + "/healthz", timeout=30).status_code == 200
