@@ -15,7 +15,6 @@ import time
 
 import httpx
 import pytest
-from support.procs import REPO, ServiceProcess, free_port
 
 from leaderelection_service.backends.memory import MemoryStore
 from leaderelection_service.backends.sql import SqlLeases, migrate_url
@@ -24,6 +23,7 @@ from leaderelection_service.leases import CasLeases
 from leaderelection_service.records import HISTORY_LIMIT
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
+from support.procs import REPO, ServiceProcess, free_port
 
 SQL = ["postgres", "sqlite", "mysql"]
 

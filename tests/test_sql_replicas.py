@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from support.needs import missing
 from support.procs import ServiceProcess, wait_until
 from support.sqlservers import PostgresServer
