@@ -18,7 +18,7 @@ import pytest
 
 from leaderelection_service.backends.memory import MemoryStore
 from leaderelection_service.backends.sql import SqlLeases, migrate_url
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.errors import BackendUnavailable, LeaseLost
 from leaderelection_service.leases import CasLeases
 from leaderelection_service.records import HISTORY_LIMIT
 from leaderelection_service.settings import Settings
@@ -160,3 +160,33 @@ def test_service_answers_503_while_the_database_is_down(tmp_path) -> None:  # ty
         assert int(resp.headers["retry-after"]) >= 1
         assert httpx.get(svc.url + "/readyz", timeout=30).status_code == 503
         assert httpx.get(svc.url + "/healthz", timeout=30).status_code == 200
+
+
+async def test_concurrent_renewals_are_batched_and_each_gets_its_own_answer(
+    postgres_url: str,
+) -> None:
+    backend = SqlLeases(postgres_url, pool_size=2)
+    try:
+        views = [await backend.acquire(f"k{i}", f"h{i}", 60.0) for i in range(40)]
+
+        async def renew(i: int) -> tuple[int, str, int]:
+            token = views[i].record.fencing_token + (1 if i % 5 == 0 else 0)
+            try:
+                v = await backend.renew(f"k{i}", f"h{i}", token, 30.0)
+            except LeaseLost as err:
+                assert err.lease is not None and err.lease.record.holder == f"h{i}"
+                return i, "lost", err.lease.record.revision
+            assert v.record.key == f"k{i}" and v.record.holder == f"h{i}" and v.held
+            assert v.record.ttl == 30.0 and v.record.fencing_token == token
+            return i, "ok", v.record.revision
+
+        results = await asyncio.gather(*(renew(i) for i in range(40) for _ in range(3)))
+        for i, outcome, _ in results:
+            assert outcome == ("lost" if i % 5 == 0 else "ok")
+        assert backend._batcher is not None and backend._batcher.batches < len(results)
+        for i in range(40):  # every granted renewal wrote once: revisions 2, 3, 4
+            revs = sorted(r for j, o, r in results if j == i and o == "ok")
+            assert revs == ([] if i % 5 == 0 else [2, 3, 4])
+            assert (await backend.get(f"k{i}")).record.revision == (1 if i % 5 == 0 else 4)
+    finally:
+        await backend.close()

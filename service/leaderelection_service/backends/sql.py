@@ -45,6 +45,7 @@ import anyio.to_thread
 from sqlalchemy import create_engine, event, exc, make_url
 from sqlalchemy.engine import URL, Engine
 
+from leaderelection_service.backends.sql_batch import RenewBatcher, batch_renew_sql
 from leaderelection_service.backends.sql_notify import Changes, PgListener
 from leaderelection_service.backends.sql_rows import prefix_upper, to_us, to_view
 from leaderelection_service.backends.sql_schema import (
@@ -55,7 +56,7 @@ from leaderelection_service.backends.sql_schema import (
     migrate,
     tables,
 )
-from leaderelection_service.backends.sql_statements import statements_for
+from leaderelection_service.backends.sql_statements import COLUMNS, PG_NOW, statements_for
 from leaderelection_service.errors import (
     BackendUnavailable,
     LeaseHeld,
@@ -135,6 +136,7 @@ class SqlLeases:
         create_schema: bool = True,
         clock_skew_allowance: float = 0.0,
         pool_size: int = 10,
+        batch_renewals: bool = True,
     ) -> None:
         self.names = TableNames.of(table, schema)
         self.url = engine_url(url)
@@ -157,6 +159,10 @@ class SqlLeases:
         self._threads = pool_size * 2
         self._changes: Changes | None = None
         self._listener: PgListener | None = None
+        self._batch_sql: str | None = None
+        self._batcher: RenewBatcher | None = None
+        if self.dialect == "postgresql" and batch_renewals:
+            self._batch_sql = batch_renew_sql(quoted, PG_NOW, COLUMNS, self.names.channel)
 
     # -- running statements ----------------------------------------------------
 
@@ -258,6 +264,16 @@ class SqlLeases:
             "token": fencing_token,
             "ttl_us": None if ttl is None else to_us(ttl),
         }
+        if self._batch_sql is not None:
+            if self._batcher is None:
+                self._batcher = RenewBatcher(
+                    self._renew_batch, max_in_flight=max(1, self._threads // 4)
+                )
+            renewed = await self._batcher.renew(key, holder, fencing_token, params["ttl_us"])
+            if renewed is not None:
+                self._written()
+                return to_view(renewed, self._allowance)
+            # Refused in the batch: the single statement re-decides and reads why.
         granted, row = await self._run(lambda cur: self._owner_write(cur, self.st.renew, params))
         view = self._owner_view(key, row)
         if not granted:
@@ -282,6 +298,22 @@ class SqlLeases:
                 f"lease {key!r} is no longer held by this holder with this fencing token", view
             )
         return view
+
+    async def _renew_batch(self, items: list[tuple[str, str, int, int | None]]) -> list[Row]:
+        assert self._batch_sql is not None
+        params = {
+            "keys": [i[0] for i in items],
+            "holders": [i[1] for i in items],
+            "tokens": [i[2] for i in items],
+            "ttls": [i[3] for i in items],
+        }
+        sql = self._batch_sql
+
+        def run(cur: Any) -> list[Row]:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+
+        return await self._run(run)
 
     def _owner_write(self, cur: Any, sql: str, params: dict[str, Any]) -> tuple[bool, Row | None]:
         """Renew or release: (granted, the row after) in one statement, or a read if refused."""

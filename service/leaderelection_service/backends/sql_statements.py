@@ -31,6 +31,8 @@ COLUMNS = (
     "lease_key, holder, fencing_token, ttl_us, acquired_us, renewed_us, expires_us, "
     "transitions, released, revision, past"
 )
+PG_NOW = "(extract(epoch FROM statement_timestamp()) * 1000000)::bigint"
+"""PostgreSQL's clock in microseconds, one value for the whole statement."""
 _KEEP = HISTORY_LIMIT - 1  # closed terms kept; the row itself is the current term
 
 
@@ -99,7 +101,7 @@ def _reads(table: str, now: str) -> tuple[str, str, str, str]:
 
 
 def _postgresql(table: str, channel: str) -> Statements:
-    now = "(extract(epoch FROM statement_timestamp()) * 1000000)::bigint"
+    now = PG_NOW
     append = (
         f"(CASE WHEN jsonb_array_length(r.past) >= {_KEEP} THEN r.past - 0 ELSE r.past END)"
         " || jsonb_build_array(jsonb_build_object('h', r.holder, 't', r.fencing_token,"
