@@ -31,6 +31,10 @@ How it runs:
    retry after a lost answer cannot grant twice).
 4. The tables are created on first use unless ``create_schema`` is off, in
    which case ``leaderelection migrate`` must have run.
+5. On PostgreSQL, renewals that arrive together share one statement and one
+   commit (``sql_batch``); in process, 64 tasks renewing 2,000 keys on a
+   loaded two-core host got about 4.5 times the renewals per second
+   (``bench/sql_renew_batch.py``).
 """
 
 from __future__ import annotations
