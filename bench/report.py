@@ -29,7 +29,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     }
     head = (
         f"{'target':<11}{'op':<9}{'keys':>6}{'conns':>6}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'409':>7}{'errors':>7}{'÷no-op':>8}{'÷pg raw':>8}{'÷etcd':>7}"
+        f"{'409':>7}{'errors':>7}{'÷no-op':>8}{'÷pg raw':>8}{'÷etcd':>7}{'load':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -48,7 +48,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"{r['target']:<11}{r['op']:<9}{keys:>6}{r['conns']:>6}{r['rps']:>9.0f}"
             f"{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}{r['conflict']:>7}{r['errors']:>7}"
-            f"{to_noop:>8}{to_raw:>8}{to_etcd:>7}"
+            f"{to_noop:>8}{to_raw:>8}{to_etcd:>7}{r.get('loadavg_1m', ''):>6}"
         )
     return "\n".join(lines)
 

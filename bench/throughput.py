@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,10 @@ class Row:
     conns: int
     res: WrkResult
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the machine is shared: keep the 1-minute load average beside each figure
+        self.extra.setdefault("loadavg_1m", round(os.getloadavg()[0], 1))
 
     def as_dict(self) -> dict[str, Any]:
         return {
