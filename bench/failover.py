@@ -136,10 +136,12 @@ def _scenario(url: str, trials: int, sig: signal.Signals, watch: bool, log: Path
         events.expect("campaigning", 30, c.name)
         return c
 
-    cands = {c.name: c for c in (spawn(), spawn())}
-    leader, _ = events.expect("elected", TTL * 3 + 5)
+    cands: dict[str, Candidate] = {}
     out = []
     try:
+        for c in (spawn(), spawn()):
+            cands[c.name] = c
+        leader, _ = events.expect("elected", TTL * 3 + 5)
         for _ in range(trials):
             time.sleep(RETRY + 0.1)  # the follower is in its rhythm, not at a fresh start
             events.clear()

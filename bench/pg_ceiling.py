@@ -24,6 +24,7 @@ import time
 import uuid
 from typing import Any
 
+from bench.targets import NotAvailable
 from bench.wrk import WrkResult
 
 COLUMNS = (
@@ -93,12 +94,20 @@ def _worker(
     stop_at = [0.0]
 
     def run(t: int) -> None:
-        conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=0)
+        try:
+            conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=0)
+        except psycopg.Error:
+            start.abort()  # every thread stops: a partial concurrency is no measurement
+            raise
         mine: list[float] = []
         err = 0
         n = 0
         my_keys = list(range(first + t * step, keys, step * nthreads)) or [0]
-        start.wait()
+        try:
+            start.wait(timeout=60)
+        except threading.BrokenBarrierError:
+            conn.close()
+            return
         while True:
             t0 = time.perf_counter()
             if t0 >= stop_at[0]:
@@ -118,7 +127,10 @@ def _worker(
     for th in threads:
         th.start()
     stop_at[0] = time.perf_counter() + 0.5 + duration  # connect first, then run
-    start.wait()
+    try:
+        start.wait(timeout=60)
+    except threading.BrokenBarrierError:
+        errors[0] = -1
     for th in threads:
         th.join()
     q.put((lat, errors[0]))
@@ -130,6 +142,15 @@ def run_pg_ceiling(
     """Run the raw statement; returns the result and where the statement came from."""
     import psycopg
 
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
+        ).fetchone()
+    free = row[0] if row else 0
+    if free < connections + 10:  # the server is shared: leave others room
+        raise NotAvailable(
+            f"PostgreSQL has {free} free connections; {connections} would starve other clients"
+        )
     table = f"bench_ceiling_{uuid.uuid4().hex[:8]}"
     acquire, renew, origin = statements(table)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -154,13 +175,17 @@ def run_pg_ceiling(
             w.start()
         lat: list[float] = []
         errors = 0
+        broken = False
         for _ in workers:
-            got, err = q.get(timeout=duration + 60)
+            got, err = q.get(timeout=duration + 120)
             lat.extend(got)
-            errors += err
+            broken |= err < 0
+            errors += max(err, 0)
         for w in workers:
             w.join()
         elapsed = max(duration, time.monotonic() - t0 - 0.5)
+        if broken:
+            raise NotAvailable(f"could not open {connections} connections to PostgreSQL")
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {table}")

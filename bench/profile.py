@@ -29,27 +29,27 @@ if __package__ in (None, ""):
 from bench import procs, targets, throughput
 from bench.wrk import run_wrk
 
-# (layer, path fragment): the first fragment found in a frame names its layer.
+# (layer, fragment of a py-spy frame "func (path:line)"): the first match names the layer.
 LAYERS = [
-    ("psycopg (driver)", "/psycopg"),
-    ("SQLAlchemy (pool, engine)", "/sqlalchemy/"),
-    ("google-cloud-storage, requests", "/google/"),
-    ("google-cloud-storage, requests", "/requests/"),
-    ("google-cloud-storage, requests", "/urllib3/"),
-    ("backend code", "/leaderelection_service/backends/"),
-    ("records, JSON shaping", "/leaderelection_service/records"),
-    ("lease rules", "/leaderelection_service/leases"),
-    ("HTTP layer (routes, deps, errors)", "/leaderelection_service/api/"),
-    ("pydantic", "/pydantic"),
-    ("FastAPI", "/fastapi/"),
-    ("Starlette", "/starlette/"),
-    ("uvicorn, httptools", "/uvicorn/"),
-    ("anyio (threads)", "/anyio/"),
-    ("asyncio, threads, queues", "/asyncio/"),
-    ("asyncio, threads, queues", "/threading.py"),
-    ("asyncio, threads, queues", "/concurrent/"),
-    ("asyncio, threads, queues", "/queue.py"),
-    ("json", "/json/"),
+    ("psycopg (driver)", "(psycopg"),
+    ("SQLAlchemy (pool, engine)", "(sqlalchemy/"),
+    ("google-cloud-storage, requests", "(google/"),
+    ("google-cloud-storage, requests", "(requests/"),
+    ("google-cloud-storage, requests", "(urllib3/"),
+    ("backend code", "(leaderelection_service/backends/"),
+    ("records, JSON shaping", "(leaderelection_service/records"),
+    ("lease rules", "(leaderelection_service/leases"),
+    ("HTTP layer (routes, deps, errors)", "(leaderelection_service/api/"),
+    ("pydantic", "(pydantic"),
+    ("FastAPI", "(fastapi/"),
+    ("Starlette", "(starlette/"),
+    ("uvicorn, httptools", "(uvicorn/"),
+    ("anyio (threads)", "(anyio/"),
+    ("asyncio, threads, queues", "(asyncio/"),
+    ("asyncio, threads, queues", "threading.py"),
+    ("asyncio, threads, queues", "(concurrent/"),
+    ("asyncio, threads, queues", "(queue.py"),
+    ("json", "(json/"),
     ("datetime", "datetime"),
 ]
 
