@@ -1,7 +1,7 @@
 """Authentication and authorization end to end: a real service with a token file.
 
 401 (with ``WWW-Authenticate: Bearer``) without a valid token on every route
-but /healthz, 403 for the wrong role or a key outside the token's prefix, and
+but the probes (/healthz, /readyz), 403 for the wrong role or a key outside the token's prefix, and
 S4: no refused request changes a stored record.
 """
 
@@ -27,6 +27,8 @@ ROLES = {
     "team_a": ("write", "team-a."),
     "team_a_reader": ("read", "team-a."),
 }
+
+PROBES = ("/healthz", "/readyz")
 
 
 @pytest.fixture(scope="module")
@@ -84,21 +86,22 @@ def operations(http: httpx.Client, tokens: TokenSet) -> list[tuple[str, str]]:
     ]
 
 
-def test_every_route_but_healthz_needs_a_token(http: httpx.Client, tokens: TokenSet) -> None:
+def test_every_route_but_the_probes_needs_a_token(http: httpx.Client, tokens: TokenSet) -> None:
     ops = operations(http, tokens)
     assert ("GET", "/v1/leases/k1") in ops and ("POST", "/v1/leases/k1/acquire") in ops
     extra = [("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/no/such/route")]
     for method, path in ops + extra:
-        if path == "/healthz":
+        if path in PROBES:
             continue
         r = http.request(method, path, json={"holder": "h", "ttl": 5})
         assert_error(r, 401, "unauthorized")
         assert r.headers["www-authenticate"] == 'Bearer realm="leaderelection"'
         assert "Authorization: Bearer" in r.json()["message"]
-    assert http.get("/healthz").status_code == 200
+    for path in PROBES:  # kubelet and Docker send no token
+        assert http.get(path).status_code == 200, path
 
 
-def test_openapi_declares_bearer_on_every_operation_but_healthz(
+def test_openapi_declares_bearer_on_every_operation_but_the_probes(
     http: httpx.Client, tokens: TokenSet
 ) -> None:
     doc = http.get("/openapi.json", headers=tokens.header("reader")).json()
@@ -110,7 +113,7 @@ def test_openapi_declares_bearer_on_every_operation_but_healthz(
     for path, item in doc["paths"].items():
         for method, op in item.items():
             declared = op.get("security") == [{"bearer": []}]
-            assert declared is (path != "/healthz"), f"{method} {path}"
+            assert declared is (path not in PROBES), f"{method} {path}"
             if declared:
                 assert "401" in op["responses"], f"{method} {path}"
 

@@ -97,4 +97,4 @@ class Health(BaseModel):
 
 class Ready(BaseModel):
     status: str
-    backend: str
+    backend: str = Field(description="The backend's kind (its URL scheme): file, postgresql, gs, …")

@@ -35,9 +35,10 @@ from leaderelection_service.api.errors import error_response
 from leaderelection_service.auth import OPEN, ApiToken, Role, TokenTable
 from leaderelection_service.errors import Forbidden, Unauthorized
 
-PUBLIC_PATHS = frozenset({"/healthz", "/"})
-"""Paths served without a token: the liveness probe and the dashboard's page
-(neither says anything of leases; the page asks for a token to read them)."""
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/"})
+"""Paths served without a token: the liveness and readiness probes (kubelet and
+Docker send no token; they say nothing of leases, nor where the backend is) and
+the dashboard's page (it asks for a token to read leases)."""
 PUBLIC_PREFIXES = ("/static/",)
 """The dashboard's static files (the same for everyone)."""
 
@@ -46,7 +47,7 @@ REALM = 'Bearer realm="leaderelection"'
 bearer = HTTPBearer(
     scheme_name="bearer",
     description="An API token from the service's token file (LEADERELECTION_AUTH_FILE). "
-    "Required on every route but /healthz when the service has tokens configured; "
+    "Required on every route but /healthz and /readyz when the service has tokens configured; "
     "without a token file the service does not authenticate.",
     auto_error=False,
 )
