@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from support.procs import ServiceProcess, wait_until
+from support.tokens import TokenSet
 
 TTL = 5.0
 RETRY = 0.5
@@ -231,6 +232,38 @@ def test_leadership_lost_stops_the_child_and_campaigns_again(
     )
     assert run.says("leadership of lost ended; stopping the command")
     assert run.proc.poll() is None
+
+
+def test_token_is_sent_and_a_refused_one_ends_the_run(tmp_path: Path, runs: list[Run]) -> None:
+    tokens = TokenSet.write(tmp_path / "tokens.json", writer=("write", ""), ro=("read", ""))
+    with ServiceProcess(
+        (tmp_path / "data").as_uri(), extra_args=("--auth-file", str(tokens.path))
+    ) as svc:
+        ok = Run(
+            tmp_path,
+            svc.url,
+            "secured",
+            "run-t",
+            sys.executable,
+            "-c",
+            "pass",
+            token=tokens.tokens["writer"],
+        )
+        runs.append(ok)
+        assert ok.wait(60) == 0
+        read_only = Run(
+            tmp_path,
+            svc.url,
+            "secured",
+            "run-r",
+            sys.executable,
+            "-c",
+            "pass",
+            token=tokens.tokens["ro"],
+        )
+        runs.append(read_only)
+        assert read_only.wait(60) == 2
+        assert read_only.says("the service refused this token")
 
 
 def test_bad_invocations_exit_2(tmp_path: Path) -> None:

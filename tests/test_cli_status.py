@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 
 from leaderelection_service.commands import connection, status
 from support.procs import REPO, ServiceProcess, free_port, wait_until
+from support.tokens import TokenSet
 
 SERVER_LIBRARIES = (
     "fastapi",
@@ -161,6 +163,29 @@ def test_status_bad_prefix_reports_the_service_error(service: ServiceProcess) ->
     done = cli("status", "--server", service.url, "--prefix", "../x")
     assert done.returncode == 1
     assert "422 invalid_request" in done.stderr
+
+
+def test_status_sends_the_token(tmp_path: Path) -> None:
+    tokens = TokenSet.write(tmp_path / "tokens.json", writer=("write", ""), ro=("read", ""))
+    with ServiceProcess(
+        (tmp_path / "data").as_uri(), extra_args=("--auth-file", str(tokens.path))
+    ) as svc:
+        http = httpx.post(
+            f"{svc.url}/v1/leases/secured/acquire",
+            json={"holder": "host-a", "ttl": 30},
+            headers=tokens.header("writer"),
+        )
+        assert http.status_code == 200
+        refused = cli("status", "--server", svc.url)
+        assert refused.returncode == 1 and "401 unauthorized" in refused.stderr
+        by_flag = cli("status", "--server", svc.url, "--token", tokens.tokens["ro"], "--json")
+        assert [x["key"] for x in json.loads(by_flag.stdout)["leases"]] == ["secured"]
+        by_env = cli(
+            "status",
+            "--json",
+            env={connection.SERVER_ENV: svc.url, connection.TOKEN_ENV: tokens.tokens["ro"]},
+        )
+        assert by_env.returncode == 0, by_env.stderr
 
 
 def test_token_from_flag_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,7 +29,8 @@ the command, the others wait. What happens when:
    children should end them when it gets SIGTERM. Elsewhere than Linux there
    is no parent-death signal: CMD keeps running if ``run`` is SIGKILLed.
 
-Exit status 2: bad arguments or timing (a ``Config`` rule broken).
+Exit status 2: bad arguments or timing (a ``Config`` rule broken), or the
+service refused the token (401 or 403: retrying would not help).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from leaderelection import Config, LeaderElector, LeaseClient
+from leaderelection import Config, Forbidden, LeaderElector, LeaseClient, Unauthorized
 from leaderelection_service.commands import connection
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -150,10 +151,16 @@ class Runner:
             config=config,
             on_elected=lambda me, cancel: self.events.put(("elected", None)),
             on_ousting=lambda me, cancel: self.events.put(("ousted", None)),
-            on_error=lambda me, err, cancel: self.say(f"{err.__class__.__name__}: {err}"),
+            on_error=lambda me, err, cancel: self.on_error(err),
         )
         self.child: Child | None = None
         self.preexec = _parent_death_signal()
+
+    def on_error(self, err: Exception) -> None:
+        if isinstance(err, Unauthorized | Forbidden):  # retrying will not help
+            self.events.put(("refused", err))
+        else:
+            self.say(f"{err.__class__.__name__}: {err} (retrying)")
 
     def say(self, text: str) -> None:
         print(f"leaderelection run: {text}", file=sys.stderr, flush=True)
@@ -211,6 +218,11 @@ class Runner:
                     status = self.child.stop(0)  # reaped; kills what it left behind
                     self.say(f"command exited with status {status}; releasing")
                     return status
+            elif event == "refused":
+                self.say(f"the service refused this token: {value}")
+                if self.child is not None:
+                    self.child.stop(self.grace)
+                return 2
             elif event == "signal":
                 assert isinstance(value, int)
                 if self.child is None:
