@@ -188,6 +188,17 @@ async def test_concurrent_acquire_has_one_winner(lease_backend: LeaseBackend) ->
     assert (await lease_backend.get("hot")).record.holder == winners[0]
 
 
+async def test_concurrent_calls_of_the_holder_all_succeed(lease_backend: LeaseBackend) -> None:
+    """A holder's own concurrent renewals and acquires (retries) never fail each other."""
+    a = await lease_backend.acquire("hot", "a", 30.0)
+    token = a.record.fencing_token
+    calls = [lease_backend.renew("hot", "a", token, 30.0) for _ in range(10)]
+    calls += [lease_backend.acquire("hot", "a", 30.0) for _ in range(10)]
+    views = await asyncio.gather(*calls)
+    assert {v.record.fencing_token for v in views} == {token}
+    assert all(v.held for v in views)
+
+
 async def test_list_is_ordered_filtered_and_paginated(lease_backend: LeaseBackend) -> None:
     for key in ["b.2", "a.1", "b.1", "c", "b.3", "b-x"]:
         await lease_backend.acquire(key, "h", 60.0)

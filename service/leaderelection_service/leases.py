@@ -32,10 +32,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-from leaderelection_service.errors import LeaseHeld, LeaseLost, LeaseNotFound, WriteConflict
+from leaderelection_service.errors import (
+    BackendUnavailable,
+    LeaseHeld,
+    LeaseLost,
+    LeaseNotFound,
+    WriteConflict,
+)
 from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.storage import RecordStore
 
@@ -120,6 +126,42 @@ def decide_release(
     return rec.released_at(now)
 
 
+def _contended(key: str) -> BackendUnavailable:
+    # Every attempt lost its compare-and-set to another process: the state is
+    # changing too fast to decide; the caller retries (never a wrong lease_lost).
+    return BackendUnavailable(f"lease {key!r} is contended; retry", retry_after=1.0)
+
+
+class KeyLocks:
+    """One asyncio lock per key in use, dropped when nobody holds or waits for it.
+
+    Within one process, operations on one key take turns instead of racing
+    each other's compare-and-set (which would only burn round trips and,
+    on a hot key, exhaust the attempts); other processes are still kept
+    apart by the compare-and-set itself.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class CasLeases:
     """The lease rules over a compare-and-set ``RecordStore``, timed by ``clock``.
 
@@ -142,6 +184,7 @@ class CasLeases:
         self._allowance = clock_skew_allowance
         self._max_attempts = max_attempts
         self._changed = asyncio.Event()
+        self._keys = KeyLocks()
 
     def _view(self, record: LeaseRecord, now: datetime) -> LeaseView:
         return LeaseView(record, now, self._allowance)
@@ -156,68 +199,71 @@ class CasLeases:
         self._changed.clear()
 
     async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView:
-        for _ in range(self._max_attempts):
-            cur = await self.store.read(key)
-            now = self._clock()
-            new = decide_acquire(
-                cur.record if cur else None,
-                key=key,
-                holder=holder,
-                ttl=ttl,
-                now=now,
-                allowance=self._allowance,
-            )
-            try:
-                await self._write(key, new, cur.version if cur else None)
-            except WriteConflict:
-                continue
-            return self._view(new, now)
-        raise LeaseHeld(f"lease {key!r} is contended; try again")
+        async with self._keys.hold(key):
+            for _ in range(self._max_attempts):
+                cur = await self.store.read(key)
+                now = self._clock()
+                new = decide_acquire(
+                    cur.record if cur else None,
+                    key=key,
+                    holder=holder,
+                    ttl=ttl,
+                    now=now,
+                    allowance=self._allowance,
+                )
+                try:
+                    await self._write(key, new, cur.version if cur else None)
+                except WriteConflict:
+                    continue
+                return self._view(new, now)
+            raise _contended(key)
 
     async def renew(
         self, key: str, holder: str, fencing_token: int, ttl: float | None
     ) -> LeaseView:
-        for _ in range(self._max_attempts):
-            cur = await self.store.read(key)
-            now = self._clock()
-            new = decide_renew(
-                cur.record if cur else None,
-                key=key,
-                holder=holder,
-                fencing_token=fencing_token,
-                ttl=ttl,
-                now=now,
-                allowance=self._allowance,
-            )
-            assert cur is not None
-            try:
-                await self._write(key, new, cur.version)
-            except WriteConflict:
-                continue
-            return self._view(new, now)
-        raise LeaseLost(f"lease {key!r} is contended; its state is changing")
+        async with self._keys.hold(key):
+            for _ in range(self._max_attempts):
+                cur = await self.store.read(key)
+                now = self._clock()
+                new = decide_renew(
+                    cur.record if cur else None,
+                    key=key,
+                    holder=holder,
+                    fencing_token=fencing_token,
+                    ttl=ttl,
+                    now=now,
+                    allowance=self._allowance,
+                )
+                assert cur is not None
+                try:
+                    await self._write(key, new, cur.version)
+                except WriteConflict:
+                    continue
+                return self._view(new, now)
+            raise _contended(key)
 
     async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView:
-        for _ in range(self._max_attempts):
-            cur = await self.store.read(key)
-            now = self._clock()
-            new = decide_release(
-                cur.record if cur else None,
-                key=key,
-                holder=holder,
-                fencing_token=fencing_token,
-                now=now,
-                allowance=self._allowance,
-            )
-            assert cur is not None
-            if new is None:
-                return self._view(cur.record, now)
-            try:
-                await self._write(key, new, cur.version)
-            except WriteConflict:
-                continue
-            return self._view(new, now)
-        raise LeaseLost(f"lease {key!r} is contended; its state is changing")
+        async with self._keys.hold(key):
+            for _ in range(self._max_attempts):
+                cur = await self.store.read(key)
+                now = self._clock()
+                new = decide_release(
+                    cur.record if cur else None,
+                    key=key,
+                    holder=holder,
+                    fencing_token=fencing_token,
+                    now=now,
+                    allowance=self._allowance,
+                )
+                assert cur is not None
+                if new is None:
+                    return self._view(cur.record, now)
+                try:
+                    await self._write(key, new, cur.version)
+                except WriteConflict:
+                    continue
+                return self._view(new, now)
+            raise _contended(key)
 
     async def get(self, key: str) -> LeaseView:
         cur = await self.store.read(key)

@@ -7,6 +7,7 @@ trace ever reaches a client (unexpected errors are logged and answered as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -103,9 +104,13 @@ class BodyLimit:
                     too_big = True
                 if too_big:
                     await self._refuse(send)
-                    return
+                else:
+                    # The server holds the body to its declared length: nothing to count.
+                    await self.app(scope, receive, send)
+                return
+        # No length declared (chunked): count what arrives. FastAPI turns the
+        # overflow into a 400 while it reads the body; anything else is refused here.
         seen = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal seen
@@ -116,16 +121,10 @@ class BodyLimit:
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, send)
         except _TooLarge:
-            if not started:
+            with contextlib.suppress(RuntimeError, OSError):  # the answer may have begun
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
