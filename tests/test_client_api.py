@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,9 +17,11 @@ import pytest
 from leaderelection import (
     AsyncLeaseClient,
     BackendUnavailable,
+    Config,
     Forbidden,
     InternalError,
     InvalidRequest,
+    LeaderElector,
     Lease,
     LeaseClient,
     LeaseError,
@@ -245,3 +248,41 @@ async def test_async_transport_error_wrapped() -> None:
         with pytest.raises(TransportError) as err:
             await c.get("k")
     assert isinstance(err.value.__cause__, httpx.ConnectError)
+
+
+WRITE_TOKEN = "w" * 24
+READ_TOKEN = "r" * 24
+SCOPED_TOKEN = "s" * 24
+
+
+def test_tokens_against_a_service_with_authentication(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(
+        json.dumps(
+            [
+                {"token": WRITE_TOKEN, "role": "write"},
+                {"token": READ_TOKEN, "role": "read"},
+                {"token": SCOPED_TOKEN, "role": "write", "prefix": "team-a."},
+            ]
+        )
+    )
+    data = tmp_path / "data"
+    data.mkdir()
+    with ServiceProcess(data.as_uri(), extra_args=("--auth-file", str(tokens))) as svc:
+        with LeaseClient(svc.url) as anonymous:
+            assert_raises(Unauthorized, anonymous.acquire, "job", "a", 5)
+        with LeaseClient(svc.url, token="x" * 24) as wrong:
+            assert_raises(Unauthorized, wrong.get, "job")
+        with LeaseClient(svc.url, token=READ_TOKEN) as reader:
+            assert_raises(Forbidden, reader.acquire, "job", "a", 5)
+        with LeaseClient(svc.url, token=SCOPED_TOKEN) as scoped:
+            assert_raises(Forbidden, scoped.acquire, "team-b.job", "a", 5)
+            assert scoped.acquire("team-a.job", "a", 5).fencing_token == 1
+        with LeaseClient(svc.url, token=WRITE_TOKEN) as writer:
+            assert writer.acquire("job", "a", 5).fencing_token == 1
+            elector = LeaderElector(writer, "elected", config=Config(2, 0.4, 0.3))
+            with elector:
+                assert elector.wait_for_leadership(20)
+        with LeaseClient(svc.url, token=READ_TOKEN) as reader:
+            assert [x.key for x in reader.list()] == ["elected", "job", "team-a.job"]
+            assert not reader.get("elected").held  # the elector released on stop
