@@ -146,6 +146,7 @@ class GcsStore:
             initial=0.05, maximum=1.0, multiplier=2.0
         ).with_timeout(timeout)
         self._client = client if client is not None else _new_client()
+        _tune(self._client)
         self._bucket = self._client.bucket(bucket)
 
     @classmethod
@@ -287,9 +288,26 @@ def _new_client() -> storage.Client:
             "run `gcloud auth application-default login` "
             f"(or set STORAGE_EMULATOR_HOST for an emulator): {exc}"
         ) from exc
-    session: Any = client._http  # the client's requests session; only its pool is tuned
-    if isinstance(session, requests.Session):
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
     return client
+
+
+def _tune(client: storage.Client) -> None:
+    """Keep connections reusable under concurrency and after errors.
+
+    The pool holds as many connections as worker threads may use at once. Error
+    bodies are read in full as they arrive: the library streams downloads and
+    drops a failed response unread before it retries, which would otherwise
+    strand its connection until garbage collection.
+    """
+    session: Any = client._http  # the client's requests session (private, stable)
+    if not isinstance(session, requests.Session):
+        return
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.hooks["response"].append(_drain_errors)
+
+
+def _drain_errors(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    if response.status_code >= 400:
+        response.content  # noqa: B018 - reading releases the connection to the pool
