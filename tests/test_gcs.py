@@ -20,13 +20,14 @@ import pytest
 from google.api_core import exceptions as api_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from pydantic import ValidationError
+
 from leaderelection_service.backends.gcs import GcsStore, parse_url
 from leaderelection_service.errors import BackendUnavailable, LeaseHeld, WriteConflict
 from leaderelection_service.leases import CasLeases
 from leaderelection_service.records import LeaseRecord
 from leaderelection_service.settings import GCS_MIN_TTL, Settings
 from leaderelection_service.storage import Versioned
-from pydantic import ValidationError
 from support.faultproxy import FaultProxy
 from support.gcs import PROJECT, GcsEmulator
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from support.gcs import GcsEmulator
 from support.procs import ServiceProcess, wait_until
 
