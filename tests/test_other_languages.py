@@ -124,7 +124,7 @@ def test_shell_loop_keeps_and_releases_a_lease(
         assert first.proc.wait(timeout=15) == 0
         wait_until(
             lambda: "released shell-job" in first.lines,
-            10.0,
+            30.0,
             what=f"the release; output: {first.lines}",
         )
 
@@ -136,7 +136,7 @@ def test_shell_loop_keeps_and_releases_a_lease(
         assert after["fencing_token"] == 2 and after["held"] is True
         wait_until(
             lambda: "leading shell-job with fencing token 2" in second.lines,
-            10.0,
+            30.0,
             what=f"the second script saying it leads; output: {second.lines}",
         )
     finally:
