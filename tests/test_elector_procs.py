@@ -31,7 +31,10 @@ SLACK = 2.0  # seconds of scheduling and request latency allowed on a busy 2-cor
 
 
 @pytest.fixture
-def electors(service: ServiceProcess, tmp_path: Path) -> Iterator[list[ElectorProcess]]:
+def electors(
+    service: ServiceProcess, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[list[ElectorProcess]]:
+    watch = getattr(request, "param", True)  # False: followers poll every retry
     procs = [
         ElectorProcess(
             service.url,
@@ -41,6 +44,7 @@ def electors(service: ServiceProcess, tmp_path: Path) -> Iterator[list[ElectorPr
             term=TERM,
             renew=RENEW,
             retry=RETRY,
+            watch=watch,
         ).start()
         for i in range(3)
     ]
@@ -79,6 +83,7 @@ def check_safety(procs: list[ElectorProcess]) -> list[Interval]:
     return terms
 
 
+@pytest.mark.parametrize("electors", [True, False], ids=["watch", "poll"], indirect=True)
 def test_one_leader_crash_failover_and_graceful_handoff(
     electors: list[ElectorProcess], service: ServiceProcess
 ) -> None:

@@ -132,6 +132,7 @@ class ElectorProcess:
         retry: float = 0.5,
         margin: float | None = None,
         timeout: float | None = None,
+        watch: bool = True,
     ) -> None:
         self.identity = identity
         self.log = log
@@ -143,6 +144,8 @@ class ElectorProcess:
             self.args += ["--margin", str(margin)]
         if timeout is not None:
             self.args += ["--timeout", str(timeout)]
+        if not watch:
+            self.args.append("--no-watch")
         self.proc: subprocess.Popen[bytes] | None = None
         self.killed_at: float | None = None
 
@@ -233,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=None)
     p.add_argument("--timeout", type=float, default=None, help="HTTP timeout per attempt")
     p.add_argument("--token", default=os.environ.get("LEADERELECTION_TOKEN"))
+    p.add_argument(
+        "--no-watch", dest="watch", action="store_false",
+        help="followers poll every retry instead of following the watch stream",
+    )  # fmt: skip
     return p
 
 
@@ -245,7 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: done.set())
 
     client = LeaseClient(args.url, token=args.token)
-    elector = LeaderElector(client, args.key, identity=args.identity, config=config)
+    elector = LeaderElector(
+        client, args.key, identity=args.identity, config=config, watch=args.watch
+    )
 
     # Callbacks run under the elector's transition lock, so ``leadership`` is the
     # term that just began or ended.
