@@ -46,6 +46,7 @@ from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.storage import RecordStore
 
 Clock = Callable[[], datetime]
+Decision = Callable[[LeaseRecord | None, datetime], LeaseRecord | None]
 
 
 def utc_now() -> datetime:
@@ -198,19 +199,20 @@ class CasLeases:
             await asyncio.wait_for(self._changed.wait(), timeout)
         self._changed.clear()
 
-    async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView:
+    async def _change(self, key: str, decide: Decision) -> LeaseView:
+        """Read, decide, compare-and-set; after a lost race, read and decide again.
+
+        ``decide(current, now)`` returns the record to write, None when there
+        is nothing to write, or raises the contract's error.
+        """
         async with self._keys.hold(key):
             for _ in range(self._max_attempts):
                 cur = await self.store.read(key)
                 now = self._clock()
-                new = decide_acquire(
-                    cur.record if cur else None,
-                    key=key,
-                    holder=holder,
-                    ttl=ttl,
-                    now=now,
-                    allowance=self._allowance,
-                )
+                new = decide(cur.record if cur else None, now)
+                if new is None:
+                    assert cur is not None
+                    return self._view(cur.record, now)
                 try:
                     await self._write(key, new, cur.version if cur else None)
                 except WriteConflict:
@@ -218,52 +220,42 @@ class CasLeases:
                 return self._view(new, now)
             raise _contended(key)
 
+    async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView:
+        return await self._change(
+            key,
+            lambda cur, now: decide_acquire(
+                cur, key=key, holder=holder, ttl=ttl, now=now, allowance=self._allowance
+            ),
+        )
+
     async def renew(
         self, key: str, holder: str, fencing_token: int, ttl: float | None
     ) -> LeaseView:
-        async with self._keys.hold(key):
-            for _ in range(self._max_attempts):
-                cur = await self.store.read(key)
-                now = self._clock()
-                new = decide_renew(
-                    cur.record if cur else None,
-                    key=key,
-                    holder=holder,
-                    fencing_token=fencing_token,
-                    ttl=ttl,
-                    now=now,
-                    allowance=self._allowance,
-                )
-                assert cur is not None
-                try:
-                    await self._write(key, new, cur.version)
-                except WriteConflict:
-                    continue
-                return self._view(new, now)
-            raise _contended(key)
+        return await self._change(
+            key,
+            lambda cur, now: decide_renew(
+                cur,
+                key=key,
+                holder=holder,
+                fencing_token=fencing_token,
+                ttl=ttl,
+                now=now,
+                allowance=self._allowance,
+            ),
+        )
 
     async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView:
-        async with self._keys.hold(key):
-            for _ in range(self._max_attempts):
-                cur = await self.store.read(key)
-                now = self._clock()
-                new = decide_release(
-                    cur.record if cur else None,
-                    key=key,
-                    holder=holder,
-                    fencing_token=fencing_token,
-                    now=now,
-                    allowance=self._allowance,
-                )
-                assert cur is not None
-                if new is None:
-                    return self._view(cur.record, now)
-                try:
-                    await self._write(key, new, cur.version)
-                except WriteConflict:
-                    continue
-                return self._view(new, now)
-            raise _contended(key)
+        return await self._change(
+            key,
+            lambda cur, now: decide_release(
+                cur,
+                key=key,
+                holder=holder,
+                fencing_token=fencing_token,
+                now=now,
+                allowance=self._allowance,
+            ),
+        )
 
     async def get(self, key: str) -> LeaseView:
         cur = await self.store.read(key)
