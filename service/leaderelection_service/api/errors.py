@@ -73,6 +73,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot even decode (not UTF-8): to the
+            # contract that is malformed JSON like any other, 422 invalid_request.
+            return error_response(422, "invalid_request", "body: malformed JSON")
         code = _HTTP_CODES.get(exc.status_code, "invalid_request")
         if exc.status_code >= 500:
             code = "internal"
