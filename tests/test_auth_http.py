@@ -140,6 +140,9 @@ def test_invalid_token_says_invalid_token(http: httpx.Client, tokens: TokenSet) 
     r = http.get("/v1/leases", headers={"Authorization": "Bearer " + "x" * 40})
     assert r.headers["www-authenticate"] == 'Bearer realm="leaderelection", error="invalid_token"'
     assert r.json()["message"] == "invalid API token"
+    # never from the URL, where proxies and logs keep it
+    token = tokens.tokens["reader"]
+    assert http.get(f"/v1/leases?access_token={token}").status_code == 401
     # the scheme is case-insensitive (RFC 7235)
     token = tokens.tokens["reader"]
     assert http.get("/v1/leases", headers={"Authorization": f"bEaReR {token}"}).status_code == 200

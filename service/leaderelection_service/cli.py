@@ -100,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=settings.workers,
         log_level=settings.log_level,
         log_config=log_config,
-        access_log=False,  # off: request lines could carry ?access_token=
+        access_log=False,  # off: no request lines in the log
         timeout_graceful_shutdown=5,
     )
     return 0

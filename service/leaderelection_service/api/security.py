@@ -22,9 +22,7 @@ the OpenAPI document. Without tokens the caller is ``auth.OPEN``.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
-from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -56,17 +54,14 @@ bearer = HTTPBearer(
 class AuthGate:
     """Answer 401 to any request without a valid bearer token (``PUBLIC_PATHS`` aside).
 
-    ``query_token`` matches the paths (GET only) that may carry the token as
-    ``?access_token=`` instead of the header, for browsers' ``EventSource``
-    which cannot set headers. Neither the header nor the query is ever logged.
+    The token is read from the ``Authorization`` header only, never from the
+    URL, where proxies, logs and browser history would keep it (the dashboard
+    reads its stream with ``fetch``, which can send the header).
     """
 
-    def __init__(
-        self, app: ASGIApp, tokens: TokenTable, query_token: re.Pattern[str] | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, tokens: TokenTable) -> None:
         self.app = app
         self.tokens = tokens
-        self.query_token = query_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -97,15 +92,6 @@ class AuthGate:
                 if scheme.lower() != "bearer" or not credentials.strip():
                     return None, "Authorization must be 'Bearer <token>'"
                 return credentials.strip(), ""
-        if (
-            self.query_token is not None
-            and scope["method"] == "GET"
-            and self.query_token.fullmatch(scope["path"])
-        ):
-            query = scope.get("query_string", b"").decode("latin-1")
-            for k, v in parse_qsl(query):
-                if k == "access_token" and v:
-                    return v, ""
         return None, "missing API token: send Authorization: Bearer <token>"
 
 
