@@ -39,6 +39,7 @@ class InFlight:
     op: str
     holder: str
     before: dict[str, Any] | None
+    ttl: float | None = None
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Stream:
                 body["ttl"] = TTL + self.rng.randint(1, 99)
             elif op == "acquire":
                 body = {"holder": holder, "ttl": TTL}
-        self.in_flight = InFlight(key, op, holder, cur)
+        self.in_flight = InFlight(key, op, holder, cur, body.get("ttl"))
         r = http.post(f"/v1/leases/{key}/{op}", json=body)
         if r.status_code == 200:
             self.acked[key] = r.json()
@@ -112,7 +113,12 @@ def could_have_written(flight: InFlight, stored: dict[str, Any]) -> bool:
     if flight.op == "renew" and before is not None:
         same = {k: v for k, v in stored.items() if k not in ("renewed_at", "expires_at", "ttl")}
         was = {k: v for k, v in before.items() if k not in ("renewed_at", "expires_at", "ttl")}
-        return durable(same) == durable(was) and stored["expires_at"] > before["expires_at"]
+        # a renew moves renewed_at on and sets the ttl it sent (expiry may come earlier)
+        return (
+            durable(same) == durable(was)
+            and stored["renewed_at"] > before["renewed_at"]
+            and stored["ttl"] == flight.ttl
+        )
     if flight.op == "release" and before is not None:
         return (stored["holder"], stored["fencing_token"], stored["held"]) == (
             before["holder"],
