@@ -11,7 +11,6 @@ import json
 import shutil
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,31 +18,17 @@ import httpx
 import pytest
 
 from support.needs import missing
-from support.procs import REPO, ServiceProcess, wait_until
+from support.procs import REPO, OutputLines, ServiceProcess, wait_until
 
 EXAMPLE = REPO / "examples" / "node" / "lease.mjs"
 
 
-class NodeLease:
+class NodeLease(OutputLines):
     """``node lease.mjs KEY HOLDER`` with its JSON event lines collected as they come."""
 
     def __init__(self, node: str, server: str, key: str, holder: str, ttl: float) -> None:
         env = {"PATH": "/usr/bin:/bin", "LEADERELECTION_SERVER": server, "LEASE_TTL": str(ttl)}
-        self.proc = subprocess.Popen(
-            [node, str(EXAMPLE), key, holder],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+        super().__init__([node, str(EXAMPLE), key, holder], env)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         out = []
@@ -64,14 +49,6 @@ class NodeLease:
 
         wait_until(seen, timeout, what=f"{count} {name!r} event(s); output so far: {self.lines}")
         return self.events(name)[count - 1]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
 
 
 @pytest.fixture

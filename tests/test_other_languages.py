@@ -11,7 +11,6 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from support.needs import missing
-from support.procs import REPO, ServiceProcess, wait_until
+from support.procs import REPO, OutputLines, ServiceProcess, wait_until
 
 
 def readme_block(heading: str, opener: str) -> str:
@@ -67,34 +66,12 @@ def test_curl_walk_through_as_written(curl: str, service: ServiceProcess) -> Non
     assert released["held"] is False and released["fencing_token"] == 1
 
 
-class Script:
+class Script(OutputLines):
     """The README's keep-lease.sh, running, with its output collected line by line."""
 
     def __init__(self, path: Path, server: str, key: str, holder: str, ttl: int) -> None:
         env = {"PATH": "/usr/bin:/bin", "LEADERELECTION_SERVER": server, "TTL": str(ttl)}
-        self.proc = subprocess.Popen(
-            ["bash", str(path), key, holder],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self._reader.join(timeout=10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
+        super().__init__(["bash", str(path), key, holder], env)
 
 
 def test_shell_loop_keeps_and_releases_a_lease(

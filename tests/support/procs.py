@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -209,3 +210,35 @@ class ServiceProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class OutputLines:
+    """A child process whose stdout and stderr lines are collected as they come.
+
+    Example::
+
+        run = OutputLines(["bash", "keep-lease.sh", "job", "me"], env={"PATH": "/usr/bin"})
+        wait_until(lambda: "leading" in " ".join(run.lines), 20)
+        run.close()
+    """
+
+    def __init__(self, argv: list[str], env: Mapping[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
