@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from leaderelection_service import __version__, metrics
-from leaderelection_service.api import dashboard, errors, health, leases, watch
+from leaderelection_service.api import dashboard, errors, health, hot, leases, watch
 from leaderelection_service.api import metrics as metrics_api
 from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
@@ -40,7 +40,13 @@ answers `{"error": CODE, "message": TEXT, "lease": RECORD-or-null}`.
 """
 
 
-def create_app(settings: Settings | None = None, backend: LeaseBackend | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    backend: LeaseBackend | None = None,
+    *,
+    hot_routes: bool = True,
+) -> FastAPI:
+    """The app; ``hot_routes=False`` leaves every request to the FastAPI routes (tests)."""
     settings = settings or Settings()
     if backend is None:
         backend = open_backend(settings.backend_url, settings)
@@ -82,10 +88,12 @@ def create_app(settings: Settings | None = None, backend: LeaseBackend | None = 
     app.state.tokens = tokens
     app.state.hub = hub
     errors.install(app)
+    app.include_router(leases.router)
+    if hot_routes:
+        app.add_middleware(hot.HotRoutes, routes=leases.operation_routes())  # innermost
     app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
     if tokens is not None:
-        app.add_middleware(AuthGate, tokens=tokens)  # outermost: no token, no work
-    app.include_router(leases.router)
+        app.add_middleware(AuthGate, tokens=tokens)  # outside the routes: no token, no work
     app.include_router(health.router)
     app.include_router(watch.router)
     app.include_router(metrics_api.router)

@@ -8,6 +8,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.routing import APIRoute
 
 from leaderelection_service.api.deps import AppSettings, Backend, check_holder, check_ttl
 from leaderelection_service.api.schemas import (
@@ -105,6 +106,14 @@ async def release(key: WritableKey, body: ReleaseBody, backend: Backend) -> Resp
 )
 async def lookup(key: ReadableKey, backend: Backend) -> Response:
     return lease_json(await backend.get(key))
+
+
+def operation_routes() -> dict[str, APIRoute]:
+    """The acquire, renew and release routes, by operation (for ``api.hot``)."""
+    wanted = {f"{router.prefix}/{{key}}/{op}": op for op in ("acquire", "renew", "release")}
+    return {
+        wanted[r.path]: r for r in router.routes if isinstance(r, APIRoute) and r.path in wanted
+    }
 
 
 def encode_cursor(key: str) -> str:
