@@ -47,11 +47,12 @@ def main() -> int:
     with contextlib.suppress(LeaseNotFound):
         client.get(args.key)  # warm up: imports done, connection open
     extra: dict[str, bool] = {}
-    if args.watch:
-        if "watch" not in inspect.signature(LeaderElector).parameters:
-            print("this client has no watch option", file=sys.stderr)
-            return 3
-        extra["watch"] = True
+    has_watch = "watch" in inspect.signature(LeaderElector).parameters
+    if args.watch and not has_watch:
+        print("this client has no watch option", file=sys.stderr)
+        return 3
+    if has_watch:
+        extra["watch"] = args.watch  # the client watches by default: say which, either way
     elector = LeaderElector(
         client,
         args.key,

@@ -73,7 +73,8 @@ def summary(results: dict[str, Any]) -> list[str]:
     f = results.get("failover")
     if f:
         out.append("")
-        out.append(f"{'failover (ms)':<44}{'median':>8}{'max':>8}{'trials':>8}")
+        title = f"failover ({f.get('backend', 'file')}), ms"
+        out.append(f"{title:<44}{'median':>8}{'max':>8}{'trials':>8}")
         for name, s in f["scenarios"].items():
             out.append(f"{name:<44}{s['median_ms']:>8.0f}{s['max_ms']:>8.0f}{s['trials']:>8}")
     s = results.get("scale")

@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="uvicorn workers")
     p.add_argument("--failover-trials", type=int, default=20)
+    p.add_argument(
+        "--failover-backend", choices=BACKENDS, help="default: postgresql when available, else file"
+    )
     p.add_argument("--scale-leases", type=int, default=10_000)
     p.add_argument("--scale-ttl", type=float, default=15.0)
     p.add_argument("--scale-duration", type=float, default=60.0)
@@ -183,16 +186,27 @@ class Run:
         if why:
             self.unavailable("failover", why)
             return
-        print(f"== failover: {a.failover_trials} trials each", flush=True)
-        with (
-            targets.backend_url("file", self.workdir, a.pg_dsn) as (url, env),
-            self.service(url, "service-failover", env) as svc,
-        ):
-            self.results["failover"] = failover.run_failover(
-                svc.url, trials=a.failover_trials, workdir=self.workdir
-            )
-            if not self.results["failover"]["watch_stream"]:
-                self.unavailable("failover with the watch stream", "the client has no watch option")
+        # PostgreSQL first: its NOTIFY wakes watchers on every worker at once; with
+        # files a worker learns of another worker's release only at its next poll.
+        order = [a.failover_backend] if a.failover_backend else ["postgresql", "file"]
+        for name in order:
+            try:
+                with targets.backend_url(name, self.workdir, a.pg_dsn) as (url, env):
+                    print(
+                        f"== failover: {a.failover_trials} trials each, {name} backend", flush=True
+                    )
+                    with self.service(url, f"service-failover-{name}", env) as svc:
+                        out = failover.run_failover(
+                            svc.url, trials=a.failover_trials, workdir=self.workdir
+                        )
+                    self.results["failover"] = {"backend": name, **out}
+                    if not out["watch_stream"]:
+                        self.unavailable(
+                            "failover with the watch stream", "the client has no watch option"
+                        )
+                    return
+            except targets.NotAvailable as exc:
+                self.unavailable(f"failover {name}", str(exc))
 
     def scale(self) -> None:
         from bench.scale import run_scale
