@@ -1,0 +1,322 @@
+"""Group commit for the file backend: the writes that arrive together share one sync.
+
+Example::
+
+    commit = GroupCommit(Committer(records_fd, locks_fd))
+    await commit.write("cron", "63726f6e", encode(record), expected=3, revision=4)
+    # returns once the record is on disk; WriteConflict if the revision on
+    # disk was not 3; BackendUnavailable if the disk refused the batch
+
+Writes queue in the event loop. When no batch is running, every queued write
+(on distinct keys, at most ``max_batch``) goes to one worker thread as one
+batch; writes that arrive meanwhile wait for the next. There is no timer: an
+idle service commits a write at once, a busy one commits bigger batches.
+
+One batch, in the worker thread (``Committer.commit``):
+
+1. ``flock`` every key's lock file, in the order of the keys' file names, so
+   two processes' batches never wait on each other in a cycle (the lock files
+   are the ones every process on the host uses);
+2. read each key's record and compare its revision with the expected one: a
+   mismatch fails that write alone (``WriteConflict``), the others go on;
+3. write each new record into its key's spare file, in place;
+4. make all of that data durable with one ``syncfs(2)`` on the directory's
+   filesystem (``fdatasync`` per file where ``syncfs`` is missing);
+5. exchange each spare with its record (``renameat2(RENAME_EXCHANGE)``,
+   atomic: a reader opens the old record or the new one, whole). A key with
+   no record yet, or with one written by an earlier version of the service,
+   gets ``os.replace`` instead;
+6. ``fsync`` the directory once: every exchange is durable (S3);
+7. unlock; the event loop then answers each caller.
+
+Nothing is renamed before its data is durable, so a crash leaves each record
+as it was or as it was written, never empty. A disk error in steps 1-4 fails
+every write of the batch with ``BackendUnavailable`` and leaves every record
+as it was; one in steps 5-6 also fails them all, though some records may show
+the new state, as when a database commits and the answer is lost.
+
+Why a spare rewritten in place, not a new temporary file renamed over the
+record: a new file's blocks are allocated, and the replaced record's blocks
+freed, on every write. On the ext4 disk this was measured on (mounted with
+``discard``), freeing one block takes about 1.3 ms inside ``rename`` or
+``unlink``, one at a time: a batch of 64 renames took 41 ms, against 0.5 ms
+for 64 exchanges. Rewriting a former record in place allocates and frees
+nothing, and its data needs no journal commit. The cost is a reader that
+opened the record just before it became the spare, and reads it while the next
+write rewrites it: ``file_format`` checksums every record so that reader
+reads again. ``syncfs`` over ``fdatasync`` per file: 64 rewritten spares took
+0.6 ms with one ``syncfs`` and 3.5 ms with 64 ``fdatasync`` from 16 threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import fcntl
+import functools
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from leaderelection_service.backends.file_format import (
+    LOCK_SUFFIX,
+    RECORD_SUFFIX,
+    SPARE_SUFFIX,
+    Torn,
+    decode,
+    padded,
+)
+from leaderelection_service.errors import BackendUnavailable, WriteConflict
+
+_RENAME_EXCHANGE = 2
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+_SPARE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+_NOT_SUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+def _libc_function(name: str) -> Any:
+    """A C library function (called without the GIL), or None where there is none."""
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _libc_function("syncfs")  # int syncfs(int fd)
+if _syncfs is not None:
+    _syncfs.argtypes = [ctypes.c_int]
+_renameat2 = _libc_function("renameat2")  # (olddirfd, oldpath, newdirfd, newpath, flags)
+if _renameat2 is not None:
+    _renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+
+
+def _check(result: int) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@dataclass(eq=False)
+class Pending:
+    """One write: the record's bytes, for ``key`` whose file name is ``name``."""
+
+    key: str
+    name: str
+    data: bytes
+    expected: int | None
+    revision: int
+    done: asyncio.Future[int]
+    error: BaseException | None = field(default=None)
+    """This write's own outcome, set by the batch (a conflict, an unreadable record)."""
+
+
+class Committer:
+    """Runs one batch (steps 1-7 above), in the one worker thread."""
+
+    def __init__(self, records_fd: int, locks_fd: int) -> None:
+        self.records_fd = records_fd
+        self.locks_fd = locks_fd
+        self.use_syncfs = _syncfs is not None
+        self.use_exchange = _renameat2 is not None
+
+    def commit(self, batch: Sequence[Pending]) -> None:
+        """Set each item's ``error`` or leave it None (written); raise to fail them all."""
+        locks: list[int] = []
+        try:
+            ordered = sorted(batch, key=lambda p: p.name)
+            for p in ordered:  # 1.
+                fd = os.open(p.name + LOCK_SUFFIX, _LOCK_FLAGS, 0o644, dir_fd=self.locks_fd)
+                locks.append(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            staged = [(p, exchange) for p in ordered if (exchange := self._check(p)) is not None]
+            if staged:
+                self._write(staged)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot write lease files: {exc.strerror}") from exc
+        finally:
+            for fd in locks:
+                os.close(fd)  # 7. closing drops the flock
+
+    def _check(self, p: Pending) -> bool | None:
+        """2. None when ``p`` may not be written; else whether its record may be exchanged."""
+        try:
+            data = read_file(self.records_fd, p.name + RECORD_SUFFIX)
+        except FileNotFoundError:
+            revision, checked = None, False
+        except OSError as exc:
+            p.error = BackendUnavailable(f"cannot read lease file: {exc.strerror}")
+            return None
+        else:
+            try:
+                fields, checked = decode(data)
+                revision = int(fields["revision"])
+            except (Torn, KeyError, TypeError, ValueError):
+                # Under the lock nothing rewrites the record: it is damaged.
+                p.error = BackendUnavailable(f"lease file of {p.key!r} is damaged")
+                return None
+        if revision != p.expected:
+            p.error = WriteConflict(p.key)
+            return None
+        # A record of an earlier version may be read by that version's
+        # processes, which do not check sums: it never becomes a spare.
+        return checked and self.use_exchange
+
+    def _write(self, staged: list[tuple[Pending, bool]]) -> None:
+        fds: list[int] = []
+        try:
+            for p, _ in staged:  # 3.
+                fd = os.open(p.name + SPARE_SUFFIX, _SPARE_FLAGS, 0o644, dir_fd=self.records_fd)
+                fds.append(fd)
+                _write_all(fd, padded(p.data, os.fstat(fd).st_size))
+            self._sync_data(fds)  # 4.
+        finally:
+            for fd in fds:
+                os.close(fd)
+        for p, exchange in staged:  # 5.
+            spare, record = p.name + SPARE_SUFFIX, p.name + RECORD_SUFFIX
+            if not (exchange and self._exchange(spare, record)):
+                os.replace(spare, record, src_dir_fd=self.records_fd, dst_dir_fd=self.records_fd)
+        os.fsync(self.records_fd)  # 6.
+
+    def _sync_data(self, fds: list[int]) -> None:
+        if self.use_syncfs and _syncfs is not None:
+            try:
+                _check(_syncfs(self.records_fd))
+                return
+            except OSError as exc:
+                if exc.errno not in _NOT_SUPPORTED:
+                    raise
+                self.use_syncfs = False
+        for fd in fds:
+            os.fdatasync(fd)
+
+    def _exchange(self, a: str, b: str) -> bool:
+        """Swap two names atomically; False where the filesystem cannot."""
+        if _renameat2 is None:
+            return False
+        try:
+            fd = self.records_fd
+            _check(_renameat2(fd, a.encode(), fd, b.encode(), _RENAME_EXCHANGE))
+        except OSError as exc:
+            if exc.errno not in _NOT_SUPPORTED:
+                raise
+            self.use_exchange = False
+            return False
+        return True
+
+
+def read_file(dir_fd: int, name: str) -> bytes:
+    fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view, offset = memoryview(data), 0
+    while offset < len(data):
+        offset += os.pwrite(fd, view[offset:], offset)
+
+
+class GroupCommit:
+    """Queues writes in the event loop and hands them to the worker thread in batches."""
+
+    def __init__(self, committer: Committer, max_batch: int = 128) -> None:
+        self._committer = committer
+        self._max_batch = max_batch
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-commit")
+        self._queue: list[Pending] = []
+        self._running = False
+        self._closed = False
+        self._idle = asyncio.Event()
+        self.batches = 0
+        """How many batches ran (for tests)."""
+
+    async def write(
+        self, key: str, name: str, data: bytes, expected: int | None, revision: int
+    ) -> int:
+        """``revision`` once ``data`` is durable as the record of ``key``."""
+        if self._closed:
+            raise BackendUnavailable("the file backend is closed")
+        loop = asyncio.get_running_loop()
+        item = Pending(key, name, data, expected, revision, loop.create_future())
+        self._queue.append(item)
+        if not self._running:
+            self._start(loop)
+        return await item.done
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch: list[Pending] = []
+        rest: list[Pending] = []
+        seen: set[str] = set()
+        for item in self._queue:
+            if item.done.done():
+                continue  # its caller was cancelled before the batch began: not written
+            if item.name in seen or len(batch) >= self._max_batch:
+                rest.append(item)  # one write per key and batch: the next one sees this one
+            else:
+                seen.add(item.name)
+                batch.append(item)
+        self._queue = rest
+        if not batch:
+            return
+        self._running = True
+        self._idle.clear()
+        self.batches += 1
+        done: Future[None] = self._executor.submit(self._committer.commit, batch)
+        asyncio.wrap_future(done, loop=loop).add_done_callback(
+            functools.partial(self._finish, batch, loop)
+        )
+
+    def _finish(
+        self, batch: list[Pending], loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]
+    ) -> None:
+        self._running = False
+        failure = None if done.cancelled() else done.exception()
+        if done.cancelled():
+            failure = BackendUnavailable("the file backend is closed")
+        for item in batch:
+            if item.done.done():
+                continue
+            error = item.error or failure
+            if error is None:
+                item.done.set_result(item.revision)
+            else:
+                item.done.set_exception(_own(error))
+        if self._queue and not self._closed:
+            self._start(loop)
+        else:
+            self._idle.set()
+
+    async def close(self) -> None:
+        self._closed = True
+        for item in self._queue:
+            if not item.done.done():
+                item.done.set_exception(BackendUnavailable("the file backend is closed"))
+        self._queue = []
+        if self._running:
+            await self._idle.wait()
+        self._executor.shutdown(wait=True)
+
+
+def _own(error: BaseException) -> BaseException:
+    """A batch's failure, one object per caller (one object raised in many tasks
+    would collect all their tracebacks)."""
+    if isinstance(error, BackendUnavailable):
+        own = BackendUnavailable(error.message, retry_after=error.retry_after)
+        own.__cause__ = error.__cause__
+        return own
+    return error

@@ -1,0 +1,94 @@
+"""The file backend's layout on disk and its record encoding.
+
+Example::
+
+    name = file_name("cron")        # "63726f6e"
+    data = encode(record)           # b'{"crc32":"1c291ca3","key":"cron",...}'
+    fields, checked = decode(data)  # (record.to_storage(), True); Torn if not whole
+
+Layout under the backend's directory::
+
+    leases/<name>.json    the record of a key (what readers open)
+    leases/<name>.spare   the key's spare: a former record, rewritten in place
+                          by the next write and then exchanged with the record
+    locks/<name>.lock     the key's flock (shared by every process on the host)
+
+``<name>`` is the key's UTF-8 bytes in hex: never a path built from raw input,
+and the keys' byte order is the names' order, so a sorted listing is a sorted
+key listing.
+
+A record file is the record's JSON with a CRC-32 of it as the first field.
+A spare is rewritten in place (``backends.file_commit`` says why), and a
+reader that opened it while it was still the record may read it during that
+rewrite; the checksum tells such a torn read from a whole one, and the reader
+reads again. A record without the field was written whole by an earlier
+version of the service (temporary file and rename) and is taken as it is; such
+a file is never rewritten in place. Trailing spaces pad a shorter record over
+a longer spare's old bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from leaderelection_service.records import LeaseRecord, valid_key
+
+RECORDS_DIR = "leases"
+LOCKS_DIR = "locks"
+RECORD_SUFFIX = ".json"
+SPARE_SUFFIX = ".spare"
+LOCK_SUFFIX = ".lock"
+
+_HEAD = b'{"crc32":"'
+_HEAD_END = len(_HEAD) + 8  # the 8 hex digits
+_BODY_START = _HEAD_END + 2  # past '",'
+
+
+class Torn(Exception):
+    """The bytes read are not one whole record: read again."""
+
+
+def file_name(key: str) -> str:
+    if not valid_key(key):  # the HTTP layer checked already; never trust it here
+        raise ValueError(f"invalid key {key!r}")
+    return key.encode().hex()
+
+
+def key_of(name: str) -> str:
+    return bytes.fromhex(name).decode()
+
+
+def encode(record: LeaseRecord) -> bytes:
+    body = json.dumps(record.to_storage(), separators=(",", ":")).encode()
+    return b'%s%08x",%s' % (_HEAD, zlib.crc32(body), body[1:])
+
+
+def decode(data: bytes) -> tuple[dict[str, Any], bool]:
+    """The stored fields, and whether a checksum vouched for them.
+
+    Raises ``Torn`` when the checksum does not match or the JSON is cut.
+    """
+    text = data.rstrip(b" ")
+    if text.startswith(_HEAD):
+        body = b"{" + text[_BODY_START:]
+        if text[_HEAD_END:_BODY_START] != b'",' or text[len(_HEAD) : _HEAD_END] != (
+            b"%08x" % zlib.crc32(body)
+        ):
+            raise Torn
+        checked = True
+    else:
+        body, checked = text, False
+    try:
+        fields = json.loads(body)
+    except ValueError as exc:
+        raise Torn from exc
+    if not isinstance(fields, dict):
+        raise Torn
+    return fields, checked
+
+
+def padded(data: bytes, size: int) -> bytes:
+    """``data`` padded with spaces to ``size`` bytes, to overwrite a longer file in place."""
+    return data + b" " * (size - len(data)) if len(data) < size else data
