@@ -7,11 +7,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from support.procs import ServiceProcess
 
 
-def test_acknowledged_lease_survives_sigkill(service: ServiceProcess) -> None:
+@pytest.mark.parametrize("sync", ["filesystem", "file"])
+def test_acknowledged_lease_survives_sigkill(data_dir: Path, tmp_path: Path, sync: str) -> None:
+    with ServiceProcess(
+        data_dir.as_uri(), extra_args=("--file-sync", sync), log_path=tmp_path / "s.log"
+    ) as service:
+        _survives_sigkill(service)
+
+
+def _survives_sigkill(service: ServiceProcess) -> None:
     with httpx.Client(base_url=service.url) as http:
         acked = http.post("/v1/leases/cron/acquire", json={"holder": "a", "ttl": 600}).json()
         renewed = http.post(

@@ -164,6 +164,26 @@ async def test_a_failed_disk_write_fails_the_whole_batch_and_changes_nothing(
         assert await store.write(k, record(k, current=recs[k]), 2 if i < 4 else 1) == 2
 
 
+async def test_file_sync_makes_each_spare_durable_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    fail_sync(monkeypatch)  # syncfs must not be called
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    store = FileStore(tmp_path, sync="file")
+    try:
+        await seed(store, [f"k{i}" for i in range(5)])
+        assert (store.batches, len(synced)) == (2, 5)
+    finally:
+        await store.close()
+
+
 async def test_a_torn_read_is_read_again(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
     (rec,) = (await seed(store, ["cron"])).values()
     other = encode(record("cron", holder="someone-else-entirely"))

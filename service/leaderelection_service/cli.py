@@ -52,6 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         "clock_skew_allowance": args.clock_skew_allowance,
         "max_body_bytes": args.max_body_bytes,
         "gcs_timeout": args.gcs_timeout,
+        "file_sync": args.file_sync,
         "log_level": args.log_level,
         "auth_file": args.auth_file,
         "insecure": args.insecure,
@@ -179,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, help="largest request body (16384)")
     serve.add_argument(
         "--gcs-timeout", type=float, help="gs://: seconds per GCS call, retries included (5)"
+    )
+    serve.add_argument(
+        "--file-sync",
+        choices=["filesystem", "file"],
+        help="file://: one syncfs per batch of writes, or fdatasync per file (filesystem)",
     )
     serve.add_argument("--log-level", help="debug, info, warning, error")
     serve.add_argument(

@@ -35,7 +35,8 @@ def _file(url: str, settings: Settings) -> LeaseBackend:
     path = unquote(parts.path)
     if not path.startswith("/"):
         raise ValueError(f"file URL must hold an absolute path (file:///dir): {url}")
-    return CasLeases(FileStore(path), clock_skew_allowance=settings.clock_skew_allowance)
+    store = FileStore(path, sync=settings.file_sync)
+    return CasLeases(store, clock_skew_allowance=settings.clock_skew_allowance)
 
 
 def _memory(url: str, settings: Settings) -> LeaseBackend:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +61,13 @@ class Settings(BaseSettings):
         le=120,
         description="gs:// backend: longest one GCS call may take, retries included, "
         "before the request answers 503 backend_unavailable, seconds.",
+    )
+    file_sync: Literal["filesystem", "file"] = Field(
+        "filesystem",
+        description="file:// backend: how a batch of writes is made durable. filesystem: one "
+        "syncfs(2) per batch, the fastest, but it also writes out whatever other programs left "
+        "unwritten on that filesystem (give the directory a filesystem of its own); file: one "
+        "fdatasync per written file, slower per batch, untouched by other programs' writes.",
     )
     max_body_bytes: int = Field(
         16384, ge=256, le=1 << 20, description="Largest request body accepted, bytes."

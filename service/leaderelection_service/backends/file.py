@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import anyio.to_thread
 
@@ -50,7 +51,13 @@ _READ_ATTEMPTS = 16
 class FileStore:
     capabilities = Capabilities(shared_across_hosts=False, change_notification=False)
 
-    def __init__(self, directory: str | os.PathLike[str], max_batch: int = 128) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        sync: Literal["filesystem", "file"] = "filesystem",
+        max_batch: int = 128,
+    ) -> None:
         self.root = Path(directory).absolute()
         self.description = f"file://{self.root}"
         self._records = self.root / RECORDS_DIR
@@ -61,7 +68,8 @@ class FileStore:
         # them, and syncfs reports each writeback error to a descriptor once.
         self._records_fd = os.open(self._records, os.O_RDONLY | os.O_DIRECTORY)
         self._locks_fd = os.open(self._locks, os.O_RDONLY | os.O_DIRECTORY)
-        self._commit = GroupCommit(Committer(self._records_fd, self._locks_fd), max_batch)
+        committer = Committer(self._records_fd, self._locks_fd, syncfs=sync == "filesystem")
+        self._commit = GroupCommit(committer, max_batch)
         self._closed = False
 
     @property
