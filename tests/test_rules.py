@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from leaderelection_service.backends.memory import MemoryStore
 from leaderelection_service.errors import LeaseHeld, LeaseLost
 from leaderelection_service.leases import CasLeases
-from leaderelection_service.records import HISTORY_LIMIT, LeaseRecord
+from leaderelection_service.records import HISTORY_LIMIT, LeaseRecord, parse_time, rfc3339
 
 
 class FakeClock:
@@ -138,3 +138,13 @@ async def test_renew_with_stale_token_after_takeover_is_lost(clock: FakeClock) -
     clock.advance(2)
     with pytest.raises(LeaseLost):
         await le.renew("k", "a", a.record.fencing_token, 1.0)
+
+
+def test_times_are_utc_with_microseconds_and_a_z() -> None:
+    t = datetime(2026, 11, 27, 9, 20, 16, 123456, tzinfo=UTC)
+    assert rfc3339(t) == "2026-11-27T09:20:16.123456Z"
+    assert rfc3339(t.replace(microsecond=0)) == "2026-11-27T09:20:16.000000Z"
+    assert rfc3339(t.astimezone(timezone(timedelta(hours=-5)))) == "2026-11-27T09:20:16.123456Z"
+    for text in ("2026-11-27T09:20:16.123456Z", "2026-11-27T11:20:16.123456+02:00"):
+        assert parse_time(text) == t
+        assert parse_time(text).tzinfo is UTC

@@ -36,11 +36,15 @@ def valid_holder(holder: str) -> bool:
 
 def rfc3339(t: datetime) -> str:
     """``2026-11-27T09:20:16.123456Z``: UTC, microseconds, a ``Z`` suffix."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if t.tzinfo is not UTC:
+        t = t.astimezone(UTC)
+    # isoformat, not strftime: the same text in half the time (every answer and write)
+    return t.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(s: str) -> datetime:
-    return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC)
+    t = datetime.fromisoformat(s)  # takes the "Z" suffix since Python 3.11
+    return t if t.tzinfo is UTC else t.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
