@@ -10,9 +10,9 @@ the key's ``fcntl.flock``, shared by every process on the host, so
 ``--workers 2`` and several services on one directory are safe. Writes are
 group-committed (``backends.file_commit``): those that arrive together are
 checked, written and made durable as one batch by one worker thread, with one
-``syncfs`` and one directory ``fsync`` for the whole batch, before any of them
-is answered (S3). The layout and the record encoding are in
-``backends.file_format``.
+``syncfs`` (``sync="file"``: one ``fdatasync`` per record) and one directory
+``fsync`` for the whole batch, before any of them is answered (S3). The
+layout and the record encoding are in ``backends.file_format``.
 
 Reads take no lock and run in the event loop itself: a record is one small
 file in the page cache, and opening and parsing it costs less than handing it
@@ -65,7 +65,8 @@ class FileStore:
         self._records.mkdir(parents=True, exist_ok=True)
         self._locks.mkdir(parents=True, exist_ok=True)
         # Kept open for the store's life: every file is opened relative to
-        # them, and syncfs reports each writeback error to a descriptor once.
+        # them, and syncfs reports a writeback error only to descriptors that
+        # were open when it happened (once to each).
         self._records_fd = os.open(self._records, os.O_RDONLY | os.O_DIRECTORY)
         self._locks_fd = os.open(self._locks, os.O_RDONLY | os.O_DIRECTORY)
         committer = Committer(self._records_fd, self._locks_fd, syncfs=sync == "filesystem")
