@@ -110,7 +110,7 @@ class Settings(BaseSettings):
         ge=0,
         le=1000,
         description="Keys named in /metrics' transitions gauge (those with the most); "
-        "the rest are summed under key=\"_other\".",
+        'the rest are summed under key="_other".',
     )
 
     @field_validator("log_level")
