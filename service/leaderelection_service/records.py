@@ -13,9 +13,10 @@ Records are kept after release so that the fencing token never repeats.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 PREFIX_PATTERN = r"^[A-Za-z0-9._-]{0,128}$"
@@ -77,6 +78,52 @@ class Term:
         )
 
 
+class LazyTerms(Sequence[Term]):
+    """A record's history, built on first use.
+
+    A backend that stores the history in another form (the SQL backends' JSON
+    column) hands this to ``LeaseRecord`` instead of a tuple, so that the
+    answers which never show the history (acquire, renew: nearly all traffic)
+    do not pay for parsing it. It compares equal to the tuple of its terms.
+    """
+
+    __slots__ = ("_build", "_terms")
+
+    def __init__(self, build: Callable[[], Sequence[Term]]) -> None:
+        self._build: Callable[[], Sequence[Term]] | None = build
+        self._terms: tuple[Term, ...] = ()
+
+    def _get(self) -> tuple[Term, ...]:
+        if self._build is not None:
+            self._terms = tuple(self._build())
+            self._build = None
+        return self._terms
+
+    @overload
+    def __getitem__(self, i: int) -> Term: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Term, ...]: ...
+    def __getitem__(self, i: int | slice) -> Term | tuple[Term, ...]:
+        return self._get()[i]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __iter__(self) -> Iterator[Term]:
+        return iter(self._get())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return self._get() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get()) if self._build is None else "LazyTerms(<not built yet>)"
+
+
 @dataclass(frozen=True, slots=True)
 class LeaseRecord:
     """The stored state of one key.
@@ -95,7 +142,8 @@ class LeaseRecord:
     transitions: int = 0
     released: bool = False
     revision: int = 1
-    history: tuple[Term, ...] = field(default=())
+    history: Sequence[Term] = field(default=())
+    """Oldest first, the current term last; a tuple, or ``LazyTerms``."""
 
     # -- derived state -------------------------------------------------------
 

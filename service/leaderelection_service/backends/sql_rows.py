@@ -7,7 +7,8 @@ Example::
 Times in the table are integers, microseconds since the Unix epoch on the
 database clock; ``past`` holds closed terms as compact JSON objects
 ``{"h": holder, "t": token, "a": acquired_us, "e": ended_us, "b": ended_by}``.
-The current term is the row itself.
+The current term is the row itself. The history is parsed only when asked
+for (``records.LazyTerms``): acquire and renew answers never show it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from leaderelection_service.records import LeaseRecord, LeaseView, Term
+from leaderelection_service.records import LazyTerms, LeaseRecord, LeaseView, Term
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NOW_INDEX = 11
@@ -36,9 +37,30 @@ def to_record(row: Sequence[Any]) -> LeaseRecord:
     (key, holder, token, ttl_us, acquired, renewed, expires, transitions, released, revision,
      past) = row[:NOW_INDEX]  # fmt: skip
     released = bool(released)
+    token = int(token)
+    return LeaseRecord(
+        key=key,
+        holder=holder,
+        fencing_token=token,
+        ttl=int(ttl_us) / 1_000_000,
+        acquired_at=from_us(acquired),
+        renewed_at=from_us(renewed),
+        expires_at=from_us(expires),
+        transitions=int(transitions),
+        released=released,
+        revision=int(revision),
+        # Parsed only when asked for (history, watch): acquire and renew never are.
+        history=LazyTerms(lambda: terms(past, holder, token, acquired, expires, released)),
+    )
+
+
+def terms(
+    past: Any, holder: str, token: int, acquired: int, expires: int, released: bool
+) -> list[Term]:
+    """The closed terms of ``past`` (JSON text or already parsed), then the row's own."""
     if isinstance(past, (str, bytes)):
         past = json.loads(past)
-    terms = [
+    out = [
         Term(
             holder=t["h"],
             fencing_token=int(t["t"]),
@@ -48,28 +70,16 @@ def to_record(row: Sequence[Any]) -> LeaseRecord:
         )
         for t in past
     ]
-    terms.append(
+    out.append(
         Term(
             holder=holder,
-            fencing_token=int(token),
+            fencing_token=token,
             acquired_at=from_us(acquired),
             ended_at=from_us(expires) if released else None,
             ended_by="released" if released else None,
         )
     )
-    return LeaseRecord(
-        key=key,
-        holder=holder,
-        fencing_token=int(token),
-        ttl=int(ttl_us) / 1_000_000,
-        acquired_at=from_us(acquired),
-        renewed_at=from_us(renewed),
-        expires_at=from_us(expires),
-        transitions=int(transitions),
-        released=released,
-        revision=int(revision),
-        history=tuple(terms),
-    )
+    return out
 
 
 def to_view(row: Sequence[Any], allowance: float) -> LeaseView:
