@@ -18,6 +18,7 @@ import pytest
 
 from leaderelection_service.backends.memory import MemoryStore
 from leaderelection_service.backends.sql import SqlLeases, migrate_url
+from leaderelection_service.backends.sql_pg import PgSql
 from leaderelection_service.errors import BackendUnavailable, LeaseLost
 from leaderelection_service.leases import CasLeases
 from leaderelection_service.records import HISTORY_LIMIT
@@ -183,7 +184,8 @@ async def test_concurrent_renewals_are_batched_and_each_gets_its_own_answer(
         results = await asyncio.gather(*(renew(i) for i in range(40) for _ in range(3)))
         for i, outcome, _ in results:
             assert outcome == ("lost" if i % 5 == 0 else "ok")
-        assert backend._batcher is not None and backend._batcher.batches < len(results)
+        renewals = backend.db.renewals if isinstance(backend.db, PgSql) else None
+        assert renewals is not None and renewals.batches < len(results)
         for i in range(40):  # every granted renewal wrote once: revisions 2, 3, 4
             revs = sorted(r for j, o, r in results if j == i and o == "ok")
             assert revs == ([] if i % 5 == 0 else [2, 3, 4])

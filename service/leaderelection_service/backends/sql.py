@@ -13,54 +13,51 @@ offers the ``RETURNING`` these statements need).
 
 How it runs:
 
-1. SQLAlchemy gives the engine, its connection pool, the dialect and the
-   schema (``sql_schema``); the lease statements (``sql_statements``) are
-   plain SQL run on the pooled driver connection in autocommit, one round trip
-   each, prepared by psycopg after a few uses. A sync engine in a bounded
-   thread pool serves all three databases alike, and measured on PostgreSQL
-   (``bench/sql_engines.py``: 32 tasks renewing 1,000 keys) it beat the async
-   engine: about 0.4 ms CPU per renewal against 0.6 (async engine, driver
-   cursor) and 1.0 (async ``exec_driver_sql``), and several times the
-   throughput on a loaded two-core host.
-2. Each operation is one statement that compares and sets with the database
-   clock; autocommit means it is committed before we answer (S3).
-3. A connection error answers ``BackendUnavailable`` (503, Retry-After). The
-   pool is then discarded, so the first call after the database returns gets
-   a fresh connection; a call that failed on a dead pooled connection is
-   retried once at once (each operation is idempotent for its holder, so a
-   retry after a lost answer cannot grant twice).
-4. The tables are created on first use unless ``create_schema`` is off, in
-   which case ``leaderelection migrate`` must have run.
-5. On PostgreSQL, renewals that arrive together share one statement and one
-   commit (``sql_batch``); in process, 64 tasks renewing 2,000 keys on a
-   loaded two-core host got about 4.5 times the renewals per second
-   (``bench/sql_renew_batch.py``).
+1. SQLAlchemy parses the URL and owns the schema (``sql_schema``: created
+   on first use unless ``create_schema`` is off, then ``leaderelection
+   migrate`` must have run). The lease statements (``sql_statements``) are
+   plain SQL, one per operation, each a compare-and-set on the database clock
+   in autocommit: committed before we answer (S3).
+2. PostgreSQL (``sql_pg``): the statements run on psycopg's async
+   connections in the event loop, prepared, with no thread hop; acquires and
+   renewals that arrive together share one statement and one commit
+   (``sql_batch``). Measured (``bench/sql_engines.py``, ``bench/sql_batch.py``,
+   docs/design.md): the thread hop of the sync pool cost about 0.4 ms CPU
+   per statement against about 0.13 ms in the loop; SQLAlchemy's async
+   engine was slower than both, so it is not used.
+3. SQLite and MariaDB (``sql_threads``): SQLAlchemy's sync pool and the
+   driver cursor in a bounded pool of worker threads.
+4. Connection trouble answers ``BackendUnavailable`` (503, Retry-After), and
+   the next call after the database returns connects afresh: the service
+   recovers on its own.
+5. ``wait_for_change``: PostgreSQL ``LISTEN`` (``sql_notify``) wakes the
+   watch streams of every replica; elsewhere this process's own writes do.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-import anyio
 import anyio.to_thread
-from sqlalchemy import create_engine, event, exc, make_url
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import NullPool
 
-from leaderelection_service.backends.sql_batch import RenewBatcher, batch_renew_sql
 from leaderelection_service.backends.sql_notify import Changes, PgListener
-from leaderelection_service.backends.sql_rows import prefix_upper, to_us, to_view
+from leaderelection_service.backends.sql_pg import PgSql
+from leaderelection_service.backends.sql_rows import NOW_INDEX, prefix_upper, to_us, to_view
 from leaderelection_service.backends.sql_schema import (
     SCHEMA_VERSION,
-    SchemaMissing,
+    SchemaGate,
     TableNames,
     check_version,
     migrate,
     tables,
 )
-from leaderelection_service.backends.sql_statements import COLUMNS, PG_NOW, statements_for
+from leaderelection_service.backends.sql_statements import statements_for
+from leaderelection_service.backends.sql_threads import ThreadedSql
 from leaderelection_service.errors import (
     BackendUnavailable,
     LeaseHeld,
@@ -71,7 +68,6 @@ from leaderelection_service.records import LeaseView, valid_key
 from leaderelection_service.storage import Capabilities
 
 log = logging.getLogger("leaderelection.sql")
-T = TypeVar("T")
 Row = Sequence[Any]
 
 _DRIVERS = {
@@ -98,7 +94,8 @@ def engine_url(url: str) -> URL:
     return u
 
 
-def make_engine(url: str | URL, pool_size: int = 10) -> Engine:
+def make_engine(url: str | URL, pool_size: int = 10, *, pooled: bool = True) -> Engine:
+    """A SQLAlchemy engine in autocommit; ``pooled=False`` keeps no connection between uses."""
     u = engine_url(str(url)) if isinstance(url, str) else url
     dialect = u.get_backend_name()
     connect_args: dict[str, Any] = {}
@@ -108,14 +105,17 @@ def make_engine(url: str | URL, pool_size: int = 10) -> Engine:
         connect_args = {"connect_timeout": 3, "read_timeout": 10, "write_timeout": 10}
     elif dialect == "sqlite":
         connect_args = {"timeout": 10, "check_same_thread": False}
+    pool: dict[str, Any] = (
+        {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": 5}
+        if pooled
+        else {"poolclass": NullPool}
+    )
     engine = create_engine(
         u,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_timeout=5,
         pool_reset_on_return=None,  # autocommit: nothing to roll back, save a round trip
         isolation_level="AUTOCOMMIT",
         connect_args=connect_args,
+        **pool,
     )
     if dialect == "sqlite":
 
@@ -140,11 +140,14 @@ class SqlLeases:
         create_schema: bool = True,
         clock_skew_allowance: float = 0.0,
         pool_size: int = 10,
-        batch_renewals: bool = True,
+        batch: bool = True,
     ) -> None:
         self.names = TableNames.of(table, schema)
         self.url = engine_url(url)
-        self.engine = make_engine(self.url, pool_size)
+        pg = self.url.get_backend_name() == "postgresql"
+        # PostgreSQL's statements run on psycopg's async connections; its
+        # SQLAlchemy engine only creates and checks the tables (no pool kept).
+        self.engine = make_engine(self.url, pool_size, pooled=not pg)
         self.dialect = self.engine.dialect.name
         self.description = self.url.render_as_string(hide_password=True)
         self.capabilities = Capabilities(
@@ -152,81 +155,25 @@ class SqlLeases:
             change_notification=self.dialect == "postgresql",
         )
         quoted = self.engine.dialect.identifier_preparer.format_table(tables(self.names)[0])
-        self.st = statements_for(self.dialect, quoted, self.names.channel)
-        self._allow_us = to_us(clock_skew_allowance)
+        st = statements_for(self.dialect, quoted, self.names.channel)
+        gate = SchemaGate(self.engine, self.names, create_schema)
+        allow_us = to_us(clock_skew_allowance)
         self._allowance = clock_skew_allowance
-        self._create_schema = create_schema
-        self._schema_ok = False
-        self._schema_lock = threading.Lock()
-        self._dbapi = self.engine.dialect.loaded_dbapi
-        self._limiter: anyio.CapacityLimiter | None = None
-        self._threads = pool_size * 2
+        self._allow_us = allow_us
+        self.db: PgSql | ThreadedSql
+        if pg:
+            self.db = PgSql(
+                self._conninfo(), st, gate, pool_size=pool_size, allow_us=allow_us, batch=batch
+            )
+        else:
+            self.db = ThreadedSql(self.engine, st, gate, threads=pool_size * 2, allow_us=allow_us)
+        self.st = st
         self._changes: Changes | None = None
         self._listener: PgListener | None = None
-        self._batch_sql: str | None = None
-        self._batcher: RenewBatcher | None = None
-        if self.dialect == "postgresql" and batch_renewals:
-            self._batch_sql = batch_renew_sql(quoted, PG_NOW, COLUMNS, self.names.channel)
 
-    # -- running statements ----------------------------------------------------
-
-    def _ensure_schema(self) -> None:
-        if self._schema_ok:
-            return
-        with self._schema_lock:
-            if self._schema_ok:
-                return
-            if self._create_schema:
-                migrate(self.engine, self.names)
-            check_version(self.engine, self.names)
-            self._schema_ok = True
-
-    def _call(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(cursor)`` on a pooled connection; connection trouble -> 503."""
-        for attempt in (1, 2):
-            try:
-                self._ensure_schema()
-                conn = self.engine.raw_connection()
-            except SchemaMissing as err:
-                raise BackendUnavailable(str(err), retry_after=5) from err
-            except (exc.DBAPIError, exc.TimeoutError, self._dbapi.Error) as err:
-                # connecting (raw_connection raises the driver's own errors), or migrating
-                raise BackendUnavailable(f"{self.dialect} unreachable: {_first_line(err)}") from err
-            try:
-                cur = conn.cursor()
-                try:
-                    return fn(cur)
-                finally:
-                    cur.close()
-            except (self._dbapi.OperationalError, self._dbapi.InterfaceError) as err:
-                disconnected = self.engine.dialect.is_disconnect(err, conn.dbapi_connection, None)
-                if disconnected or self.dialect != "sqlite":
-                    conn.invalidate(err)
-                    self.engine.dispose()  # every pooled connection is suspect now
-                if disconnected and attempt == 1:
-                    continue
-                raise BackendUnavailable(f"{self.dialect} unavailable: {_first_line(err)}") from err
-            except self._dbapi.ProgrammingError as err:
-                self._schema_ok = False  # a dropped table: say so on the next call
-                raise BackendUnavailable(f"{self.dialect} refused: {_first_line(err)}") from err
-            finally:
-                conn.close()  # back to the pool (a no-op after invalidate)
-        raise AssertionError("unreachable")
-
-    async def _run(self, fn: Callable[[Any], T]) -> T:
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self._threads)
-        return await anyio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
-
-    def _query(self, cur: Any, sql: str, params: dict[str, Any]) -> Row | None:
-        cur.execute(sql, params)
-        row: Row | None = cur.fetchone()
-        return row
-
-    def _get(self, cur: Any, key: str) -> Row | None:
-        if self.st.two_step:
-            cur.execute(self.st.now)
-        return self._query(cur, self.st.get, {"key": key})
+    def _conninfo(self) -> str:
+        """The URL as libpq takes it (``postgresql://…?options=…``)."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def _written(self) -> None:
         if self._changes is not None:
@@ -236,19 +183,10 @@ class SqlLeases:
 
     async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView:
         _check_key(key)
-        params = {"key": key, "holder": holder, "ttl_us": to_us(ttl), "allow_us": self._allow_us}
-
-        def run(cur: Any) -> tuple[bool, Row | None]:
-            row = self._query(cur, self.st.acquire, params)
-            if self.dialect == "postgresql":
-                return (bool(row[12]), row) if row else (False, None)
-            if row is None:  # sqlite: refused, no RETURNING row
-                return False, self._get(cur, key)
-            return row[1] == holder, row  # mariadb: the row after, granted if it is ours
-
+        ttl_us = to_us(ttl)
         for _ in range(3):
-            granted, row = await self._run(run)
-            if row is not None:
+            granted, row = await self.db.acquire(key, holder, ttl_us)
+            if row is not None and (granted or self._refuses(row, holder)):
                 break
         if row is None:
             raise BackendUnavailable("the lease row changed under a refused acquire; try again")
@@ -262,23 +200,8 @@ class SqlLeases:
         self, key: str, holder: str, fencing_token: int, ttl: float | None
     ) -> LeaseView:
         _check_key(key)
-        params = {
-            "key": key,
-            "holder": holder,
-            "token": fencing_token,
-            "ttl_us": None if ttl is None else to_us(ttl),
-        }
-        if self._batch_sql is not None:
-            if self._batcher is None:
-                self._batcher = RenewBatcher(
-                    self._renew_batch, max_in_flight=max(1, self._threads // 4)
-                )
-            renewed = await self._batcher.renew(key, holder, fencing_token, params["ttl_us"])
-            if renewed is not None:
-                self._written()
-                return to_view(renewed, self._allowance)
-            # Refused in the batch: the single statement re-decides and reads why.
-        granted, row = await self._run(lambda cur: self._owner_write(cur, self.st.renew, params))
+        ttl_us = None if ttl is None else to_us(ttl)
+        granted, row = await self.db.renew(key, holder, fencing_token, ttl_us)
         view = self._owner_view(key, row)
         if not granted:
             if view.record.holder == holder and view.record.fencing_token == fencing_token:
@@ -291,8 +214,7 @@ class SqlLeases:
 
     async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView:
         _check_key(key)
-        params = {"key": key, "holder": holder, "token": fencing_token}
-        granted, row = await self._run(lambda cur: self._owner_write(cur, self.st.release, params))
+        granted, row = await self.db.release(key, holder, fencing_token)
         view = self._owner_view(key, row)
         rec = view.record
         if granted:
@@ -303,41 +225,16 @@ class SqlLeases:
             )
         return view
 
-    async def _renew_batch(self, items: list[tuple[str, str, int, int | None]]) -> list[Row]:
-        assert self._batch_sql is not None
-        params = {
-            "keys": [i[0] for i in items],
-            "holders": [i[1] for i in items],
-            "tokens": [i[2] for i in items],
-            "ttls": [i[3] for i in items],
-        }
-        sql = self._batch_sql
+    def _refuses(self, row: Row, holder: str) -> bool:
+        """Whether ``row`` explains a refused acquire: held, by someone else.
 
-        def run(cur: Any) -> list[Row]:
-            cur.execute(sql, params)
-            return list(cur.fetchall())
-
-        return await self._run(run)
-
-    def _owner_write(self, cur: Any, sql: str, params: dict[str, Any]) -> tuple[bool, Row | None]:
-        """Renew or release: (granted, the row after) in one statement, or a read if refused."""
-        if not self.st.two_step:
-            row = self._query(cur, sql, params)
-            if row is not None:
-                return True, row
-            return False, self._get(cur, params["key"])
-        # MariaDB: UPDATE … WHERE decides, the SELECT in the same transaction
-        # returns the row as that UPDATE left it; COMMIT before answering.
-        cur.execute("BEGIN")
-        try:
-            cur.execute(self.st.now)
-            granted = cur.execute(sql, params) == 1
-            row = self._query(cur, self.st.get, {"key": params["key"]})
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        return granted, row
+        A refusal is decided on the newest row, but PostgreSQL reads the row it
+        answers with as the statement began, so a write committed meanwhile
+        (another replica's) can leave it showing a free lease; then ask again
+        rather than answer ``lease_held`` with a record that says otherwise.
+        """
+        released, expires_us, now_us = row[8], row[6], row[NOW_INDEX]
+        return row[1] != holder and not released and now_us < expires_us + self._allow_us
 
     def _owner_view(self, key: str, row: Row | None) -> LeaseView:
         if row is None:
@@ -346,7 +243,7 @@ class SqlLeases:
 
     async def get(self, key: str) -> LeaseView:
         _check_key(key)
-        row = await self._run(lambda cur: self._get(cur, key))
+        row = await self.db.get(key)
         if row is None:
             raise LeaseNotFound(f"lease {key!r} was never acquired")
         return to_view(row, self._allowance)
@@ -354,24 +251,17 @@ class SqlLeases:
     async def list(self, prefix: str, after: str | None, limit: int) -> list[LeaseView]:
         hi = prefix_upper(prefix)
         params = {"lo": prefix, "hi": hi, "after": after or "", "limit": limit}
-        sql = self.st.scan if hi is None else self.st.scan_to
-
-        def run(cur: Any) -> list[Row]:
-            cur.execute(sql, params)
-            return list(cur.fetchall())
-
-        rows = await self._run(run)
+        rows = await self.db.scan(self.st.scan if hi is None else self.st.scan_to, params)
         return [to_view(r, self._allowance) for r in rows]
 
     async def ping(self) -> None:
-        await self._run(lambda cur: cur.execute(self.st.now))
+        await self.db.ping()
 
     async def wait_for_change(self, timeout: float) -> None:
         if self._changes is None:
             self._changes = Changes()
         if self.dialect == "postgresql" and self._listener is None:
-            conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._listener = PgListener(conninfo, self.names.channel, self._changes)
+            self._listener = PgListener(self._conninfo(), self.names.channel, self._changes)
             self._listener.start()
         await self._changes.wait(timeout)
 
@@ -379,7 +269,9 @@ class SqlLeases:
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
-        await anyio.to_thread.run_sync(self.engine.dispose)
+        await self.db.close()
+        if self.dialect == "postgresql":
+            await anyio.to_thread.run_sync(self.engine.dispose)
 
 
 def migrate_url(url: str, *, table: str, schema: str | None) -> tuple[int, int]:
@@ -397,8 +289,3 @@ def migrate_url(url: str, *, table: str, schema: str | None) -> tuple[int, int]:
 def _check_key(key: str) -> None:
     if not valid_key(key):  # the HTTP layer checked already; never trust it here
         raise ValueError(f"invalid key {key!r}")
-
-
-def _first_line(err: BaseException) -> str:
-    orig = getattr(err, "orig", None) or err
-    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]

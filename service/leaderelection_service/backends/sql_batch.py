@@ -1,118 +1,113 @@
-"""Concurrent renewals folded into one PostgreSQL statement and one commit.
+"""Concurrent calls folded into one PostgreSQL statement and one commit.
 
 Example::
 
-    batcher = RenewBatcher(run_batch, max_batch=256, max_in_flight=4)
-    granted_row = await batcher.renew("cron", "host-a", 7, 10_000_000)  # None: refused
+    renewals = Batcher(run_renewals, max_batch=256, max_in_flight=2)
+    row = await renewals.submit(("cron", "host-a", 7, 10_000_000))  # None: not in the answer
 
 Renewals are the bulk of a lease service's traffic (every holder, every few
-seconds). Each costs a commit, and commits, not CPU, set the ceiling: one
-connection does a few thousand a second. Here a renewal that arrives while
+seconds) and acquires come next (candidates, retried and re-asserted
+acquires). Each costs a commit, and commits, not CPU, set the ceiling: one
+connection does a few thousand a second. Here a call that arrives while
 ``max_in_flight`` batches are already running waits for the next batch; that
-batch renews every waiting key in one ``UPDATE … FROM unnest(…)`` statement
-with the same rules and the same database clock as the single renew, so each
-caller gets its own answer. There is no timer: an idle service sends each
-renewal at once, a busy one sends bigger batches (group commit).
+batch sends every waiting item in one statement (``UPDATE … FROM unnest(…)``,
+``INSERT … SELECT FROM unnest(…) ON CONFLICT …``) with the same rules and the
+same database clock as the single statement, and each caller gets the answer
+for its own key. There is no timer: an idle service sends each call at once,
+a busy one sends bigger batches (group commit).
 
-A renewal the batch refused is answered by the single-row statement, which
-reads the row as it is now and says why; a key renewed twice at once goes in
-two batches, one after the other.
+Items are tuples whose first element is the key. A key is in at most one
+batch at a time (an ``ON CONFLICT`` may not touch a row twice, and a second
+call must see what the first one wrote: the loser of a race for a key is
+answered with the winner's record): a call for a key that is already in a
+batch, running or being formed, waits for a later one.
+
+The batch runs in a task of its own, so a caller that is cancelled while it
+waits (its client went away) never interrupts a statement that others wait
+on; a caller already cancelled when its batch is formed is left out.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
 
-Row = Sequence[Any]
+Item = TypeVar("Item", bound=tuple[Any, ...])
+Result = TypeVar("Result")
 
-
-@dataclass
-class _Pending:
-    key: str
-    holder: str
-    token: int
-    ttl_us: int | None
-    done: asyncio.Future[Row | None] = field(default_factory=lambda: asyncio.Future())
+BatchRunner = Callable[[list[Item]], Awaitable[Mapping[str, Result]]]
+"""Runs one batch statement; returns each answered key's result."""
 
 
-BatchRunner = Callable[[list[tuple[str, str, int, int | None]]], Awaitable[list[Row]]]
-"""Runs one batch statement; returns the rows it renewed (each with its key first)."""
-
-
-class RenewBatcher:
-    def __init__(self, run: BatchRunner, max_batch: int = 256, max_in_flight: int = 4) -> None:
+class Batcher(Generic[Item, Result]):
+    def __init__(
+        self,
+        run: Callable[[list[Item]], Awaitable[Mapping[str, Result]]],
+        *,
+        max_batch: int = 256,
+        max_in_flight: int = 2,
+    ) -> None:
         self._run = run
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._queue: list[_Pending] = []
+        self._queue: list[tuple[Item, asyncio.Future[Result | None]]] = []
         self._in_flight = 0
+        self._busy: set[str] = set()  # keys of the batches running now
         self.batches = 0
-        """How many batch statements ran (for tests and metrics)."""
+        """How many batch statements ran (for tests and benchmarks)."""
+        self.items = 0
+        """How many items they carried."""
 
-    async def renew(self, key: str, holder: str, token: int, ttl_us: int | None) -> Row | None:
-        """The renewed row, or None when the batch did not renew it."""
-        item = _Pending(key, holder, token, ttl_us)
-        self._queue.append(item)
-        self._kick()
-        return await item.done
+    async def submit(self, item: Item) -> Result | None:
+        """This item's result, or None when the statement did not answer for its key."""
+        done: asyncio.Future[Result | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, done))
+        if self._in_flight < self._max_in_flight:
+            self._kick()
+        return await done
 
     def _kick(self) -> None:
         while self._queue and self._in_flight < self._max_in_flight:
-            batch, rest, seen = [], [], set()
-            for item in self._queue:
-                if item.key in seen or len(batch) >= self._max_batch:
-                    rest.append(item)
+            batch: list[tuple[Item, asyncio.Future[Result | None]]] = []
+            rest: list[tuple[Item, asyncio.Future[Result | None]]] = []
+            busy = self._busy
+            for entry in self._queue:
+                item, done = entry
+                if done.done():  # the caller was cancelled: leave it out
+                    continue
+                if item[0] in busy or len(batch) >= self._max_batch:
+                    rest.append(entry)
                 else:
-                    seen.add(item.key)
-                    batch.append(item)
+                    busy.add(item[0])
+                    batch.append(entry)
             self._queue = rest
+            if not batch:
+                return
             self._in_flight += 1
             self.batches += 1
+            self.items += len(batch)
             asyncio.get_running_loop().create_task(self._flush(batch))
 
-    async def _flush(self, batch: list[_Pending]) -> None:
+    async def _flush(self, batch: list[tuple[Item, asyncio.Future[Result | None]]]) -> None:
         try:
-            rows = await self._run([(p.key, p.holder, p.token, p.ttl_us) for p in batch])
+            results = await self._run([item for item, _ in batch])
         except BaseException as exc:
-            for p in batch:
-                if not p.done.done():
-                    p.done.set_exception(exc)
+            for _, done in batch:
+                if done.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    done.cancel()
+                else:
+                    done.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
-            by_key = {row[0]: row for row in rows}
-            for p in batch:
-                if not p.done.done():
-                    p.done.set_result(by_key.get(p.key))
+            for item, done in batch:
+                if not done.done():
+                    done.set_result(results.get(item[0]))
         finally:
             self._in_flight -= 1
+            for item, _ in batch:
+                self._busy.discard(item[0])
             self._kick()
-
-
-def batch_renew_sql(table: str, now: str, columns: str, channel: str) -> str:
-    """PostgreSQL: renew every (key, holder, token, ttl) of the arrays at once.
-
-    Rows are locked in key order first, so two batches from two replicas can
-    never wait on each other in a cycle (single-key statements lock one row).
-    """
-    return f"""
-WITH q AS (
-  SELECT * FROM unnest(%(keys)s::text[], %(holders)s::text[], %(tokens)s::bigint[],
-                       %(ttls)s::bigint[]) AS q(k, h, t, ttl)
-), locked AS (
-  SELECT lease_key FROM {table} WHERE lease_key IN (SELECT k FROM q)
-  ORDER BY lease_key FOR UPDATE
-)
-UPDATE {table} AS r SET
-  ttl_us = COALESCE(q.ttl, r.ttl_us),
-  renewed_us = {now},
-  expires_us = {now} + COALESCE(q.ttl, r.ttl_us),
-  revision = r.revision + 1
-FROM q
-WHERE r.lease_key = q.k AND r.holder = q.h AND r.fencing_token = q.t AND NOT r.released
-  AND r.lease_key IN (SELECT lease_key FROM locked)
-RETURNING {", ".join("r." + c.strip() for c in columns.split(","))}, {now} AS now_us,
-  pg_notify('{channel}', r.lease_key) IS NULL AS notified"""

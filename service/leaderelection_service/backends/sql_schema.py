@@ -20,6 +20,7 @@ Two tables, named by the operator (validated identifiers, never raw input):
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -182,3 +183,34 @@ def check_version(engine: Engine, names: TableNames) -> None:
         f"table {where} has schema version {found}, this code needs {SCHEMA_VERSION}; "
         "run `leaderelection migrate --backend-url URL`"
     )
+
+
+class SchemaGate:
+    """The tables checked (and created, unless ``create`` is off) once before first use.
+
+    ``ensure`` is blocking (SQLAlchemy, sync): run it in a worker thread from
+    async code. After ``invalidate`` (a statement found no table) the next
+    ``ensure`` checks again, so a dropped table is reported, or re-created.
+    """
+
+    def __init__(self, engine: Engine, names: TableNames, create: bool) -> None:
+        self.engine = engine
+        self.names = names
+        self.create = create
+        self.ok = False
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        """Raise ``SchemaMissing``, or the driver's error, unless the tables are ready."""
+        if self.ok:
+            return
+        with self._lock:
+            if self.ok:
+                return
+            if self.create:
+                migrate(self.engine, self.names)
+            check_version(self.engine, self.names)
+            self.ok = True
+
+    def invalidate(self) -> None:
+        self.ok = False

@@ -15,6 +15,11 @@ with the database's clock (``NOW`` below) read inside the statement:
 - renew: ``UPDATE … WHERE holder AND token AND NOT released`` (even past expiry).
 - release: the same condition; ``released``, ``expires_us = NOW``.
 
+PostgreSQL also has a batch form of acquire and renew (``sql_batch``): the
+same compare-and-set for many keys in one statement, rows locked in key
+order so that two batches (of this or another replica) never wait on each
+other in a cycle; each key's answer is what its single statement would say.
+
 Every write bumps ``revision``. Keys, holders and numbers are only ever bound
 parameters; table names are validated identifiers quoted by SQLAlchemy.
 Statements use ``%(name)s`` placeholders (converted for ``sqlite3``).
@@ -53,14 +58,23 @@ class Statements:
     two_step: bool = False
     """MariaDB has no ``UPDATE … RETURNING``: renew and release are an UPDATE
     whose row count says granted, then ``get`` in the same transaction."""
+    acquire_batch: str | None = None
+    """PostgreSQL: acquire for arrays ``keys``, ``holders``, ``ttls`` (distinct
+    keys); a row per key as ``acquire`` answers it (granted or not)."""
+    renew_batch: str | None = None
+    """PostgreSQL: renew for arrays ``keys``, ``holders``, ``tokens``, ``ttls``
+    (distinct keys); a row per renewed key, none for a refused one."""
 
 
-def _pg_like(dialect: str, table: str, now: str, empty: str, append: str) -> Statements:
-    free = f"(r.released OR r.expires_us + %(allow_us)s <= {now})"
-    acquire = f"""
-INSERT INTO {table} AS r ({COLUMNS})
-VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE, 1, {empty})
-ON CONFLICT (lease_key) DO UPDATE SET
+def _free(now: str) -> str:
+    """The row may start a new term: released, or lapsed (plus the skew allowance)."""
+    return f"(r.released OR r.expires_us + %(allow_us)s <= {now})"
+
+
+def _on_conflict(now: str, append: str) -> str:
+    """Acquire's compare-and-set when the key exists: a new term, an extension, or nothing."""
+    free = _free(now)
+    return f"""ON CONFLICT (lease_key) DO UPDATE SET
   holder = excluded.holder,
   fencing_token = CASE WHEN {free} THEN r.fencing_token + 1 ELSE r.fencing_token END,
   ttl_us = excluded.ttl_us,
@@ -72,7 +86,14 @@ ON CONFLICT (lease_key) DO UPDATE SET
   released = FALSE,
   revision = r.revision + 1,
   past = CASE WHEN {free} THEN {append} ELSE r.past END
-WHERE {free} OR r.holder = excluded.holder
+WHERE {free} OR r.holder = excluded.holder"""
+
+
+def _pg_like(dialect: str, table: str, now: str, empty: str, append: str) -> Statements:
+    acquire = f"""
+INSERT INTO {table} AS r ({COLUMNS})
+VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE, 1, {empty})
+{_on_conflict(now, append)}
 RETURNING {COLUMNS}, {now} AS now_us"""
     owner = "lease_key = %(key)s AND holder = %(holder)s AND fencing_token = %(token)s"
     renew = f"""
@@ -124,6 +145,41 @@ SELECT {COLUMNS}, now_us, TRUE AS granted FROM up
 UNION ALL
 SELECT {COLUMNS}, {now}, FALSE FROM {table}
 WHERE lease_key = %(key)s AND NOT EXISTS (SELECT 1 FROM up)"""
+    # The batch forms. INSERT … SELECT … ORDER BY inserts (and, on conflict,
+    # locks) in that order, the order the renew batch locks in: lease_key is
+    # COLLATE "C", so the keys are sorted the same way here.
+    acquire_batch = f"""
+WITH q AS (
+  SELECT * FROM unnest(%(keys)s::text[], %(holders)s::text[], %(ttls)s::bigint[]) AS q(k, h, ttl)
+), up AS (
+  INSERT INTO {table} AS r ({COLUMNS})
+  SELECT k, h, 1, ttl, {now}, {now}, {now} + ttl, 0, FALSE, 1, '[]'::jsonb
+  FROM q ORDER BY k COLLATE "C"
+  {_on_conflict(now, append)}
+  {returning}, {notify}
+)
+SELECT {COLUMNS}, now_us, TRUE AS granted FROM up
+UNION ALL
+SELECT {COLUMNS}, {now}, FALSE FROM {table}
+WHERE lease_key IN (SELECT k FROM q) AND lease_key NOT IN (SELECT lease_key FROM up)"""
+    qualified = ", ".join("r." + c.strip() for c in COLUMNS.split(","))
+    renew_batch = f"""
+WITH q AS (
+  SELECT * FROM unnest(%(keys)s::text[], %(holders)s::text[], %(tokens)s::bigint[],
+                       %(ttls)s::bigint[]) AS q(k, h, t, ttl)
+), locked AS (
+  SELECT lease_key FROM {table} WHERE lease_key IN (SELECT k FROM q)
+  ORDER BY lease_key FOR UPDATE
+)
+UPDATE {table} AS r SET
+  ttl_us = COALESCE(q.ttl, r.ttl_us),
+  renewed_us = {now},
+  expires_us = {now} + COALESCE(q.ttl, r.ttl_us),
+  revision = r.revision + 1
+FROM q
+WHERE r.lease_key = q.k AND r.holder = q.h AND r.fencing_token = q.t AND NOT r.released
+  AND r.lease_key IN (SELECT lease_key FROM locked)
+RETURNING {qualified}, {now} AS now_us, pg_notify('{channel}', r.lease_key) IS NULL AS notified"""
     return Statements(
         "postgresql",
         acquire,
@@ -133,6 +189,8 @@ WHERE lease_key = %(key)s AND NOT EXISTS (SELECT 1 FROM up)"""
         st.now,
         st.scan,
         st.scan_to,
+        acquire_batch=acquire_batch,
+        renew_batch=renew_batch,
     )
 
 

@@ -1,0 +1,301 @@
+"""PostgreSQL: the lease statements on psycopg's async connections, in the event loop.
+
+Example::
+
+    db = PgSql(conninfo, statements, schema, pool_size=10, allow_us=0)
+    granted, row = await db.acquire("cron", "host-a", 10_000_000)
+    await db.close()
+
+``SqlLeases`` answers from the rows this returns (``sql.py``); SQLite and
+MariaDB run the same statements through SQLAlchemy in worker threads
+(``sql_threads.py``). Here:
+
+1. No thread hop. Each statement is sent on a psycopg ``AsyncConnection``
+   from the running event loop: autocommit (one round trip, committed before
+   we answer: S3), prepared on first use, ``past`` read as text (parsed only
+   when the history is asked for). Handing every call to a worker thread and
+   back cost about a third of the service's CPU.
+2. ``PgPool`` keeps at most ``pool_size`` connections, made on demand. It is
+   not ``psycopg_pool.AsyncConnectionPool`` (measured as fast, see
+   ``bench/sql_engines.py``) because of what happens around an outage: that
+   pool reconnects in the background with a backoff that doubles from 1 s and
+   makes callers wait for it, so answers come back seconds after PostgreSQL
+   does; here the next call after PostgreSQL returns connects at once, a
+   refused connection answers 503 at once, and a dropped connection discards
+   every idle one (they all lost the same server).
+3. Acquires and renewals that arrive together share one statement and one
+   commit (``sql_batch``, ``Statements.acquire_batch`` / ``renew_batch``),
+   each caller getting the answer of its own key. A renewal the batch refused
+   is decided again by the single statement, which reads why.
+4. Failures: connection trouble answers ``BackendUnavailable`` (503,
+   Retry-After); a call whose pooled connection turned out dead is retried
+   once on a fresh one (each operation is idempotent for its holder, so a
+   retry after a lost answer cannot grant twice). A missing table is a 503
+   too, and the schema is checked again on the next call. A cancelled caller
+   (its client went away) never leaves a half-read connection in the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio.to_thread
+import psycopg
+from psycopg.adapt import AdaptersMap
+from psycopg.pq import TransactionStatus
+from psycopg.types.string import TextLoader
+from sqlalchemy import exc as sa_exc
+
+from leaderelection_service.backends.sql_batch import Batcher
+from leaderelection_service.backends.sql_schema import SchemaGate, SchemaMissing
+from leaderelection_service.backends.sql_statements import Statements
+from leaderelection_service.errors import BackendUnavailable
+
+Row = Sequence[Any]
+GRANTED = 12
+"""Where acquire's ``granted`` sits in its rows (after the columns and ``now_us``)."""
+
+# ``past`` (jsonb) arrives as its JSON text: most answers never look at it.
+_ADAPTERS = AdaptersMap(psycopg.adapters)
+_ADAPTERS.register_loader("jsonb", TextLoader)
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+class RolledBack(BackendUnavailable):
+    """PostgreSQL rolled the statement back (SQLSTATE class 40: a deadlock, a
+    serialization failure). Nothing was written; the caller may send it again."""
+
+
+class PgPool:
+    """At most ``size`` autocommit connections to ``conninfo``, made on demand."""
+
+    def __init__(
+        self, conninfo: str, size: int, *, timeout: float = 5.0, connect_timeout: int = 3
+    ) -> None:
+        self._conninfo = conninfo
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Conn] = []
+        self._epoch = 0  # bumped when the server was lost: older connections are not reused
+        self._closed = False
+        self.connects = 0
+        """Connections made so far (for tests)."""
+
+    async def take(self) -> tuple[Conn, int]:
+        """A connection and its epoch, to hand back to ``give``; 503 when none can be had."""
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise BackendUnavailable(
+                    f"postgresql: no free connection within {self._timeout:g} s"
+                ) from None
+        else:
+            await self._slots.acquire()
+        try:
+            if self._closed:
+                raise BackendUnavailable("postgresql: the backend is closed")
+            if self._idle:
+                return self._idle.pop(), self._epoch
+            epoch = self._epoch
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    prepare_threshold=0,
+                    connect_timeout=self._connect_timeout,
+                    context=_ADAPTERS,
+                )
+            except psycopg.Error as err:
+                raise BackendUnavailable(f"postgresql unreachable: {first_line(err)}") from err
+            self.connects += 1
+            return conn, epoch
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def give(self, conn: Conn, epoch: int) -> None:
+        """Back to the pool, unless it is broken, mid-statement or from before an outage."""
+        try:
+            if (
+                epoch == self._epoch
+                and not self._closed
+                and not conn.broken
+                and conn.info.transaction_status == TransactionStatus.IDLE
+            ):
+                self._idle.append(conn)
+            else:
+                await conn.close()
+        finally:
+            self._slots.release()
+
+    async def discard_idle(self) -> None:
+        """The server was lost: drop every idle connection, and in-use ones when returned."""
+        self._epoch += 1
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        await self.discard_idle()
+
+
+class PgSql:
+    """The lease statements on PostgreSQL: each answers ``(granted, row)`` or rows."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        st: Statements,
+        schema: SchemaGate,
+        *,
+        pool_size: int,
+        allow_us: int,
+        batch: bool = True,
+    ) -> None:
+        self.st = st
+        self.pool = PgPool(conninfo, pool_size)
+        self._schema = schema
+        self._allow_us = allow_us
+        self.statements = 0
+        """Statements sent (for tests and benchmarks)."""
+        # Two batches of each kind in flight keep the connection busy while
+        # the next one gathers; the pool is shared with the single statements.
+        in_flight = max(1, pool_size // 4)
+        self.acquires: Batcher[tuple[str, str, int], Row] | None = None
+        self.renewals: Batcher[tuple[str, str, int, int | None], Row] | None = None
+        if batch and st.acquire_batch and st.renew_batch:
+            self.acquires = Batcher(self._acquire_batch, max_in_flight=in_flight)
+            self.renewals = Batcher(self._renew_batch, max_in_flight=in_flight)
+
+    # -- running statements ----------------------------------------------------
+
+    async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
+        """The rows of one statement; connection trouble -> ``BackendUnavailable``."""
+        if not self._schema.ok:
+            await self._ensure_schema()
+        for attempt in (1, 2):
+            conn, epoch = await self.pool.take()
+            self.statements += 1
+            try:
+                cur = conn.cursor()
+                await cur.execute(sql, params)
+                return await cur.fetchall()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as err:
+                if (err.sqlstate or "").startswith("40"):
+                    raise RolledBack(f"postgresql: {first_line(err)}") from err
+                lost = conn.broken or conn.closed
+                await self.pool.discard_idle()  # every pooled connection is suspect now
+                if lost and attempt == 1:
+                    continue
+                raise BackendUnavailable(f"postgresql unavailable: {first_line(err)}") from err
+            except psycopg.ProgrammingError as err:
+                self._schema.invalidate()  # a dropped table: say so on the next call
+                raise BackendUnavailable(f"postgresql refused: {first_line(err)}") from err
+            finally:
+                await self.pool.give(conn, epoch)
+        raise AssertionError("unreachable")
+
+    async def _ensure_schema(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self._schema.ensure)
+        except SchemaMissing as err:
+            raise BackendUnavailable(str(err), retry_after=5) from err
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError, psycopg.Error) as err:
+            raise BackendUnavailable(f"postgresql unreachable: {first_line(err)}") from err
+
+    # -- operations ------------------------------------------------------------
+
+    async def acquire(self, key: str, holder: str, ttl_us: int) -> tuple[bool, Row | None]:
+        """(granted, the row after); no row when it changed under a refusal (try again)."""
+        if self.acquires is not None:
+            row = await self.acquires.submit((key, holder, ttl_us))
+        else:
+            row = await self._acquire_one(key, holder, ttl_us)
+        return (bool(row[GRANTED]), row) if row is not None else (False, None)
+
+    async def _acquire_one(self, key: str, holder: str, ttl_us: int) -> Row | None:
+        params = {"key": key, "holder": holder, "ttl_us": ttl_us, "allow_us": self._allow_us}
+        rows = await self.fetch(self.st.acquire, params)
+        return rows[0] if rows else None
+
+    async def _acquire_batch(self, items: list[tuple[str, str, int]]) -> dict[str, Row]:
+        assert self.st.acquire_batch is not None
+        params = {
+            "keys": [i[0] for i in items],
+            "holders": [i[1] for i in items],
+            "ttls": [i[2] for i in items],
+            "allow_us": self._allow_us,
+        }
+        try:
+            rows = await self.fetch(self.st.acquire_batch, params)
+        except RolledBack:
+            # Not expected (every batch locks in key order); never fail the
+            # callers for it: each runs its single statement.
+            answered = {}
+            for key, holder, ttl_us in items:
+                row = await self._acquire_one(key, holder, ttl_us)
+                if row is not None:
+                    answered[key] = row
+            return answered
+        return {row[0]: row for row in rows}
+
+    async def renew(
+        self, key: str, holder: str, token: int, ttl_us: int | None
+    ) -> tuple[bool, Row | None]:
+        """(granted, the row after), or (False, the current row or None if unknown)."""
+        if self.renewals is not None:
+            row = await self.renewals.submit((key, holder, token, ttl_us))
+            if row is not None:
+                return True, row
+            # Refused in the batch: the single statement decides again and reads why.
+        params = {"key": key, "holder": holder, "token": token, "ttl_us": ttl_us}
+        return await self._owner_write(self.st.renew, params)
+
+    async def _renew_batch(self, items: list[tuple[str, str, int, int | None]]) -> dict[str, Row]:
+        assert self.st.renew_batch is not None
+        params = {
+            "keys": [i[0] for i in items],
+            "holders": [i[1] for i in items],
+            "tokens": [i[2] for i in items],
+            "ttls": [i[3] for i in items],
+        }
+        try:
+            rows = await self.fetch(self.st.renew_batch, params)
+        except RolledBack:
+            return {}  # each caller runs its single statement
+        return {row[0]: row for row in rows}
+
+    async def release(self, key: str, holder: str, token: int) -> tuple[bool, Row | None]:
+        params = {"key": key, "holder": holder, "token": token}
+        return await self._owner_write(self.st.release, params)
+
+    async def _owner_write(self, sql: str, params: dict[str, Any]) -> tuple[bool, Row | None]:
+        rows = await self.fetch(sql, params)
+        if rows:
+            return True, rows[0]
+        return False, await self.get(params["key"])
+
+    async def get(self, key: str) -> Row | None:
+        rows = await self.fetch(self.st.get, {"key": key})
+        return rows[0] if rows else None
+
+    async def scan(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
+        return await self.fetch(sql, params)
+
+    async def ping(self) -> None:
+        await self.fetch(self.st.now, {})
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+def first_line(err: BaseException) -> str:
+    orig = getattr(err, "orig", None) or err
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
