@@ -26,7 +26,7 @@ NOW_INDEX = 11
 
 
 def from_us(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=int(us))
+    return EPOCH + timedelta(0, 0, int(us))  # positional: cheaper than microseconds=…
 
 
 def to_us(seconds: float) -> int:
