@@ -21,9 +21,11 @@ from leaderelection_service.backends.sql import SqlLeases
 from leaderelection_service.backends.sql_pg import PgSql
 
 
-async def run(url: str, op: str, keys: int, tasks: int, seconds: float, batch: bool) -> None:
+async def run(
+    url: str, op: str, keys: int, tasks: int, seconds: float, batch: bool, pool: int
+) -> None:
     table = f"bench_{secrets.token_hex(4)}"
-    backend = SqlLeases(url, table=table, pool_size=16, batch=batch)
+    backend = SqlLeases(url, table=table, pool_size=pool, batch=batch)
     assert isinstance(backend.db, PgSql), "a postgresql:// URL"
     try:
         tokens = {}
@@ -54,7 +56,7 @@ async def run(url: str, op: str, keys: int, tasks: int, seconds: float, batch: b
             f"{op:7s} {'batched' if batch else 'single ':8s} {n / took:7.0f}/s "
             f"{statements:6d} statements  {cpu / n * 1000:5.3f} ms CPU/call  "
             f"p50 {latencies[n // 2] * 1000:5.1f} ms p99 {latencies[int(n * 0.99)] * 1000:6.1f} ms "
-            f"({tasks} tasks, {keys} keys, {seconds:g} s)"
+            f"({tasks} tasks, {keys} keys, pool {pool}, {seconds:g} s)"
         )
     finally:
         with backend.engine.begin() as conn:
@@ -69,6 +71,8 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--ops", default="renew,acquire")
+    ap.add_argument("--pool", type=int, default=10, help="--sql-pool-size (default 10)")
+    ap.add_argument("--single", action="store_true", help="the single statements too")
     ap.add_argument("--uvloop", action="store_true", help="the event loop the service runs on")
     args = ap.parse_args()
     loop_factory = None
@@ -77,8 +81,8 @@ def main() -> None:
 
         loop_factory = uvloop.new_event_loop
     for op in args.ops.split(","):
-        for batch in (False, True):
-            main = run(args.url, op, args.keys, args.tasks, args.seconds, batch)
+        for batch in (False, True) if args.single else (True,):
+            main = run(args.url, op, args.keys, args.tasks, args.seconds, batch, args.pool)
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 runner.run(main)
 

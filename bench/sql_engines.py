@@ -1,13 +1,19 @@
 """Which engine path for the SQL backend: CPU and wall time per renew, in process.
 
-    .venv/bin/python bench/sql_engines.py [postgresql://postgres@127.0.0.1/test]
+    .venv/bin/python bench/sql_engines.py [postgresql://postgres@127.0.0.1/test] [--uvloop]
 
-Runs N renewals from C concurrent asyncio tasks over 1,000 keys through:
-  sync-raw    : SQLAlchemy sync pool, driver cursor, anyio worker thread (what SqlLeases does)
-  sync-core   : SQLAlchemy sync Connection.exec_driver_sql in a worker thread
-  async-raw   : SQLAlchemy async engine pool, psycopg AsyncConnection cursor
-  async-core  : SQLAlchemy async engine, AsyncConnection.exec_driver_sql (autocommit)
-and prints ops/s and process CPU ms per op.
+Runs N renewals (one statement each, no batching) from C concurrent asyncio
+tasks over 1,000 keys through:
+  sync-raw     : SQLAlchemy sync pool, driver cursor, anyio worker thread
+                 (what SqlLeases does for SQLite and MariaDB)
+  sync-core    : SQLAlchemy sync Connection.exec_driver_sql in a worker thread
+  async-raw    : SQLAlchemy async engine pool, psycopg AsyncConnection cursor
+  async-core   : SQLAlchemy async engine, AsyncConnection.exec_driver_sql (autocommit)
+  psycopg-pool : psycopg_pool.AsyncConnectionPool, autocommit, prepared, in the loop
+  pg-async     : backends.sql_pg.PgPool, autocommit, prepared, in the loop
+                 (what SqlLeases does for PostgreSQL)
+and prints ops/s and process CPU ms per op. ``--uvloop`` runs on the event
+loop the service uses.
 """
 
 from __future__ import annotations
@@ -19,11 +25,16 @@ import time
 
 import anyio
 import anyio.to_thread
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
-URL = sys.argv[1] if len(sys.argv) > 1 else "postgresql+psycopg://postgres@127.0.0.1/test"
+from leaderelection_service.backends.sql_pg import PgPool
+
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+URL = ARGS[0] if ARGS else "postgresql+psycopg://postgres@127.0.0.1/test"
 URL = URL.replace("postgresql://", "postgresql+psycopg://")
+DSN = URL.replace("postgresql+psycopg://", "postgresql://")
 N, C, KEYS = 3000, 32, 1000
 TABLE = f"bench_{secrets.token_hex(4)}"
 SQL = (
@@ -90,21 +101,60 @@ async def main() -> None:
         async with aeng.connect() as conn:
             (await conn.exec_driver_sql(SQL, {"k": k})).fetchone()
 
+    ppool = AsyncConnectionPool(
+        DSN, min_size=C, max_size=C, kwargs={"autocommit": True, "prepare_threshold": 0},
+        open=False,
+    )  # fmt: skip
+
+    async def psycopg_pool(k: str) -> None:
+        async with ppool.connection() as conn:
+            cur = await conn.execute(SQL, {"k": k})
+            await cur.fetchone()
+
+    own = PgPool(DSN, C)
+
+    async def pg_async(k: str) -> None:
+        conn, epoch = await own.take()
+        try:
+            cur = conn.cursor()
+            await cur.execute(SQL, {"k": k})
+            await cur.fetchone()
+        finally:
+            await own.give(conn, epoch)
+
     try:
         for name, op in [
             ("sync-raw", sync_raw),
             ("sync-core", sync_core),
             ("async-raw", async_raw),
             ("async-core", async_core),
+            ("psycopg-pool", psycopg_pool),
+            ("pg-async", pg_async),
         ]:
+            if name == "psycopg-pool":
+                await ppool.open(wait=True)
             await drive(op)  # warm the pool and psycopg's prepared statements
             rate, cpu = await drive(op)
-            print(f"{name:11s} {rate:7.0f} ops/s  {cpu:5.2f} ms CPU/op  ({C} tasks, {N} renewals)")
+            print(f"{name:12s} {rate:7.0f} ops/s  {cpu:5.2f} ms CPU/op  ({C} tasks, {N} renewals)")
+            # Each path's connections go before the next path's come (max_connections).
+            if name == "sync-core":
+                await anyio.to_thread.run_sync(sync.dispose)
+            elif name == "async-core":
+                await aeng.dispose()
+            elif name == "psycopg-pool":
+                await ppool.close()
     finally:
+        await ppool.close()
+        await own.close()
         await aeng.dispose()
         with sync.connect() as c:
             c.exec_driver_sql(f"DROP TABLE {TABLE}")
         sync.dispose()
 
 
-asyncio.run(main())
+if "--uvloop" in sys.argv:
+    import uvloop
+
+    uvloop.run(main())
+else:
+    asyncio.run(main())
