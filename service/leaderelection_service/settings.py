@@ -86,7 +86,12 @@ class Settings(BaseSettings):
         "service may not run DDL (then run `leaderelection migrate`).",
     )
     sql_pool_size: int = Field(
-        10, ge=1, le=200, description="SQL backends: pooled connections per worker process."
+        10,
+        ge=1,
+        le=200,
+        description="SQL backends: pooled connections per worker process (PostgreSQL: "
+        "a quarter of them, at least one, is how many batches of acquires, and of "
+        "renewals, run at once).",
     )
     auth_file: Path | None = Field(
         None,
