@@ -178,10 +178,10 @@ async def test_a_batch_chosen_as_deadlock_victim_is_answered_by_single_statement
             db._acquire_batch([("a", "me", 30_000_000), ("b", "me", 30_000_000)])
         )
         deadline = time.monotonic() + 30
-        while True:  # until the batch waits for b's lock
+        while True:  # until the batch waits for b's lock, which the other transaction holds
             cur = await watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%%unnest%%'"
+                "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                (other.info.backend_pid,),
             )
             row = await cur.fetchone()
             if row and row[0]:
