@@ -100,8 +100,18 @@ class FileStore:
             return Versioned(record, record.revision)
         raise BackendUnavailable(f"lease file of {key!r} is damaged")
 
+    def _check_present(self) -> None:
+        """The open directory is still the one at its path (not removed, not replaced)."""
+        try:
+            here, held = os.stat(self._records), os.fstat(self._records_fd)
+        except OSError as exc:
+            raise BackendUnavailable(f"{self._records}: {exc.strerror}") from exc
+        if (here.st_dev, here.st_ino) != (held.st_dev, held.st_ino):
+            raise BackendUnavailable(f"{self._records} was removed or replaced")
+
     def _scan_now(self, prefix: str, after: str | None, limit: int) -> list[LeaseRecord]:
         self._check_open()
+        self._check_present()  # listing a removed directory would answer "no leases"
         hex_prefix = prefix.encode().hex()
         hex_after = after.encode().hex() if after else None
         try:
@@ -139,6 +149,7 @@ class FileStore:
 
     async def ping(self) -> None:
         def check() -> None:
+            self._check_present()
             if not os.access(self._records, os.W_OK | os.X_OK):
                 raise BackendUnavailable(f"{self._records} is not writable")
 
