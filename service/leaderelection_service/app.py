@@ -12,11 +12,13 @@ The app is stateless: every lease lives in the backend named by
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leaderelection_service import __version__, metrics
 from leaderelection_service.api import dashboard, errors, health, hot, leases, watch
@@ -38,6 +40,25 @@ A candidate **acquires** a lease for a key with a ttl; while it holds it, it
 new term of a key carries a strictly larger **fencing token**. Every error
 answers `{"error": CODE, "message": TEXT, "lease": RECORD-or-null}`.
 """
+
+
+class LeaseApp(FastAPI):
+    """FastAPI behind ``front``: the layers every HTTP request passes first.
+
+    They are plain ASGI callables in front of the framework's own stack
+    rather than its middleware, so that a request the hot routes answer never
+    enters that stack (its routing, error middleware and per-request
+    telemetry checks). Other scopes (lifespan) go straight to FastAPI.
+    """
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.front is not None:
+            scope["app"] = self
+            await self.front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -75,7 +96,7 @@ def create_app(
             await active.close()
             metrics.process_exited()
 
-    app = FastAPI(
+    app = LeaseApp(
         title="leaderelection",
         version=__version__,
         description=DESCRIPTION,
@@ -88,15 +109,16 @@ def create_app(
     app.state.tokens = tokens
     app.state.hub = hub
     errors.install(app)
-    app.include_router(leases.router)
-    if hot_routes:
-        app.add_middleware(hot.HotRoutes, routes=leases.operation_routes())  # innermost
     app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
-    if tokens is not None:
-        app.add_middleware(AuthGate, tokens=tokens)  # outside the routes: no token, no work
-    app.include_router(health.router)
-    app.include_router(watch.router)
-    app.include_router(metrics_api.router)
+    for router in (leases.router, health.router, watch.router, metrics_api.router):
+        app.include_router(router)
     dashboard.install(app)
-    app.add_middleware(metrics.RequestMetrics)  # outermost: sees every answer
+    # In front of the framework, outermost first: metrics see every answer; the
+    # gate lets no request without a token further; the hot routes answer theirs.
+    framework: ASGIApp = functools.partial(FastAPI.__call__, app)
+    if hot_routes:
+        framework = hot.HotRoutes(framework, routes=leases.operation_routes())
+    if tokens is not None:
+        framework = AuthGate(framework, tokens=tokens)
+    app.front = metrics.RequestMetrics(framework)
     return app

@@ -2,7 +2,7 @@
 
 Example::
 
-    app.add_middleware(HotRoutes)   # innermost: inside the auth gate, metrics and body limit
+    front = RequestMetrics(AuthGate(HotRoutes(framework, routes=...), tokens))   # see app.py
 
 Every holder renews every few seconds, so these three routes are nearly all of
 a lease service's traffic. FastAPI spends more CPU on each of them (routing,
@@ -14,7 +14,8 @@ backend call and the same error answers; so the answer is the route's,
 byte for byte (``tests/test_hot_routes.py`` sends each request both ways).
 
 Anything else (a body that does not validate, a missing or foreign token, a
-content type other than JSON) goes on to the FastAPI route with the body
+content type other than JSON, a body without a declared length or over the
+limit) goes on to the FastAPI route with the body
 replayed, and the route gives the detailed answer. The routes stay the
 definition of the API and of openapi.yaml; this layer only skips the work
 between the socket and them on the common path.
@@ -32,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leaderelection_service.api.deps import check_holder, check_ttl
-from leaderelection_service.api.errors import lease_error_response
+from leaderelection_service.api.errors import lease_error_response, unexpected_error_response
 from leaderelection_service.api.schemas import AcquireBody, ReleaseBody, RenewBody
 from leaderelection_service.auth import OPEN, ApiToken, Role
 from leaderelection_service.errors import BackendUnavailable, LeaseError
@@ -68,8 +69,11 @@ class HotRoutes:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             match = _PATH.fullmatch(scope["path"])
-            if match is not None and _is_json(scope):
-                await self._serve(match[1], self.ops[match[2]], match[2], scope, receive, send)
+            if match is not None and _served(scope, scope["app"].state.settings.max_body_bytes):
+                try:
+                    await self._serve(match[1], self.ops[match[2]], match[2], scope, receive, send)
+                except Exception:
+                    await unexpected_error_response("POST", scope["path"])(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -113,11 +117,15 @@ class _PassOn(Exception):
     """Not for this layer: the FastAPI route answers."""
 
 
-def _is_json(scope: Scope) -> bool:
+def _served(scope: Scope, limit: int) -> bool:
+    """A JSON body of a declared length within ``limit`` (the rest: the route and its limits)."""
+    json_body = sized = False
     for name, value in scope["headers"]:
         if name == b"content-type":
-            return value.partition(b";")[0].strip().lower() == _JSON
-    return False
+            json_body = value.partition(b";")[0].strip().lower() == _JSON
+        elif name == b"content-length":
+            sized = value.isdigit() and int(value) <= limit
+    return json_body and sized
 
 
 def _caller(scope: Scope, authenticating: bool) -> ApiToken | None:
