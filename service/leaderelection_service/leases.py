@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -133,6 +134,21 @@ def _contended(key: str) -> BackendUnavailable:
     return BackendUnavailable(f"lease {key!r} is contended; retry", retry_after=1.0)
 
 
+BACKOFF_BASE = 0.001
+BACKOFF_CAP = 0.05
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before ``attempt`` (0-based) after losing every earlier one.
+
+    Full jitter, doubling from ``BACKOFF_BASE`` up to ``BACKOFF_CAP``: two
+    processes writing one key in step would otherwise keep losing to each
+    other (each reads while the other's write is committing) until the
+    attempts run out. The first retry goes at once.
+    """
+    return random.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+
+
 class KeyLocks:
     """One asyncio lock per key in use, dropped when nobody holds or waits for it.
 
@@ -206,7 +222,9 @@ class CasLeases:
         is nothing to write, or raises the contract's error.
         """
         async with self._keys.hold(key):
-            for _ in range(self._max_attempts):
+            for attempt in range(self._max_attempts):
+                if attempt > 1:
+                    await asyncio.sleep(backoff(attempt))
                 cur = await self.store.read(key)
                 now = self._clock()
                 new = decide(cur.record if cur else None, now)
