@@ -275,6 +275,11 @@ class PgSql:
 
     async def _renew_batch(self, items: list[tuple[str, str, int, int | None]]) -> dict[str, Row]:
         assert self.st.renew_batch is not None
+        if len(items) == 1:  # alone: the single statement, without the batch's key-order lock
+            key, holder, token, ttl_us = items[0]
+            params = {"key": key, "holder": holder, "token": token, "ttl_us": ttl_us}
+            rows = await self.fetch(self.st.renew, params)
+            return {rows[0][0]: rows[0]} if rows else {}
         params = {
             "keys": [i[0] for i in items],
             "holders": [i[1] for i in items],
