@@ -70,10 +70,7 @@ class HotRoutes:
         if scope["type"] == "http" and scope["method"] == "POST":
             match = _PATH.fullmatch(scope["path"])
             if match is not None and _served(scope, scope["app"].state.settings.max_body_bytes):
-                try:
-                    await self._serve(match[1], self.ops[match[2]], match[2], scope, receive, send)
-                except Exception:
-                    await unexpected_error_response("POST", scope["path"])(scope, receive, send)
+                await self._serve(match[1], self.ops[match[2]], match[2], scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -109,6 +106,9 @@ class HotRoutes:
             if isinstance(exc, BackendUnavailable):
                 log.warning("backend unavailable: %s", exc.message)
             await lease_error_response(exc)(scope, receive, send)
+            return
+        except Exception:  # nothing sent yet: answered as the framework's handler would
+            await unexpected_error_response("POST", scope["path"])(scope, receive, send)
             return
         await _answer(view, send)
 

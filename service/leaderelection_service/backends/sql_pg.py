@@ -65,7 +65,6 @@ _ADAPTERS.register_loader("jsonb", TextLoader)
 Conn = psycopg.AsyncConnection[Any]
 
 
-
 def with_index_plans(conninfo: str) -> str:
     """``conninfo`` whose sessions plan with the primary key even on a tiny table.
 
@@ -78,6 +77,7 @@ def with_index_plans(conninfo: str) -> str:
     """
     options = conninfo_to_dict(conninfo).get("options") or ""
     return make_conninfo(conninfo, options=f"{options} -c enable_seqscan=off".strip())
+
 
 class RolledBack(BackendUnavailable):
     """PostgreSQL rolled the statement back (SQLSTATE class 40: a deadlock, a
