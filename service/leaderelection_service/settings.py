@@ -13,12 +13,13 @@ a message naming the setting, never a silent clamp.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leaderelection_service.sql_names import DEFAULT_TABLE, check_identifier
 
 DEFAULT_DATA_DIR = "leaderelection-data"
 """The file backend's directory when no backend is configured (relative to the
@@ -74,7 +75,7 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
     sql_table: str = Field(
-        "leaderelection_leases",
+        DEFAULT_TABLE,
         description="SQL backends: the lease table (its version lives in <table>_meta).",
     )
     sql_schema: str = Field(
@@ -140,12 +141,7 @@ class Settings(BaseSettings):
     @field_validator("sql_table", "sql_schema")
     @classmethod
     def _identifier(cls, v: str, info: ValidationInfo) -> str:
-        if v and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,47}", v):
-            raise ValueError(
-                f"{info.field_name} must be a plain SQL identifier (letters, digits, _; "
-                "starting with a letter or _; at most 48 characters)"
-            )
-        return v
+        return check_identifier(str(info.field_name), v) if v else v
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
