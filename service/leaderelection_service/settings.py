@@ -8,6 +8,11 @@ Example::
 
 Settings are checked when loaded: a bad value stops the service at start with
 a message naming the setting, never a silent clamp.
+
+A new setting is one ``Field`` here, with its default and its description:
+``flags`` turns every field into a flag of ``serve`` whose help is that
+description and default, and ``tests/test_cli_settings.py`` fails until the
+README's configuration table has its row.
 """
 
 from __future__ import annotations
@@ -42,12 +47,17 @@ class Settings(BaseSettings):
     backend_url: str = Field(
         default_factory=default_backend_url,
         description="Where leases live: file:///dir, postgresql://…, sqlite:///…, "
-        "mysql+pymysql://…, gs://bucket/prefix.",
+        "mariadb+pymysql://…, gs://bucket/prefix; the flag also takes a plain directory.",
     )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on.")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
-    ttl_min: float = Field(0.5, gt=0, description="Smallest ttl a request may ask for, seconds.")
+    ttl_min: float = Field(
+        0.5,
+        gt=0,
+        description=f"Smallest ttl a request may ask for, seconds ({GCS_MIN_TTL:g} on gs://, "
+        "which refuses less).",
+    )
     ttl_max: float = Field(3600.0, gt=0, description="Largest ttl a request may ask for, seconds.")
     clock_skew_allowance: float = Field(
         0.0,
@@ -97,7 +107,7 @@ class Settings(BaseSettings):
     auth_file: Path | None = Field(
         None,
         description="JSON list of API tokens ({token, role, prefix}); when set, every route "
-        "but /healthz needs one. Unset: no authentication.",
+        "but the probes /healthz and /readyz needs one. Unset: no authentication.",
     )
     insecure: bool = Field(
         False,
@@ -109,7 +119,7 @@ class Settings(BaseSettings):
         ge=0.05,
         le=60,
         description="Seconds between two reads of the backend by the watch stream when the "
-        "backend does not push changes (file, GCS) and no lease is about to lapse.",
+        "backend does not push changes (all but PostgreSQL) and no lease is about to lapse.",
     )
     metrics_key_labels: int = Field(
         50,
