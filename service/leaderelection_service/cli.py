@@ -23,8 +23,9 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from leaderelection_service import __version__
 from leaderelection_service.commands import run, status
@@ -40,30 +41,10 @@ def _backend_url(value: str) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from leaderelection_service.flags import given
     from leaderelection_service.settings import Settings, apply_env, env_for
 
-    overrides = {
-        "backend_url": args.backend_url,
-        "host": args.host,
-        "port": args.port,
-        "workers": args.workers,
-        "ttl_min": args.ttl_min,
-        "ttl_max": args.ttl_max,
-        "clock_skew_allowance": args.clock_skew_allowance,
-        "max_body_bytes": args.max_body_bytes,
-        "gcs_timeout": args.gcs_timeout,
-        "file_sync": args.file_sync,
-        "log_level": args.log_level,
-        "auth_file": args.auth_file,
-        "insecure": args.insecure,
-        "watch_poll_interval": args.watch_poll_interval,
-        "metrics_key_labels": args.metrics_key_labels,
-        "sql_table": args.sql_table,
-        "sql_schema": args.sql_schema,
-        "sql_create_schema": args.sql_create_schema,
-        "sql_pool_size": args.sql_pool_size,
-    }
-    apply_env(env_for(**overrides))  # workers read their settings from the environment
+    apply_env(env_for(**given(args)))  # workers read their settings from the environment
     try:
         settings = Settings()
     except ValueError as exc:
@@ -118,15 +99,12 @@ def _metrics_dir(workers: int) -> None:
 
 def _migrate(args: argparse.Namespace) -> int:
     from leaderelection_service.backends.sql import migrate_url
+    from leaderelection_service.flags import given
     from leaderelection_service.registry import redact
     from leaderelection_service.settings import Settings
 
     try:
-        settings = Settings(
-            backend_url=args.backend_url,
-            sql_table=args.sql_table or Settings.model_fields["sql_table"].default,
-            sql_schema=args.sql_schema or "",
-        )
+        settings = Settings(**given(args))  # the flags, then LEADERELECTION_SQL_*
     except ValueError as exc:
         print(f"leaderelection: bad configuration: {exc}", file=sys.stderr)
         return 2
@@ -144,9 +122,50 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sql_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sql-table", help="SQL: the lease table (leaderelection_leases)")
-    parser.add_argument("--sql-schema", help="SQL: the schema holding it (the default schema)")
+def _serve_flags(parser: argparse.ArgumentParser) -> None:
+    from leaderelection_service.flags import add_flags
+
+    add_flags(parser, convert={"backend_url": _backend_url})
+
+
+def _migrate_flags(parser: argparse.ArgumentParser) -> None:
+    from leaderelection_service.flags import add_flags
+
+    parser.add_argument(
+        "--backend-url", required=True, help="postgresql://…, sqlite:///…, mariadb+pymysql://…"
+    )
+    add_flags(parser, ["sql_table", "sql_schema"])
+
+
+class _Deferred(argparse.ArgumentParser):
+    """A subcommand parser whose flags are added when it is first used.
+
+    ``serve`` and ``migrate`` take their flags from ``Settings`` (pydantic);
+    deferring them keeps ``status`` and ``run`` free of server libraries.
+    """
+
+    def __init__(
+        self, *args: Any, flags: Callable[[argparse.ArgumentParser], None] | None = None, **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
+        self._flags = flags
+
+    def _ready(self) -> None:
+        if self._flags is not None:
+            add, self._flags = self._flags, None
+            add(self)
+
+    def parse_known_args(self, *args: Any, **kw: Any) -> Any:
+        self._ready()
+        return super().parse_known_args(*args, **kw)
+
+    def format_help(self) -> str:
+        self._ready()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._ready()
+        return super().format_usage()
 
 
 def _openapi(args: argparse.Namespace) -> int:
@@ -161,69 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="leaderelection", description="Lease coordination for leader election."
     )
     parser.add_argument("--version", action="version", version=f"leaderelection {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Deferred)
 
-    serve = sub.add_parser("serve", help="run the lease service")
-    serve.add_argument(
-        "--backend-url",
-        type=_backend_url,
-        help="file:///dir (or a plain directory), postgresql://…, sqlite:///…, gs://bucket/prefix",
-    )
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    serve.add_argument("--workers", type=int, help="uvicorn worker processes (default 1)")
-    serve.add_argument("--ttl-min", type=float, help="smallest ttl accepted, seconds (0.5)")
-    serve.add_argument("--ttl-max", type=float, help="largest ttl accepted, seconds (3600)")
-    serve.add_argument(
-        "--clock-skew-allowance", type=float, help="seconds added before a takeover (0)"
-    )
-    serve.add_argument("--max-body-bytes", type=int, help="largest request body (16384)")
-    serve.add_argument(
-        "--gcs-timeout", type=float, help="gs://: seconds per GCS call, retries included (5)"
-    )
-    serve.add_argument(
-        "--file-sync",
-        choices=["filesystem", "file"],
-        help="file://: one syncfs per batch of writes, or fdatasync per file (filesystem)",
-    )
-    serve.add_argument("--log-level", help="debug, info, warning, error")
-    serve.add_argument(
-        "--auth-file",
-        type=lambda v: str(Path(v).absolute()),
-        help="JSON list of API tokens (see README, Authentication); default: no authentication",
-    )
-    serve.add_argument(
-        "--insecure",
-        action="store_true",
-        default=None,
-        help="allow a non-loopback --host without --auth-file",
-    )
-    serve.add_argument(
-        "--watch-poll-interval",
-        type=float,
-        help="seconds between backend reads for watch streams without push (1.0)",
-    )
-    serve.add_argument(
-        "--metrics-key-labels", type=int, help="keys named in the transitions metric (50)"
-    )
-    _sql_flags(serve)
-    serve.add_argument(
-        "--sql-create-schema",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="SQL: create missing tables at start (default yes; --no-sql-create-schema "
-        "where the service may not run DDL)",
-    )
-    serve.add_argument("--sql-pool-size", type=int, help="SQL: connections per worker (10)")
+    serve = sub.add_parser("serve", help="run the lease service", flags=_serve_flags)
     serve.set_defaults(func=_serve)
-
     migrate = sub.add_parser(
-        "migrate", help="create or upgrade the SQL backend's tables, then exit"
+        "migrate",
+        help="create or upgrade the SQL backend's tables, then exit",
+        flags=_migrate_flags,
     )
-    migrate.add_argument(
-        "--backend-url", required=True, help="postgresql://…, sqlite:///…, mariadb+pymysql://…"
-    )
-    _sql_flags(migrate)
     migrate.set_defaults(func=_migrate)
 
     openapi = sub.add_parser("openapi", help="print the OpenAPI document the app serves (YAML)")

@@ -8,17 +8,23 @@ Example::
 
 Settings are checked when loaded: a bad value stops the service at start with
 a message naming the setting, never a silent clamp.
+
+A new setting is one ``Field`` here, with its default and its description:
+``flags`` turns every field into a flag of ``serve`` whose help is that
+description and default, and ``tests/test_cli_settings.py`` fails until the
+README's configuration table has its row.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leaderelection_service.sql_names import DEFAULT_TABLE, check_identifier
 
 DEFAULT_DATA_DIR = "leaderelection-data"
 """The file backend's directory when no backend is configured (relative to the
@@ -41,12 +47,17 @@ class Settings(BaseSettings):
     backend_url: str = Field(
         default_factory=default_backend_url,
         description="Where leases live: file:///dir, postgresql://…, sqlite:///…, "
-        "mysql+pymysql://…, gs://bucket/prefix.",
+        "mariadb+pymysql://…, gs://bucket/prefix; the flag also takes a plain directory.",
     )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on.")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
-    ttl_min: float = Field(0.5, gt=0, description="Smallest ttl a request may ask for, seconds.")
+    ttl_min: float = Field(
+        0.5,
+        gt=0,
+        description=f"Smallest ttl a request may ask for, seconds ({GCS_MIN_TTL:g} on gs://, "
+        "which refuses less).",
+    )
     ttl_max: float = Field(3600.0, gt=0, description="Largest ttl a request may ask for, seconds.")
     clock_skew_allowance: float = Field(
         0.0,
@@ -74,7 +85,7 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
     sql_table: str = Field(
-        "leaderelection_leases",
+        DEFAULT_TABLE,
         description="SQL backends: the lease table (its version lives in <table>_meta).",
     )
     sql_schema: str = Field(
@@ -96,7 +107,7 @@ class Settings(BaseSettings):
     auth_file: Path | None = Field(
         None,
         description="JSON list of API tokens ({token, role, prefix}); when set, every route "
-        "but /healthz needs one. Unset: no authentication.",
+        "but the probes /healthz and /readyz needs one. Unset: no authentication.",
     )
     insecure: bool = Field(
         False,
@@ -108,7 +119,7 @@ class Settings(BaseSettings):
         ge=0.05,
         le=60,
         description="Seconds between two reads of the backend by the watch stream when the "
-        "backend does not push changes (file, GCS) and no lease is about to lapse.",
+        "backend does not push changes (all but PostgreSQL) and no lease is about to lapse.",
     )
     metrics_key_labels: int = Field(
         50,
@@ -140,12 +151,7 @@ class Settings(BaseSettings):
     @field_validator("sql_table", "sql_schema")
     @classmethod
     def _identifier(cls, v: str, info: ValidationInfo) -> str:
-        if v and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,47}", v):
-            raise ValueError(
-                f"{info.field_name} must be a plain SQL identifier (letters, digits, _; "
-                "starting with a letter or _; at most 48 characters)"
-            )
-        return v
+        return check_identifier(str(info.field_name), v) if v else v
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:

@@ -66,6 +66,7 @@ from leaderelection_service.errors import (
     LeaseNotFound,
 )
 from leaderelection_service.records import LeaseView, valid_key
+from leaderelection_service.sql_names import DEFAULT_TABLE
 from leaderelection_service.storage import Capabilities
 
 log = logging.getLogger("leaderelection.sql")
@@ -136,7 +137,7 @@ class SqlLeases:
         self,
         url: str,
         *,
-        table: str = "leaderelection_leases",
+        table: str = DEFAULT_TABLE,
         schema: str | None = None,
         create_schema: bool = True,
         clock_skew_allowance: float = 0.0,

@@ -19,7 +19,6 @@ Two tables, named by the operator (validated identifiers, never raw input):
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 
@@ -38,24 +37,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql
 
+from leaderelection_service.sql_names import DEFAULT_TABLE, check_identifier
+
 SCHEMA_VERSION = 1
 """Bump with every change of the tables; ``migrate`` brings older ones up to it."""
-
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
-DEFAULT_TABLE = "leaderelection_leases"
 
 
 class SchemaMissing(Exception):
     """The tables are absent or older than this code; the message says what to run."""
-
-
-def check_identifier(what: str, name: str) -> str:
-    if not IDENTIFIER.fullmatch(name):
-        raise ValueError(
-            f"{what} {name!r} is not a plain SQL identifier "
-            "(letters, digits and _, starting with a letter or _, at most 48 characters)"
-        )
-    return name
 
 
 @dataclass(frozen=True, slots=True)
