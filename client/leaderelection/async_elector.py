@@ -34,7 +34,7 @@ from leaderelection._election import Clock, Election, Leadership, default_identi
 from leaderelection.client import AsyncLeaseClient
 from leaderelection.config import Config
 from leaderelection.elector import Cancel, check_key
-from leaderelection.errors import LeaseError, LeaseHeld, LeaseLost, LeaseNotFound
+from leaderelection.errors import PERMANENT, LeaseError, LeaseHeld, LeaseLost, LeaseNotFound
 from leaderelection.lease import Lease
 
 log = logging.getLogger("leaderelection")
@@ -79,6 +79,7 @@ class AsyncLeaderElector:
         self._tasks: list[asyncio.Task[None]] = []
         self._follower: asyncio.Task[None] | None = None
         self._done = False
+        self._refusal: LeaseError | None = None  # the permanent error that ended the election
 
     # -- what callers read --------------------------------------------------------------
 
@@ -219,6 +220,9 @@ class AsyncLeaderElector:
             )
         except LeaseHeld:
             pass
+        except PERMANENT as exc:
+            await self._refused(exc)
+            return
         except LeaseError as exc:
             error = exc
             await self._report(exc)
@@ -246,6 +250,8 @@ class AsyncLeaderElector:
         except (LeaseLost, LeaseNotFound) as exc:
             log.info("leaderelection %s: %s lost the lease: %s", self.key, self.identity, exc)
             await self._end_term("lost")
+        except PERMANENT as exc:
+            await self._refused(exc)
         except Exception as exc:
             await self._end_term("deadline")  # say "not leader" before anything else
             async with self._transition:
@@ -295,7 +301,10 @@ class AsyncLeaderElector:
                 except (LeaseLost, LeaseNotFound):
                     pass
                 except Exception as exc:
-                    await self._report(exc)
+                    if self._refusal is None:
+                        await self._report(exc)
+                    else:  # on_error already had the reason the election ended
+                        log.warning("leaderelection %s: release failed: %s", self.key, exc)
         finally:
             self._done = True
             self._notify()
@@ -370,6 +379,16 @@ class AsyncLeaderElector:
         except Exception as exc:
             log.exception("leaderelection %s: callback %r raised", self.key, callback)
             await self._report(exc)
+
+    async def _refused(self, error: LeaseError) -> None:
+        """A permanent error (``errors.PERMANENT``): report it once, end the election."""
+        log.info(
+            "leaderelection %s: %s refused, ending the election: %s", self.key, self.identity, error
+        )
+        self._refusal = error
+        await self._end_term("stopped")  # before on_error, as after cancel(): not leader first
+        self.cancel()
+        await self._report(error)
 
     async def _report(self, error: Exception) -> None:
         callback = self.on_error

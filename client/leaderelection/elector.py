@@ -26,6 +26,8 @@ The loop, in a daemon thread named ``leaderelection-<key>``:
    the deadline on. Transient errors (transport, 503, 500) are retried with
    jitter inside the deadline and reported to ``on_error``; ``lease_lost`` (or
    ``not_found``) ends the term at once.
+   A permanent error (422, 401, 403: ``errors.PERMANENT``) on acquire or renew
+   ends the election: the term ends, ``on_error`` once, then as after ``cancel()``.
 4. At the deadline the term ends, whether or not a renew is still hanging: a
    second thread watches the deadline, and ``is_leader`` compares it with the
    clock on every call, so even a process paused past it reads False first.
@@ -52,7 +54,7 @@ from leaderelection._base import KEY_RE
 from leaderelection._election import Clock, Election, Leadership, default_identity
 from leaderelection.client import LeaseClient
 from leaderelection.config import Config
-from leaderelection.errors import LeaseError, LeaseHeld, LeaseLost, LeaseNotFound
+from leaderelection.errors import PERMANENT, LeaseError, LeaseHeld, LeaseLost, LeaseNotFound
 from leaderelection.lease import Lease
 from leaderelection.watch import Watch
 
@@ -105,6 +107,7 @@ class LeaderElector:
         self._lost.set()
         self._threads: list[threading.Thread] = []
         self._done = False
+        self._refusal: LeaseError | None = None  # the permanent error that ended the election
         self._stream: Watch | None = None  # the follower's open watch stream
         self._stream_lock = threading.Lock()
 
@@ -241,6 +244,9 @@ class LeaderElector:
             )
         except LeaseHeld:
             pass
+        except PERMANENT as exc:
+            self._refused(exc)
+            return
         except LeaseError as exc:
             error = exc
             self._report(exc)
@@ -268,6 +274,8 @@ class LeaderElector:
         except (LeaseLost, LeaseNotFound) as exc:
             log.info("leaderelection %s: %s lost the lease: %s", self.key, self.identity, exc)
             self._end_term("lost")
+        except PERMANENT as exc:
+            self._refused(exc)
         except Exception as exc:
             self._end_term("deadline")  # say "not leader" before anything else
             with self._transition:
@@ -327,7 +335,10 @@ class LeaderElector:
                 except (LeaseLost, LeaseNotFound):
                     pass  # another term already has it: nothing of ours to release
                 except Exception as exc:
-                    self._report(exc)
+                    if self._refusal is None:
+                        self._report(exc)
+                    else:  # on_error already had the reason the election ended
+                        log.warning("leaderelection %s: release failed: %s", self.key, exc)
         finally:
             with self._cond:
                 self._done = True
@@ -399,6 +410,16 @@ class LeaderElector:
         except Exception as exc:
             log.exception("leaderelection %s: callback %r raised", self.key, callback)
             self._report(exc)
+
+    def _refused(self, error: LeaseError) -> None:
+        """A permanent error (``errors.PERMANENT``): report it once, end the election."""
+        log.info(
+            "leaderelection %s: %s refused, ending the election: %s", self.key, self.identity, error
+        )
+        self._refusal = error
+        self._end_term("stopped")  # before on_error, as after cancel(): not leader first
+        self.cancel()
+        self._report(error)
 
     def _report(self, error: Exception) -> None:
         callback = self.on_error
