@@ -126,7 +126,7 @@ class Elector:
             self.inner.stop(timeout)
         else:
             assert self._loop is not None
-            self._loop.run(self.inner.stop())
+            self._loop.run(self.inner.stop(timeout))
 
     def __enter__(self) -> Self:
         self.start()
