@@ -39,14 +39,24 @@ import logging
 import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Protocol
 
 from leaderelection._election import Clock, Election, Leadership
 from leaderelection.config import Config
 from leaderelection.errors import PERMANENT, LeaseError, LeaseHeld, LeaseLost, LeaseNotFound
 from leaderelection.lease import Lease
-from leaderelection.watch import LeaseEvent
 
 log = logging.getLogger("leaderelection")
+
+
+class StreamEvent(Protocol):
+    """What the follower reads of a ``LeaseEvent`` (this module imports no HTTP code)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def free(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +110,7 @@ class CloseWatch:
 Action = Send | Wait | Call | Cancel | OpenWatch | NextEvent | CloseWatch
 BLOCKING = (Send, Wait, OpenWatch, NextEvent, CloseWatch)
 """Performed with the driver's lock released (I/O or waiting); the rest under it."""
-Result = Lease | LeaseEvent | Exception | bool | None
+Result = Lease | StreamEvent | Exception | bool | None
 Flow = Generator[Action, Result, None]
 ENDS_TERM = (LeaseLost, LeaseNotFound)
 """On renew: another term has the key. Not permanent: campaign again."""
@@ -188,7 +198,7 @@ class Machine:
         while not self.stopping:
             yield OpenWatch(last_id)
             event = yield NextEvent()
-            while isinstance(event, LeaseEvent):
+            while event is not None and not isinstance(event, Exception | bool | Lease):
                 last_id = event.id
                 if event.free:
                     self.woken = True
@@ -276,7 +286,8 @@ class Machine:
         )
         self.refusal = error
         yield from self._end("stopped")
-        yield Cancel()
+        self.cancel()
+        yield Cancel()  # the driver's part: close the watch stream, wake its waiters
         yield from self._report(error)
 
     # -- term changes and callbacks -----------------------------------------------------------
