@@ -14,7 +14,7 @@ Example::
 The loop, in a daemon thread named ``leaderelection-<key>``:
 
 1. While not leading, send ``acquire(key, identity, term)``; on ``lease_held``
-   or an error, wait ``retry`` (jittered shorter) in ``_wait_before_retry``.
+   or an error, wait ``retry`` (jittered shorter; row C6 of docs/elector.md).
    With ``watch=True`` (the default) a third thread follows the key's watch
    stream and ends that wait as soon as the lease is released or expires, so
    a graceful handoff takes one round trip instead of up to ``retry``. If the
@@ -48,7 +48,6 @@ exception in a callback is logged and passed to ``on_error``; the loop goes on.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -71,8 +70,6 @@ from leaderelection.client import LeaseClient
 from leaderelection.watch import LeaseEvent, Watch
 
 __all__ = ["Cancel", "LeaderElector", "OnElected", "OnError"]
-
-log = logging.getLogger("leaderelection")
 
 
 class LeaderElector(ElectorBase[LeaseClient, OnElected, OnError]):
