@@ -20,7 +20,12 @@ from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
 from support.procs import ServiceProcess
 
-pytest_plugins = ["support.backends", "support.gcs", "support.sql_backends"]
+pytest_plugins = [
+    "support.backends",
+    "support.electors",
+    "support.gcs",
+    "support.sql_backends",
+]
 
 
 @pytest.fixture

@@ -263,7 +263,19 @@ def test_token_is_sent_and_a_refused_one_ends_the_run(tmp_path: Path, runs: list
         )
         runs.append(read_only)
         assert read_only.wait(60) == 2
-        assert read_only.says("the service refused this token")
+        assert read_only.says("the service refused the request for good: forbidden (403)")
+        assert not read_only.says("(retrying)") and not read_only.says("Traceback")
+
+
+def test_a_request_the_service_calls_invalid_ends_the_run(tmp_path: Path, runs: list[Run]) -> None:
+    """ttl 4000 passes every local rule but is past the service's 3600: 422, status 2."""
+    with ServiceProcess((tmp_path / "data").as_uri()) as svc:
+        run = Run(tmp_path, svc.url, "too-long", "run-i", "true", ttl="4000")
+        runs.append(run)
+        assert run.wait(60) == 2
+        assert run.says("the service refused the request for good: invalid_request (422)")
+        assert not run.says("(retrying)") and not run.says("Traceback"), run.err.read_text()
+        assert httpx.get(f"{svc.url}/v1/leases/too-long").status_code == 404  # nothing written
 
 
 def test_bad_invocations_exit_2(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 """The client's watch streams and the follower that waits on them, against a real service.
 
+The follower scenarios run on both electors (the ``electors`` fixture).
+
 Handoff times are printed by bench/handoff.py; here the bounds only tell the
 watch stream apart from polling (the follower's ``retry`` is 10 s, and its
 jittered wait never drops below 7.5 s).
@@ -15,16 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from leaderelection import (
-    AsyncLeaderElector,
-    AsyncLeaseClient,
-    Config,
-    InvalidRequest,
-    LeaderElector,
-    LeaseClient,
-    LeaseEvent,
-)
+from leaderelection import AsyncLeaseClient, Config, InvalidRequest, LeaseClient, LeaseEvent
 from leaderelection.watch import SseParser
+from support.electors import Electors
 from support.procs import ServiceProcess, wait_until
 
 SLOW_RETRY = Config(term=10, renew=3, retry=10)
@@ -117,78 +112,47 @@ async def test_async_watch_yields_typed_events(svc: ServiceProcess) -> None:
         ]
 
 
-def _elected(elector: LeaderElector, flag: threading.Event) -> LeaderElector:
-    elector.on_elected = lambda me, cancel: flag.set()
-    return elector
+def test_follower_takes_over_at_once_after_a_graceful_release(
+    electors: Electors, svc: ServiceProcess, client: LeaseClient
+) -> None:
+    key = f"cw.handoff-{electors.kind}"
+    leader = electors.new(svc.url, key, identity="leader", config=SLOW_RETRY)
+    leader.start()
+    assert leader.wait_for_leadership(10)
+    took_over = threading.Event()
+    follower = electors.new(svc.url, key, identity="follower", config=SLOW_RETRY,
+                            on_elected=lambda me, cancel: took_over.set())  # fmt: skip
+    follower.start()
+    try:
+        wait_until(lambda: client.get(key).holder == "leader", 5, what="the leader to hold")
+        time.sleep(0.5)  # the follower has tried once and now waits its 7.5-10 s
+        started = time.monotonic()
+        leader.stop()
+        assert took_over.wait(HANDOFF_BOUND), "the follower did not wake on the release"
+        assert time.monotonic() - started < HANDOFF_BOUND
+        assert follower.is_leader and follower.lease is not None
+        assert follower.lease.fencing_token == 2
+    finally:
+        follower.stop()
 
 
-def test_follower_takes_over_at_once_after_a_graceful_release(svc: ServiceProcess) -> None:
-    with LeaseClient(svc.url) as lc, LeaseClient(svc.url) as fc:
-        leader = LeaderElector(lc, "cw.handoff", identity="leader", config=SLOW_RETRY)
+def test_follower_still_takes_over_when_its_stream_broke(
+    electors: Electors, tmp_path: Path, data_dir: Path
+) -> None:
+    with ServiceProcess(data_dir.as_uri(), log_path=tmp_path / "svc.log") as s:
+        config = Config(term=10, renew=3, retry=1)
+        leader = electors.new(s.url, "cw.broken", identity="leader", config=config, watch=False)
         leader.start()
         assert leader.wait_for_leadership(10)
         took_over = threading.Event()
-        follower = _elected(
-            LeaderElector(fc, "cw.handoff", identity="follower", config=SLOW_RETRY), took_over
-        )
+        follower = electors.new(s.url, "cw.broken", identity="follower", config=config,
+                                on_elected=lambda me, cancel: took_over.set())  # fmt: skip
         follower.start()
         try:
-            wait_until(
-                lambda: fc.get("cw.handoff").holder == "leader", 5, what="the leader to hold"
-            )
-            time.sleep(0.5)  # the follower has tried once and now waits its 7.5-10 s
-            started = time.monotonic()
+            s.stop()  # the follower's stream ends; it polls and reconnects meanwhile
+            s.start()
             leader.stop()
-            assert took_over.wait(HANDOFF_BOUND), "the follower did not wake on the release"
-            assert time.monotonic() - started < HANDOFF_BOUND
-            assert follower.is_leader and follower.lease is not None
-            assert follower.lease.fencing_token == 2
+            assert took_over.wait(30), "the follower never took over"
+            assert follower.lease is not None and follower.lease.holder == "follower"
         finally:
             follower.stop()
-
-
-def test_follower_still_takes_over_when_its_stream_broke(tmp_path: Path, data_dir: Path) -> None:
-    with ServiceProcess(data_dir.as_uri(), log_path=tmp_path / "svc.log") as s:
-        config = Config(term=10, renew=3, retry=1)
-        with LeaseClient(s.url) as lc, LeaseClient(s.url) as fc:
-            leader = LeaderElector(lc, "cw.broken", identity="leader", config=config, watch=False)
-            leader.start()
-            assert leader.wait_for_leadership(10)
-            took_over = threading.Event()
-            follower = _elected(
-                LeaderElector(fc, "cw.broken", identity="follower", config=config), took_over
-            )
-            follower.start()
-            try:
-                s.stop()  # the follower's stream ends; it polls and reconnects meanwhile
-                s.start()
-                leader.stop()
-                assert took_over.wait(30), "the follower never took over"
-                assert follower.lease is not None and follower.lease.holder == "follower"
-            finally:
-                follower.stop()
-
-
-async def test_async_follower_takes_over_at_once(svc: ServiceProcess) -> None:
-    async with AsyncLeaseClient(svc.url) as lc, AsyncLeaseClient(svc.url) as fc:
-        leader = AsyncLeaderElector(lc, "cw.async-handoff", identity="leader", config=SLOW_RETRY)
-        await leader.start()
-        assert await leader.wait_for_leadership(10)
-        took_over = asyncio.Event()
-        follower = AsyncLeaderElector(
-            fc,
-            "cw.async-handoff",
-            identity="follower",
-            config=SLOW_RETRY,
-            on_elected=lambda me, cancel: took_over.set(),
-        )
-        await follower.start()
-        try:
-            await asyncio.sleep(0.5)  # the follower has tried once and now waits
-            started = time.monotonic()
-            await leader.stop()
-            await asyncio.wait_for(took_over.wait(), HANDOFF_BOUND)
-            assert time.monotonic() - started < HANDOFF_BOUND
-            assert follower.lease is not None and follower.lease.fencing_token == 2
-        finally:
-            await follower.stop()

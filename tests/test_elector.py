@@ -1,13 +1,14 @@
 """``LeaderElector`` and ``AsyncLeaderElector`` in this process, against a real service.
 
-The service is really killed and really paused (SIGSTOP) here; only a renew
-call that ignores its own timeout, which a real server cannot be made to
-produce on demand, comes from ``httpx.MockTransport``.
+Every scenario runs on both electors (the ``electors`` fixture of
+``support.electors``, ids ``[sync]`` and ``[async]``). The service is really
+killed and really paused (SIGSTOP) here; only a renew call that ignores its
+own timeout, which a real server cannot be made to produce on demand, comes
+from ``httpx.MockTransport``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import signal
@@ -22,15 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from leaderelection import (
-    AsyncLeaderElector,
-    AsyncLeaseClient,
-    Config,
-    LeaderElector,
-    LeaseClient,
-    RequestTimeout,
-    TransportError,
-)
+from leaderelection import Config, LeaseClient, RequestTimeout, TransportError
+from support.electors import Electors
 from support.procs import REPO, ServiceProcess, free_port, wait_until
 
 FAST = Config(term=2.0, renew=0.4, retry=0.3)
@@ -56,7 +50,7 @@ def client(shared_service: ServiceProcess) -> Iterator[LeaseClient]:
 
 
 class Recorder:
-    """Callbacks that record (event, identity, monotonic time) and errors."""
+    """Callbacks that record (event, identity, monotonic time) and errors (any thread)."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str, float]] = []
@@ -77,9 +71,11 @@ class Recorder:
         return {"on_elected": self.elected, "on_ousting": self.ousting, "on_error": self.error}
 
 
-def test_elect_renew_and_stop_releases(client: LeaseClient, key: str) -> None:
+def test_elect_renew_and_stop_releases(
+    electors: Electors, shared_service: ServiceProcess, client: LeaseClient, key: str
+) -> None:
     rec = Recorder()
-    elector = LeaderElector(client, key, config=FAST, **rec.hooks())
+    elector = electors.new(shared_service.url, key, config=FAST, **rec.hooks())
     assert not elector.is_leader and elector.lease is None and elector.leadership is None
     with elector:
         assert elector.wait_for_leadership(20)
@@ -102,10 +98,12 @@ def test_elect_renew_and_stop_releases(client: LeaseClient, key: str) -> None:
     assert re.fullmatch(r".+-\d+-[0-9a-f]{8}", elector.identity)  # hostname-pid-random
 
 
-def test_lease_lost_ends_leadership_at_once(client: LeaseClient, key: str) -> None:
+def test_lease_lost_ends_leadership_at_once(
+    electors: Electors, shared_service: ServiceProcess, client: LeaseClient, key: str
+) -> None:
     rec = Recorder()
     config = Config(term=30, renew=0.3, retry=10)
-    elector = LeaderElector(client, key, identity="me", config=config, **rec.hooks())
+    elector = electors.new(shared_service.url, key, identity="me", config=config, **rec.hooks())
     with elector:
         assert elector.wait_for_leadership(20)
         assert elector.lease is not None
@@ -121,12 +119,14 @@ def test_lease_lost_ends_leadership_at_once(client: LeaseClient, key: str) -> No
     assert client.get(key).held
 
 
-def test_leader_steps_down_at_its_deadline_when_the_service_dies(tmp_path: Path) -> None:
+def test_leader_steps_down_at_its_deadline_when_the_service_dies(
+    electors: Electors, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
     rec = Recorder()
-    with ServiceProcess(data.as_uri()) as svc, LeaseClient(svc.url) as client:
-        elector = LeaderElector(client, "job", config=FAST, **rec.hooks())
+    with ServiceProcess(data.as_uri()) as svc:
+        elector = electors.new(svc.url, "job", config=FAST, **rec.hooks())
         with elector:
             assert elector.wait_for_leadership(20)
             svc.kill()
@@ -146,12 +146,12 @@ def test_leader_steps_down_at_its_deadline_when_the_service_dies(tmp_path: Path)
     assert any(isinstance(e, TransportError) for e in rec.errors), rec.errors
 
 
-def test_hung_service_does_not_delay_stepping_down(tmp_path: Path) -> None:
+def test_hung_service_does_not_delay_stepping_down(electors: Electors, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     rec = Recorder()
-    with ServiceProcess(data.as_uri()) as svc, LeaseClient(svc.url) as client:
-        elector = LeaderElector(client, "job", config=FAST, **rec.hooks())
+    with ServiceProcess(data.as_uri()) as svc:
+        elector = electors.new(svc.url, "job", config=FAST, **rec.hooks())
         with elector:
             assert elector.wait_for_leadership(20)
             svc.pause()  # SIGSTOP: connections hang, nothing answers
@@ -178,7 +178,7 @@ LEASE = {
 }  # fmt: skip
 
 
-def test_renew_hanging_past_its_timeout_does_not_delay_stepping_down() -> None:
+def test_renew_hanging_past_its_timeout_does_not_delay_stepping_down(electors: Electors) -> None:
     gate = threading.Event()
     hanging = threading.Event()
 
@@ -192,8 +192,8 @@ def test_renew_hanging_past_its_timeout_does_not_delay_stepping_down() -> None:
 
     rec = Recorder()
     config = Config(term=1.0, renew=0.2, retry=0.2)
-    client = LeaseClient("http://le.test", transport=httpx.MockTransport(handler))
-    elector = LeaderElector(client, "job", identity="me", config=config, **rec.hooks())
+    elector = electors.new("http://le.test", "job", handler=handler, identity="me",
+                           config=config, watch=False, **rec.hooks())  # fmt: skip
     elector.start()
     try:
         assert elector.wait_for_leadership(10)
@@ -207,17 +207,15 @@ def test_renew_hanging_past_its_timeout_does_not_delay_stepping_down() -> None:
     finally:
         gate.set()
         elector.stop()
-        client.close()
 
 
-def test_injected_clock_decides_leadership() -> None:
+def test_injected_clock_decides_leadership(electors: Electors) -> None:
     now = [1000.0]
-    client = LeaseClient(
-        "http://le.test",
-        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=json.dumps(LEASE))),
-    )
-    config = Config(term=1.0, renew=0.5, retry=0.2)
-    elector = LeaderElector(client, "job", identity="me", config=config, clock=lambda: now[0])
+    elector = electors.new(
+        "http://le.test", "job", handler=lambda r: httpx.Response(200, content=json.dumps(LEASE)),
+        identity="me", config=Config(term=1.0, renew=0.5, retry=0.2), clock=lambda: now[0],
+        watch=False,
+    )  # fmt: skip
     elector.start()
     try:
         wait_until(lambda: elector.leadership is not None, 10, what="elected")
@@ -228,18 +226,19 @@ def test_injected_clock_decides_leadership() -> None:
         assert not elector.is_leader and elector.lease is None
     finally:
         elector.stop()
-        client.close()
 
 
-def test_exceptions_in_callbacks_do_not_kill_the_loop(client: LeaseClient, key: str) -> None:
+def test_exceptions_in_callbacks_do_not_kill_the_loop(
+    electors: Electors, shared_service: ServiceProcess, client: LeaseClient, key: str
+) -> None:
     errors: list[Exception] = []
 
     def boom(identity: str, cancel: Callable[[], None]) -> None:
         raise RuntimeError(f"boom from {identity}")
 
-    elector = LeaderElector(
-        client, key, identity="me", config=FAST, on_elected=boom, on_ousting=boom,
-        on_error=lambda i, e, c: errors.append(e),
+    elector = electors.new(
+        shared_service.url, key, identity="me", config=FAST, on_elected=boom, on_ousting=boom,
+        on_error=lambda i, e, c: errors.append(e), coroutines=True,
     )  # fmt: skip
     with elector:
         assert elector.wait_for_leadership(20)
@@ -254,51 +253,74 @@ def test_exceptions_in_callbacks_do_not_kill_the_loop(client: LeaseClient, key: 
     assert not client.get(key).held
 
 
-def test_on_error_raising_does_not_kill_the_loop() -> None:
+def test_on_error_raising_does_not_kill_the_loop(electors: Electors) -> None:
     calls: list[Exception] = []
 
     def bad(identity: str, error: Exception, cancel: Callable[[], None]) -> None:
         calls.append(error)
         raise RuntimeError("on_error is broken too")
 
-    with LeaseClient(f"http://127.0.0.1:{free_port()}") as client:  # nothing listens
-        elector = LeaderElector(client, "job", config=Config(2, 0.4, 0.1), on_error=bad)
-        with elector:
-            wait_until(lambda: len(calls) >= 3, 20, what="three failed attempts")
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    with electors.new(url, "job", config=Config(2, 0.4, 0.1), on_error=bad, watch=False):
+        wait_until(lambda: len(calls) >= 3, 20, what="three failed attempts")
     assert all(isinstance(e, TransportError) for e in calls)
 
 
-def test_cancel_from_a_callback_ends_the_election(client: LeaseClient, key: str) -> None:
+def test_cancel_from_a_callback_ends_the_election(
+    electors: Electors, shared_service: ServiceProcess, client: LeaseClient, key: str
+) -> None:
     rec = Recorder()
 
     def elected(identity: str, cancel: Callable[[], None]) -> None:
         rec.elected(identity, cancel)
         cancel()
 
-    elector = LeaderElector(client, key, config=FAST, on_elected=elected,
-                            on_ousting=rec.ousting)  # fmt: skip
+    elector = electors.new(shared_service.url, key, config=FAST, on_elected=elected,
+                           on_ousting=rec.ousting)  # fmt: skip
     elector.start()
     assert rec.ousted.wait(20)
+    assert not elector.wait_for_leadership(20)  # the election has ended
     elector.stop()
     assert [e[0] for e in rec.events] == ["elected", "ousting"]
     assert not client.get(key).held
 
 
+def test_cancel_closes_the_followers_watch_stream_at_once(
+    electors: Electors, shared_service: ServiceProcess, client: LeaseClient, key: str
+) -> None:
+    """Both electors: after cancel(), and before stop(), the service has no stream of ours."""
+
+    def streams() -> float:
+        text = httpx.get(f"{shared_service.url}/metrics").text
+        line = next(
+            x for x in text.splitlines() if x.startswith("leaderelection_watch_subscribers")
+        )
+        return float(line.split()[-1])
+
+    client.acquire(key, "someone-else", 60)  # the elector stays a follower, watching
+    before = streams()
+    elector = electors.new(shared_service.url, key, config=FAST)
+    elector.start()
+    try:
+        wait_until(lambda: streams() == before + 1, 20, what="the follower's stream")
+        elector.cancel()
+        wait_until(lambda: streams() == before, 20, what="the stream closed by cancel()")
+    finally:
+        elector.stop()
+
+
 def test_run_while_leader_calls_fn_per_term_and_signals_the_end(
-    client: LeaseClient, key: str
+    electors: Electors, shared_service: ServiceProcess, key: str
 ) -> None:
     tokens: list[int] = []
     ended = threading.Event()
-    elector = LeaderElector(client, key, identity="me", config=FAST)
+    elector = electors.new(shared_service.url, key, identity="me", config=FAST)
 
-    def work(lost: threading.Event) -> None:
+    def started() -> None:
         assert elector.lease is not None
         tokens.append(elector.lease.fencing_token)
-        lost.wait()
-        ended.set()
 
-    runner = threading.Thread(target=elector.run_while_leader, args=(work,))
-    runner.start()
+    runner = elector.run_while_leader(started, ended.set)
     wait_until(lambda: tokens, 20, what="work started")
     elector.stop()
     runner.join(10)
@@ -306,10 +328,36 @@ def test_run_while_leader_calls_fn_per_term_and_signals_the_end(
     assert tokens == [1]
 
 
-def test_two_electors_in_one_process_hand_over_on_stop(client: LeaseClient, key: str) -> None:
+def test_run_while_leader_ends_the_work_when_the_term_is_lost(
+    electors: Electors, shared_service: ServiceProcess, client: LeaseClient, key: str
+) -> None:
+    ended = threading.Event()
+    started = threading.Event()
+    config = Config(term=30, renew=0.3, retry=10)
+    elector = electors.new(shared_service.url, key, identity="me", config=config)
+    runner = elector.run_while_leader(started.set, ended.set)
+    try:
+        assert started.wait(20)
+        assert elector.lease is not None
+        client.release(key, "me", elector.lease.fencing_token)
+        client.acquire(key, "other", 30)
+        assert ended.wait(10)
+        assert not elector.is_leader
+        assert elector.leadership is not None and elector.leadership.ended_by == "lost"
+    finally:
+        elector.stop()
+        runner.join(10)
+    assert not runner.is_alive()
+
+
+def test_two_electors_in_one_process_hand_over_on_stop(
+    electors: Electors, shared_service: ServiceProcess, key: str
+) -> None:
     rec = Recorder()
-    a = LeaderElector(client, key, identity="a", config=FAST, **rec.hooks())
-    b = LeaderElector(client, key, identity="b", config=FAST, **rec.hooks())
+    client = electors.client(shared_service.url)  # one client shared by both
+    hooks = {**rec.hooks(), "coroutines": True}
+    a = electors.new(client, key, identity="a", config=FAST, **hooks)
+    b = electors.new(client, key, identity="b", config=FAST, **hooks)
     with a:
         assert a.wait_for_leadership(20)
         with b:
@@ -317,6 +365,7 @@ def test_two_electors_in_one_process_hand_over_on_stop(client: LeaseClient, key:
             stopped = time.monotonic()
             a.stop()
             assert b.wait_for_leadership(FAST.retry + 5)
+            assert b.lease is not None and b.lease.fencing_token == 2
             print(f"handoff {time.monotonic() - stopped:.3f} s")
     assert [(e[0], e[1]) for e in rec.events] == [
         ("elected", "a"), ("ousting", "a"), ("elected", "b"), ("ousting", "b"),
@@ -324,9 +373,9 @@ def test_two_electors_in_one_process_hand_over_on_stop(client: LeaseClient, key:
     assert rec.events[1][2] <= rec.events[2][2]
 
 
-def test_bad_key_is_refused_at_construction(client: LeaseClient) -> None:
+def test_bad_key_is_refused_at_construction(electors: Electors) -> None:
     with pytest.raises(ValueError, match="key"):
-        LeaderElector(client, "../etc")
+        electors.new("http://127.0.0.1:9", "../etc")
 
 
 def readme_example() -> str:
@@ -354,92 +403,3 @@ def test_readme_example_runs_and_releases_on_sigterm(
     lines = out.read_text().split()
     assert "ousting" in lines
     assert not httpx.get(f"{shared_service.url}/v1/leases/nightly-report").json()["held"]
-
-
-# -- asyncio ------------------------------------------------------------------------------
-
-
-async def test_async_electors_one_leader_coroutine_callbacks_and_handoff(
-    shared_service: ServiceProcess, key: str
-) -> None:
-    events: list[tuple[str, str]] = []
-
-    async def elected(identity: str, cancel: Callable[[], None]) -> None:
-        await asyncio.sleep(0)
-        events.append(("elected", identity))
-
-    def ousting(identity: str, cancel: Callable[[], None]) -> None:
-        events.append(("ousting", identity))
-
-    async with AsyncLeaseClient(shared_service.url) as client:
-        a = AsyncLeaderElector(client, key, identity="a", config=FAST, on_elected=elected,
-                               on_ousting=ousting)  # fmt: skip
-        b = AsyncLeaderElector(client, key, identity="b", config=FAST, on_elected=elected,
-                               on_ousting=ousting)  # fmt: skip
-        async with a:
-            assert await a.wait_for_leadership(20)
-            async with b:
-                assert not await b.wait_for_leadership(FAST.term)
-                assert a.is_leader and a.lease is not None
-                await a.stop()
-                assert await b.wait_for_leadership(FAST.retry + 5)
-                assert b.lease is not None and b.lease.fencing_token == 2
-        assert not (await client.get(key)).held
-    assert events == [("elected", "a"), ("ousting", "a"), ("elected", "b"), ("ousting", "b")]
-
-
-async def test_async_run_while_leader_cancels_work_on_ousting(
-    shared_service: ServiceProcess, key: str
-) -> None:
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
-
-    async def work() -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    async with AsyncLeaseClient(shared_service.url) as client:
-        config = Config(term=30, renew=0.3, retry=10)
-        elector = AsyncLeaderElector(client, key, identity="me", config=config)
-        runner = asyncio.create_task(elector.run_while_leader(work))
-        await asyncio.wait_for(started.wait(), 20)
-        assert elector.lease is not None
-        await client.release(key, "me", elector.lease.fencing_token)
-        await client.acquire(key, "other", 30)
-        await asyncio.wait_for(cancelled.wait(), 10)
-        assert not elector.is_leader
-        assert elector.leadership is not None and elector.leadership.ended_by == "lost"
-        await elector.stop()
-        await asyncio.wait_for(runner, 10)
-
-
-async def test_async_hanging_renew_does_not_delay_stepping_down() -> None:
-    gate = asyncio.Event()
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/renew"):
-            await gate.wait()
-            return httpx.Response(503, json={"error": "backend_unavailable", "message": "",
-                                             "lease": None})  # fmt: skip
-        return httpx.Response(200, content=json.dumps(LEASE))
-
-    ousted = asyncio.Event()
-    config = Config(term=1.0, renew=0.2, retry=0.2)
-    async with AsyncLeaseClient("http://le.test", transport=httpx.MockTransport(handler)) as c:
-        elector = AsyncLeaderElector(c, "job", identity="me", config=config,
-                                     on_ousting=lambda i, cancel: ousted.set())  # fmt: skip
-        await elector.start()
-        try:
-            assert await elector.wait_for_leadership(10)
-            await asyncio.wait_for(ousted.wait(), 10)
-            assert not gate.is_set()
-            term = elector.leadership
-            assert term is not None and term.ended_by == "deadline"
-            assert not elector.is_leader
-        finally:
-            gate.set()
-            await elector.stop()

@@ -1,5 +1,7 @@
 """Electors in separate processes on one key, against a real service (file backend).
 
+Every scenario runs with both electors (the ``kind`` fixture: sync, async).
+
 Each process is ``support/elector_proc.py``, logging its own leadership terms
 with CLOCK_MONOTONIC (system-wide on Linux, so comparable between processes).
 The tests SIGKILL, SIGSTOP and stop them and check, from those logs:
@@ -30,9 +32,15 @@ TERM, RENEW, RETRY = 3.0, 0.75, 0.5
 SLACK = 2.0  # seconds of scheduling and request latency allowed on a busy 2-core host
 
 
+@pytest.fixture(params=["sync", "async"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """Every scenario runs with ``LeaderElector`` and with ``AsyncLeaderElector``."""
+    return str(request.param)
+
+
 @pytest.fixture
 def electors(
-    service: ServiceProcess, tmp_path: Path, request: pytest.FixtureRequest
+    service: ServiceProcess, tmp_path: Path, kind: str, request: pytest.FixtureRequest
 ) -> Iterator[list[ElectorProcess]]:
     watch = getattr(request, "param", True)  # False: followers poll every retry
     procs = [
@@ -45,6 +53,7 @@ def electors(
             renew=RENEW,
             retry=RETRY,
             watch=watch,
+            kind=kind,
         ).start()
         for i in range(3)
     ]

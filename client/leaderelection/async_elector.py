@@ -8,11 +8,13 @@ Example::
         async with elector:                       # start(); on exit stop()
             await elector.run_while_leader(work)  # work() runs only while leading
 
-The loop is the one in ``leaderelection.elector`` (numbered there), as two
-tasks: one campaigns and renews, one watches the deadline, so a hanging renew
-does not delay stepping down; with ``watch=True`` (the default) a third
-follows the key's watch stream and wakes a waiting follower on a release or
-expiry. Callbacks may be plain functions or coroutine
+The loop is the one in ``leaderelection.elector`` (numbered there): both
+electors drive the same sans-I/O state machine (``leaderelection._machine``,
+drawn as a table in docs/elector.md), here as tasks: one campaigns and renews,
+one watches the deadline, so a hanging renew does not delay stepping down;
+with ``watch=True`` (the default) a third follows the key's watch stream and
+wakes a waiting follower on a release or expiry. ``cancel()`` ends that task
+at once, closing its stream. Callbacks may be plain functions or coroutine
 functions; they run one at a time, in order, and are awaited under the
 elector's transition lock: return quickly. ``is_leader`` compares the deadline
 with the clock on every call, so it is right even while the event loop is
@@ -24,93 +26,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
-from leaderelection._election import Clock, Election, Leadership, default_identity
+from leaderelection import _machine
+from leaderelection._elector_base import Cancel, ElectorBase
 from leaderelection.client import AsyncLeaseClient
-from leaderelection.config import Config
-from leaderelection.elector import Cancel, check_key
-from leaderelection.errors import LeaseError, LeaseHeld, LeaseLost, LeaseNotFound
-from leaderelection.lease import Lease
-
-log = logging.getLogger("leaderelection")
+from leaderelection.watch import AsyncWatch, LeaseEvent
 
 AsyncOnElected = Callable[[str, Cancel], object | Awaitable[object]]
 """``on_elected(identity, cancel)`` / ``on_ousting``: a function or a coroutine function."""
 AsyncOnError = Callable[[str, Exception, Cancel], object | Awaitable[object]]
 
 
-class AsyncLeaderElector:
-    """Runs the election for ``key`` over an ``AsyncLeaseClient``, as asyncio tasks."""
+class AsyncLeaderElector(ElectorBase[AsyncLeaseClient, AsyncOnElected, AsyncOnError]):
+    """Runs the election for ``key`` over an ``AsyncLeaseClient``, as asyncio tasks.
 
-    def __init__(
-        self,
-        client: AsyncLeaseClient,
-        key: str,
-        *,
-        identity: str | None = None,
-        config: Config | None = None,
-        on_elected: AsyncOnElected | None = None,
-        on_ousting: AsyncOnElected | None = None,
-        on_error: AsyncOnError | None = None,
-        clock: Clock = time.monotonic,
-        watch: bool = True,
-    ) -> None:
-        self.client = client
-        self.watch = watch
-        self.key = check_key(key)
-        self.identity = identity or default_identity()
-        self.config = config or Config()
-        self.on_elected = on_elected
-        self.on_ousting = on_ousting
-        self.on_error = on_error
-        self._clock = clock
-        self._election = Election(self.config, clock)
-        self._transition = asyncio.Lock()
-        self._changed = asyncio.Event()  # replaced by a fresh one after every change
-        self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
+    Takes the arguments of ``LeaderElector``; callbacks may be coroutine functions.
+    """
+
+    def _setup(self) -> None:
+        self._lock = asyncio.Lock()  # held while the machine decides and a callback runs
+        self._changed = asyncio.Event()  # replaced by a fresh one after every step
         self._lost = asyncio.Event()
         self._lost.set()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._follower: asyncio.Task[None] | None = None
-        self._done = False
-
-    # -- what callers read --------------------------------------------------------------
-
-    @property
-    def is_leader(self) -> bool:
-        """True only while a term is open and the clock is before its deadline."""
-        return self._election.is_leader()
-
-    @property
-    def lease(self) -> Lease | None:
-        """The current term's lease (``fencing_token``), or None when not leading."""
-        term = self._election.leadership
-        return term.lease if term is not None and self.is_leader else None
-
-    @property
-    def leadership(self) -> Leadership | None:
-        """The current or last term (monotonic start, deadline or end), None before any."""
-        return self._election.leadership
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stream: AsyncWatch | None = None
+        self._events: AsyncIterator[LeaseEvent] | None = None
 
     async def wait_for_leadership(self, timeout: float | None = None) -> bool:
         """Wait until this elector leads (True), or the election ends or ``timeout`` passes."""
+        machine = self._machine
         end = None if timeout is None else self._clock() + timeout
-        while not self.is_leader:
-            if self._done or self._stopping.is_set():
-                return False
-            changed = self._changed
-            remaining = None if end is None else end - self._clock()
-            if remaining is not None and remaining <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
-        return True
+        await self._wait(_machine.Wait(end, lambda: self.is_leader or machine.finished()))
+        return self.is_leader
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -118,35 +68,40 @@ class AsyncLeaderElector:
         """Start campaigning as tasks of the running loop; returns at once."""
         if self._tasks:
             raise RuntimeError("this elector was already started")
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"leaderelection-{self.key}"),
-            asyncio.create_task(self._watch(), name=f"leaderelection-{self.key}-deadline"),
-        ]
+        machine = self._machine
+        flows = {"": machine.campaign(), "-deadline": machine.watchdog()}
         if self.watch:
-            self._follower = asyncio.create_task(
-                self._follow(), name=f"leaderelection-{self.key}-follow"
-            )
+            flows["-follow"] = machine.follow()
+        for suffix, flow in flows.items():
+            name = f"leaderelection-{self.key}{suffix}"
+            driver = self._follow(flow) if suffix == "-follow" else self._drive(flow)
+            self._tasks[suffix] = asyncio.create_task(driver, name=name)
 
     def cancel(self) -> None:
-        """End the election without waiting (safe from callbacks); the loop releases."""
-        self._stopping.set()
-        self._wake.set()
+        """End the election without waiting (safe from callbacks); the loop releases.
+
+        The watch stream's task ends here too: nothing waits for it.
+        """
+        self._machine.cancel()
+        follower = self._tasks.get("-follow")
+        if follower is not None and follower is not asyncio.current_task():
+            follower.cancel()
         self._notify()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float | None = None) -> None:
         """End the election: step down now, release the lease, wait for the tasks.
 
-        From a callback it does not wait.
+        Waits at most ``timeout`` seconds for the release (None: about one
+        request timeout). From a callback it does not wait.
         """
         self.cancel()
-        if asyncio.current_task() in self._tasks:
+        if asyncio.current_task() in self._tasks.values():
             return
-        await self._end_term("stopped")
+        await self._drive(self._machine.stop_now())
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._follower is not None:
-            self._follower.cancel()
-            await asyncio.gather(self._follower, return_exceptions=True)
+            ended = asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(ended), timeout)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -192,193 +147,90 @@ class AsyncLeaderElector:
                 work.result()  # re-raise what fn raised
             await lost.wait()
 
-    # -- the loop -------------------------------------------------------------------------
+    # -- the driver ----------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _drive(self, flow: _machine.Flow) -> None:
+        """Perform ``flow``'s actions; the machine decides while the lock is held."""
+        result: _machine.Result = None
+        held = False  # a cancelled task may stop while waiting for the lock
         try:
-            while not self._stopping.is_set():
-                await self._end_term("deadline")
-                if not self._election.active:
-                    await self._acquire_step()
+            await self._lock.acquire()
+            held = True
+            while (action := _machine.step(flow, result)) is not None:
+                self._notify()
+                if not isinstance(action, _machine.BLOCKING):
+                    result = await self._act(action)
                     continue
-                wait = self._election.renew_wait()
-                if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), wait)
-                    continue
-                await self._renew_step()
+                self._lock.release()
+                held = False
+                result = await self._io(action)
+                await self._lock.acquire()
+                held = True
         finally:
-            await self._shutdown()
-
-    async def _acquire_step(self) -> None:
-        error: LeaseError | None = None
-        sent = self._clock()
-        try:
-            lease = await self.client.acquire(
-                self.key, self.identity, self.config.term, timeout=self.config.timeout
-            )
-        except LeaseHeld:
-            pass
-        except LeaseError as exc:
-            error = exc
-            await self._report(exc)
-        except Exception as exc:
-            log.exception("leaderelection %s: acquire failed", self.key)
-            await self._report(exc)
-        else:
-            await self._begin(lease, sent)
-            if self._election.active:
-                return
-        await self._wait_before_retry(self._election.follower_wait(error))
-
-    async def _renew_step(self) -> None:
-        term = self._election.leadership
-        assert term is not None
-        sent = self._clock()
-        try:
-            lease = await self.client.renew(
-                self.key,
-                self.identity,
-                term.lease.fencing_token,
-                self.config.term,
-                timeout=self._election.attempt_timeout(),
-            )
-        except (LeaseLost, LeaseNotFound) as exc:
-            log.info("leaderelection %s: %s lost the lease: %s", self.key, self.identity, exc)
-            await self._end_term("lost")
-        except Exception as exc:
-            await self._end_term("deadline")  # say "not leader" before anything else
-            async with self._transition:
-                self._election.renew_failed()
-            if not isinstance(exc, LeaseError):
-                log.exception("leaderelection %s: renew failed", self.key)
-            await self._report(exc)
-        else:
-            await self._begin(lease, sent)
-
-    async def _wait_before_retry(self, timeout: float) -> None:
-        """The one place a follower waits between acquire attempts.
-
-        Returns early when ``_wake`` is set: by ``cancel()``, and (the seam for
-        the watch stream) by whoever learns that the lease was released or expired.
-        """
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
-
-    async def _follow(self) -> None:
-        """Wake the follower when the watch stream says the lease is free."""
-        last_id: str | None = None
-        while not self._stopping.is_set():
-            try:
-                async with self.client.watch(self.key, last_event_id=last_id) as stream:
-                    async for event in stream:
-                        last_id = event.id
-                        if event.free:
-                            self._wake.set()
-            except LeaseError as exc:
-                log.debug("leaderelection %s: watch stream: %s", self.key, exc)
-            except Exception:
-                log.exception("leaderelection %s: watch stream failed", self.key)
-            with contextlib.suppress(TimeoutError):  # meanwhile the follower polls every retry
-                await asyncio.wait_for(self._stopping.wait(), self.config.retry)
-
-    async def _shutdown(self) -> None:
-        try:
-            await self._end_term("stopped")
-            lease = self._election.last_lease
-            if lease is not None:
-                try:
-                    await self.client.release(
-                        self.key, self.identity, lease.fencing_token, timeout=self.config.timeout
-                    )
-                except (LeaseLost, LeaseNotFound):
-                    pass
-                except Exception as exc:
-                    await self._report(exc)
-        finally:
-            self._done = True
+            if held:
+                self._lock.release()
+            flow.close()
             self._notify()
 
-    async def _watch(self) -> None:
-        while not self._done:
-            changed = self._changed
-            term = self._election.leadership
-            wait = None
-            if term is not None and term.active:
-                wait = term.until - self._clock()
-                if wait <= 0:
-                    await self._end_term("deadline")
-                    continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), wait)
+    async def _follow(self, flow: _machine.Flow) -> None:
+        try:
+            await self._drive(flow)
+        finally:  # also when cancel() cancelled this task in the middle of a read
+            await self._close_stream()
 
-    # -- term changes and callbacks ---------------------------------------------------
+    async def _wait(self, action: _machine.Wait) -> None:
+        while not action.done():
+            changed = self._changed
+            left = None if action.until is None else action.until - self._clock()
+            if left is not None and left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
+
+    async def _io(self, action: _machine.Action) -> _machine.Result:
+        try:
+            if isinstance(action, _machine.Wait):
+                await self._wait(action)
+            elif isinstance(action, _machine.Send):
+                answer: _machine.Result = await self._request(action)()
+                return answer
+            elif isinstance(action, _machine.OpenWatch):
+                stream = self.client.watch(self.key, last_event_id=action.last_event_id)
+                self._stream, self._events = stream, aiter(stream)
+            elif isinstance(action, _machine.NextEvent):
+                return None if self._events is None else await anext(self._events, None)
+            else:
+                await self._close_stream()
+        except Exception as exc:  # the machine decides what an error means
+            return exc
+        return None
+
+    def _term_changed(self, began: bool) -> None:
+        if began:  # run_while_leader waits on the term's own event
+            self._lost = asyncio.Event()
+        else:
+            self._lost.set()
+
+    async def _act(self, action: _machine.Action) -> _machine.Result:
+        if not isinstance(action, _machine.Call):
+            self.cancel()
+            return None
+        callback = self._callback(action)
+        if callback is None:
+            return False
+        try:
+            outcome = callback()
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception as exc:
+            return exc
+        return True
+
+    async def _close_stream(self) -> None:
+        stream, self._stream, self._events = self._stream, None, None
+        if stream is not None:
+            await stream.aclose()
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
-
-    async def _begin(self, lease: Lease, sent_at: float) -> None:
-        async with self._transition:
-            # An answer may arrive after the deadline passed (a pause, a slow
-            # answer): that term is over, whatever this answer says.
-            await self._close_term("deadline")
-            began = self._election.granted(lease, sent_at, may_lead=not self._stopping.is_set())
-            if began:
-                self._lost = asyncio.Event()
-            self._notify()
-            if began:
-                log.info(
-                    "leaderelection %s: %s elected (token %d)",
-                    self.key,
-                    self.identity,
-                    lease.fencing_token,
-                )
-                if self.on_elected is not None:
-                    await self._call(self.on_elected)
-
-    async def _end_term(self, ended_by: str) -> None:
-        async with self._transition:
-            await self._close_term(ended_by)
-
-    async def _close_term(self, ended_by: str) -> None:
-        # The caller holds the transition lock (asyncio.Lock is not reentrant).
-        if ended_by == "deadline":
-            ended = self._election.expire()
-        else:
-            ended = self._election.step_down(ended_by)
-        if ended is None:
-            return
-        self._lost.set()
-        self._notify()
-        log.info(
-            "leaderelection %s: %s ousting (%s, token %d)",
-            self.key,
-            self.identity,
-            ended_by,
-            ended.lease.fencing_token,
-        )
-        if self.on_ousting is not None:
-            await self._call(self.on_ousting)
-
-    async def _call(self, callback: AsyncOnElected) -> None:
-        try:
-            result = callback(self.identity, self.cancel)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:
-            log.exception("leaderelection %s: callback %r raised", self.key, callback)
-            await self._report(exc)
-
-    async def _report(self, error: Exception) -> None:
-        callback = self.on_error
-        if callback is None:
-            log.warning("leaderelection %s: %s", self.key, error)
-            return
-        try:
-            result = callback(self.identity, error, self.cancel)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            log.exception("leaderelection %s: on_error raised", self.key)

@@ -14,7 +14,7 @@ Example::
 The loop, in a daemon thread named ``leaderelection-<key>``:
 
 1. While not leading, send ``acquire(key, identity, term)``; on ``lease_held``
-   or an error, wait ``retry`` (jittered shorter) in ``_wait_before_retry``.
+   or an error, wait ``retry`` (jittered shorter; row C6 of docs/elector.md).
    With ``watch=True`` (the default) a third thread follows the key's watch
    stream and ends that wait as soon as the lease is released or expires, so
    a graceful handoff takes one round trip instead of up to ``retry``. If the
@@ -26,11 +26,18 @@ The loop, in a daemon thread named ``leaderelection-<key>``:
    the deadline on. Transient errors (transport, 503, 500) are retried with
    jitter inside the deadline and reported to ``on_error``; ``lease_lost`` (or
    ``not_found``) ends the term at once.
+   A permanent error (422, 401, 403: ``errors.PERMANENT``) on acquire or renew
+   ends the election: the term ends, ``on_error`` once, then as after ``cancel()``.
 4. At the deadline the term ends, whether or not a renew is still hanging: a
    second thread watches the deadline, and ``is_leader`` compares it with the
    clock on every call, so even a process paused past it reads False first.
 5. ``stop()`` (or ``cancel()`` from a callback) ends the term, releases the
    lease so a follower takes over within its ``retry``, and ends the threads.
+
+The decisions of all three threads are made once, with no I/O, by the state
+machine in ``leaderelection._machine`` (drawn as a table in docs/elector.md);
+this class only performs its actions: requests, waits, callbacks. The
+asyncio twin, ``AsyncLeaderElector``, drives the same machine.
 
 Callbacks get the identity and ``cancel`` (ends the election without waiting).
 ``on_ousting`` fires exactly once after every ``on_elected``, also on stop.
@@ -41,103 +48,58 @@ exception in a callback is logged and passed to ``on_error``; the loop goes on.
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Self
 
-from leaderelection._base import KEY_RE
-from leaderelection._election import Clock, Election, Leadership, default_identity
+from leaderelection._elector_base import Cancel, ElectorBase, OnElected, OnError
+from leaderelection._machine import (
+    BLOCKING,
+    Action,
+    Call,
+    Flow,
+    NextEvent,
+    OpenWatch,
+    Result,
+    Send,
+    Wait,
+    step,
+)
 from leaderelection.client import LeaseClient
-from leaderelection.config import Config
-from leaderelection.errors import LeaseError, LeaseHeld, LeaseLost, LeaseNotFound
-from leaderelection.lease import Lease
-from leaderelection.watch import Watch
+from leaderelection.watch import LeaseEvent, Watch
 
-log = logging.getLogger("leaderelection")
-
-Cancel = Callable[[], None]
-OnElected = Callable[[str, Cancel], object]
-"""``on_elected(identity, cancel)`` and ``on_ousting(identity, cancel)``."""
-OnError = Callable[[str, Exception, Cancel], object]
-"""``on_error(identity, error, cancel)``."""
+__all__ = ["Cancel", "LeaderElector", "OnElected", "OnError"]
 
 
-def check_key(key: str) -> str:
-    if not isinstance(key, str) or KEY_RE.fullmatch(key) is None:
-        raise ValueError(f"key must match ^[A-Za-z0-9][A-Za-z0-9._-]{{0,127}}$, got {key!r}")
-    return key
+class LeaderElector(ElectorBase[LeaseClient, OnElected, OnError]):
+    """Runs the election for ``key`` over ``client`` in threads; see the module docstring.
 
+    Arguments: ``client``, ``key``, and keywords ``identity`` (default
+    hostname-pid-random), ``config``, ``on_elected``, ``on_ousting``,
+    ``on_error``, ``clock`` (monotonic seconds) and ``watch`` (follow the key's
+    watch stream to take over at once; default True).
+    """
 
-class LeaderElector:
-    """Runs the election for ``key`` over ``client``; see the module docstring."""
-
-    def __init__(
-        self,
-        client: LeaseClient,
-        key: str,
-        *,
-        identity: str | None = None,
-        config: Config | None = None,
-        on_elected: OnElected | None = None,
-        on_ousting: OnElected | None = None,
-        on_error: OnError | None = None,
-        clock: Clock = time.monotonic,
-        watch: bool = True,
-    ) -> None:
-        self.client = client
-        self.watch = watch
-        self.key = check_key(key)
-        self.identity = identity or default_identity()
-        self.config = config or Config()
-        self.on_elected = on_elected
-        self.on_ousting = on_ousting
-        self.on_error = on_error
-        self._clock = clock
-        self._election = Election(self.config, clock)
-        self._transition = threading.RLock()  # one term change (and its callback) at a time
-        self._cond = threading.Condition()  # notified after every change
-        self._stopping = threading.Event()
-        self._wake = threading.Event()
+    def _setup(self) -> None:
+        # One condition for everything: its lock is held while the machine
+        # decides and while a callback runs; waiting on it releases it.
+        self._cond = threading.Condition(threading.RLock())
+        self._threads: list[threading.Thread] = []
         self._lost = threading.Event()  # set when the current term ends
         self._lost.set()
-        self._threads: list[threading.Thread] = []
-        self._done = False
         self._stream: Watch | None = None  # the follower's open watch stream
+        self._events: Iterator[LeaseEvent] | None = None
         self._stream_lock = threading.Lock()
 
-    # -- what callers read ------------------------------------------------------------
-
-    @property
-    def is_leader(self) -> bool:
-        """True only while a term is open and the clock is before its deadline."""
-        return self._election.is_leader()
-
-    @property
-    def lease(self) -> Lease | None:
-        """The current term's lease (``fencing_token``), or None when not leading."""
-        term = self._election.leadership
-        return term.lease if term is not None and self.is_leader else None
-
-    @property
-    def leadership(self) -> Leadership | None:
-        """The current or last term (monotonic start, deadline or end), None before any."""
-        return self._election.leadership
+    # -- what callers wait for ----------------------------------------------------------
 
     def wait_for_leadership(self, timeout: float | None = None) -> bool:
         """Block until this elector leads (True), or the election ends or ``timeout`` passes."""
-        end = None if timeout is None else self._clock() + timeout
-        with self._cond:
-            while not self.is_leader:
-                if self._done or self._stopping.is_set():
-                    return False
-                remaining = None if end is None else end - self._clock()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
+        until = None if timeout is None else self._clock() + timeout
+        machine = self._machine
+        self._wait(Wait(until, lambda: self.is_leader or machine.finished()))
+        return self.is_leader
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -145,25 +107,22 @@ class LeaderElector:
         """Start campaigning in background threads; returns at once."""
         if self._threads:
             raise RuntimeError("this elector was already started")
-        self._threads = [
-            threading.Thread(target=self._run, name=f"leaderelection-{self.key}", daemon=True),
-            threading.Thread(
-                target=self._watch, name=f"leaderelection-{self.key}-deadline", daemon=True
-            ),
-        ]
+        flows = {"": self._machine.campaign(), "-deadline": self._machine.watchdog()}
         if self.watch:
-            self._threads.append(
-                threading.Thread(
-                    target=self._follow, name=f"leaderelection-{self.key}-follow", daemon=True
-                )
+            flows["-follow"] = self._machine.follow()
+        self._threads = [
+            threading.Thread(
+                target=self._drive, args=(flow,), name=f"leaderelection-{self.key}{suffix}",
+                daemon=True,
             )
+            for suffix, flow in flows.items()
+        ]  # fmt: skip
         for thread in self._threads:
             thread.start()
 
     def cancel(self) -> None:
         """End the election without waiting (safe from callbacks); the loop releases."""
-        self._stopping.set()
-        self._wake.set()
+        self._machine.cancel()
         self._close_stream()
         self._notify()
 
@@ -176,7 +135,7 @@ class LeaderElector:
         self.cancel()
         if threading.current_thread() in self._threads:
             return
-        self._end_term("stopped")
+        self._drive(self._machine.stop_now())
         for thread in self._threads:
             thread.join(timeout)
 
@@ -215,197 +174,83 @@ class LeaderElector:
             fn(lost)
             lost.wait()
 
-    # -- the loop ----------------------------------------------------------------------
+    # -- the driver ---------------------------------------------------------------------
 
-    def _run(self) -> None:
-        try:
-            while not self._stopping.is_set():
-                self._end_term("deadline")  # a pause or a hung call may have run past it
-                if not self._election.active:
-                    self._acquire_step()
-                    continue
-                wait = self._election.renew_wait()
-                if wait > 0:
-                    self._stopping.wait(wait)
-                    continue
-                self._renew_step()
-        finally:
-            self._shutdown()
+    def _drive(self, flow: Flow) -> None:
+        """Perform ``flow``'s actions; the machine decides with the lock held."""
+        result: Result = None
+        with self._cond:
+            while (action := step(flow, result)) is not None:
+                self._cond.notify_all()  # the step may have changed what waiters wait for
+                result = None
+                if isinstance(action, Wait):
+                    self._wait(action)
+                elif isinstance(action, BLOCKING):
+                    self._cond.release()  # no lock while the network has the floor
+                    try:
+                        result = self._io(action)
+                    finally:
+                        self._cond.acquire()
+                else:
+                    result = self._act(action)
+            self._cond.notify_all()
 
-    def _acquire_step(self) -> None:
-        error: LeaseError | None = None
-        sent = self._clock()
+    def _wait(self, action: Wait) -> None:
+        with self._cond:
+            while not action.done():
+                left = None if action.until is None else action.until - self._clock()
+                if left is not None and left <= 0:
+                    break
+                self._cond.wait(left)
+
+    def _io(self, action: Action) -> Result:
         try:
-            lease = self.client.acquire(
-                self.key, self.identity, self.config.term, timeout=self.config.timeout
-            )
-        except LeaseHeld:
-            pass
-        except LeaseError as exc:
-            error = exc
-            self._report(exc)
-        except Exception as exc:  # a bug must not end the loop: report, retry
-            log.exception("leaderelection %s: acquire failed", self.key)
-            self._report(exc)
+            if isinstance(action, Send):
+                answer: Result = self._request(action)()
+                return answer
+            if isinstance(action, OpenWatch):
+                self._open_stream(action.last_event_id)
+                return None
+            if isinstance(action, NextEvent):
+                events = self._events
+                return None if events is None else next(events, None)
+            self._close_stream()
+        except Exception as exc:  # the machine decides what an error means
+            return exc
+        return None
+
+    def _term_changed(self, began: bool) -> None:
+        if began:  # run_while_leader waits on the term's own event
+            self._lost = threading.Event()
         else:
-            self._begin(lease, sent)
-            if self._election.active:
-                return
-        self._wait_before_retry(self._election.follower_wait(error))
+            self._lost.set()
 
-    def _renew_step(self) -> None:
-        term = self._election.leadership
-        assert term is not None
-        sent = self._clock()
+    def _act(self, action: Action) -> Result:
+        if not isinstance(action, Call):
+            self.cancel()
+            return None
+        callback = self._callback(action)
+        if callback is None:
+            return False
         try:
-            lease = self.client.renew(
-                self.key,
-                self.identity,
-                term.lease.fencing_token,
-                self.config.term,
-                timeout=self._election.attempt_timeout(),
-            )
-        except (LeaseLost, LeaseNotFound) as exc:
-            log.info("leaderelection %s: %s lost the lease: %s", self.key, self.identity, exc)
-            self._end_term("lost")
+            callback()
         except Exception as exc:
-            self._end_term("deadline")  # say "not leader" before anything else
-            with self._transition:
-                self._election.renew_failed()
-            if not isinstance(exc, LeaseError):
-                log.exception("leaderelection %s: renew failed", self.key)
-            self._report(exc)
-        else:
-            self._begin(lease, sent)
+            return exc
+        return True
 
-    def _wait_before_retry(self, timeout: float) -> None:
-        """The one place a follower waits between acquire attempts.
-
-        Returns early when ``_wake`` is set: by ``cancel()``, and (the seam for
-        the watch stream) by whoever learns that the lease was released or expired.
-        """
-        self._wake.wait(timeout)
-        self._wake.clear()
-
-    def _follow(self) -> None:
-        """Wake the follower when the watch stream says the lease is free."""
-        last_id: str | None = None
-        while not self._stopping.is_set():
-            try:
-                stream = self.client.watch(self.key, last_event_id=last_id)
-                with self._stream_lock:
-                    if self._stopping.is_set():
-                        return
-                    self._stream = stream
-                for event in stream:
-                    last_id = event.id
-                    if event.free:
-                        self._wake.set()
-            except LeaseError as exc:
-                log.debug("leaderelection %s: watch stream: %s", self.key, exc)
-            except Exception:
-                log.exception("leaderelection %s: watch stream failed", self.key)
-            finally:
-                self._close_stream()
-            self._stopping.wait(self.config.retry)  # meanwhile the follower polls every retry
+    def _open_stream(self, last_event_id: str | None) -> None:
+        stream = self.client.watch(self.key, last_event_id=last_event_id)
+        with self._stream_lock:
+            if self._machine.stopping:
+                return
+            self._stream, self._events = stream, iter(stream)
 
     def _close_stream(self) -> None:
         with self._stream_lock:
-            stream, self._stream = self._stream, None
+            stream, self._stream, self._events = self._stream, None, None
         if stream is not None:
-            stream.close()
-
-    def _shutdown(self) -> None:
-        try:
-            self._end_term("stopped")
-            lease = self._election.last_lease
-            if lease is not None:
-                try:
-                    self.client.release(
-                        self.key, self.identity, lease.fencing_token, timeout=self.config.timeout
-                    )
-                except (LeaseLost, LeaseNotFound):
-                    pass  # another term already has it: nothing of ours to release
-                except Exception as exc:
-                    self._report(exc)
-        finally:
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
-
-    def _watch(self) -> None:
-        while True:
-            with self._cond:
-                if self._done:
-                    return
-                term = self._election.leadership
-                if term is None or not term.active:
-                    self._cond.wait()
-                    continue
-                wait = term.until - self._clock()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-            self._end_term("deadline")
-
-    # -- term changes and callbacks ------------------------------------------------
+            stream.close()  # also from another thread: a blocked read returns
 
     def _notify(self) -> None:
         with self._cond:
             self._cond.notify_all()
-
-    def _begin(self, lease: Lease, sent_at: float) -> None:
-        with self._transition:
-            # An answer may arrive after the deadline passed (a pause, a slow
-            # answer): that term is over, whatever this answer says.
-            self._end_term("deadline")
-            began = self._election.granted(lease, sent_at, may_lead=not self._stopping.is_set())
-            if began:
-                self._lost = threading.Event()
-            self._notify()
-            if began:
-                log.info(
-                    "leaderelection %s: %s elected (token %d)",
-                    self.key,
-                    self.identity,
-                    lease.fencing_token,
-                )
-                if self.on_elected is not None:
-                    self._call(self.on_elected)
-
-    def _end_term(self, ended_by: str) -> None:
-        with self._transition:
-            if ended_by == "deadline":
-                ended = self._election.expire()
-            else:
-                ended = self._election.step_down(ended_by)
-            if ended is None:
-                return
-            self._lost.set()
-            self._notify()
-            log.info(
-                "leaderelection %s: %s ousting (%s, token %d)",
-                self.key,
-                self.identity,
-                ended_by,
-                ended.lease.fencing_token,
-            )
-            if self.on_ousting is not None:
-                self._call(self.on_ousting)
-
-    def _call(self, callback: OnElected) -> None:
-        try:
-            callback(self.identity, self.cancel)
-        except Exception as exc:
-            log.exception("leaderelection %s: callback %r raised", self.key, callback)
-            self._report(exc)
-
-    def _report(self, error: Exception) -> None:
-        callback = self.on_error
-        if callback is None:
-            log.warning("leaderelection %s: %s", self.key, error)
-            return
-        try:
-            callback(self.identity, error, self.cancel)
-        except Exception:
-            log.exception("leaderelection %s: on_error raised", self.key)

@@ -148,3 +148,8 @@ ERRORS_BY_STATUS: dict[int, type[ServiceError]] = {
 
 TRANSIENT: tuple[type[LeaseError], ...] = (TransportError, BackendUnavailable, InternalError)
 """Errors worth retrying: the next attempt may well succeed."""
+
+PERMANENT: tuple[type[LeaseError], ...] = (InvalidRequest, Unauthorized, Forbidden)
+"""Errors no retry can fix: the same request gets the same answer until someone
+changes the caller's token, role, scope or arguments. An elector that gets one
+ends its election (``on_error`` once, then as after ``cancel()``)."""

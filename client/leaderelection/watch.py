@@ -204,23 +204,35 @@ class Watch:
         except LeaseError:
             self.close()
             raise
-        self._response = response
-        self._lines = response.iter_lines()
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._response = response
+                self._lines = response.iter_lines()
+        if closed:  # close() ran while connecting: nobody else will close this one
+            self.close()
+            response.close()
         return self
 
     def __iter__(self) -> Iterator[LeaseEvent]:
         if self._response is None and not self._closed:
             self.open()
         parser = SseParser()
+        lines = self._lines  # close() from another thread clears the attribute
         try:
-            while self._lines is not None:
+            while lines is not None:  # None: closed before it was opened
                 try:
-                    line = next(self._lines)
+                    line = next(lines)
                 except StopIteration:
                     return
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, httpx.StreamError) as exc:
+                    # close() from another thread either breaks a blocked read
+                    # (ReadError) or closes the response between two reads
+                    # (StreamClosed, a RuntimeError): both are a normal end then.
                     if self._closed:
                         return
+                    if isinstance(exc, httpx.StreamError):
+                        raise
                     raise _base.wrap_transport_error(exc, self._call) from exc
                 done = parser.feed(line)
                 if done is None:

@@ -1,9 +1,9 @@
-"""One ``LeaderElector`` in its own process, logging its leadership as JSON lines.
+"""One ``LeaderElector`` (or ``AsyncLeaderElector``) in its own process, logging as JSON lines.
 
 Example::
 
     python tests/support/elector_proc.py --url http://127.0.0.1:8080 --key job \\
-        --term 3 --renew 0.75 --retry 0.5 --identity e1 --log /tmp/e1.jsonl
+        --term 3 --renew 0.75 --retry 0.5 --identity e1 --log /tmp/e1.jsonl [--kind async]
     # SIGTERM or SIGINT: stop() (steps down, releases), log "stopped", exit 0
 
     events = read_log(path)                       # from a test or the chaos harness
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from leaderelection import Config, LeaderElector, LeaseClient
+from leaderelection import Config
 
 GAP = 0.5
 """A sampler iteration later than this (seconds) means the process was paused."""
@@ -133,6 +133,7 @@ class ElectorProcess:
         margin: float | None = None,
         timeout: float | None = None,
         watch: bool = True,
+        kind: str = "sync",
     ) -> None:
         self.identity = identity
         self.log = log
@@ -146,6 +147,7 @@ class ElectorProcess:
             self.args += ["--timeout", str(timeout)]
         if not watch:
             self.args.append("--no-watch")
+        self.args += ["--kind", kind]
         self.proc: subprocess.Popen[bytes] | None = None
         self.killed_at: float | None = None
 
@@ -240,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-watch", dest="watch", action="store_false",
         help="followers poll every retry instead of following the watch stream",
     )  # fmt: skip
+    p.add_argument(
+        "--kind", choices=("sync", "async"), default="sync",
+        help="LeaderElector in threads, or AsyncLeaderElector in an event loop",
+    )  # fmt: skip
     return p
 
 
@@ -251,10 +257,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
 
-    client = LeaseClient(args.url, token=args.token)
-    elector = LeaderElector(
-        client, args.key, identity=args.identity, config=config, watch=args.watch
-    )
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
+    from support.electors import Electors
+
+    electors = Electors(args.kind)
+    client = electors.client(args.url, token=args.token)
+    elector = electors.new(
+        client, args.key, identity=args.identity, config=config, watch=args.watch,
+        on_elected=lambda me, cancel: elected(me, cancel),
+        on_ousting=lambda me, cancel: ousting(me, cancel),
+        on_error=lambda me, exc, cancel: error(me, exc, cancel),
+    )  # fmt: skip
 
     # Callbacks run under the elector's transition lock, so ``leadership`` is the
     # term that just began or ended.
@@ -273,10 +286,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     def error(identity: str, exc: Exception, cancel: object) -> None:
         log.write("error", type=type(exc).__name__, message=str(exc)[:300])
 
-    elector.on_elected = elected
-    elector.on_ousting = ousting
-    elector.on_error = error
-
     def sample() -> None:
         last = time.monotonic()
         while not done.is_set():
@@ -291,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elector.start()
     done.wait()
     elector.stop()
-    client.close()
+    electors.close()
     log.write("stopped")
     log.file.close()
     return 0

@@ -30,7 +30,10 @@ the command, the others wait. What happens when:
    is no parent-death signal: CMD keeps running if ``run`` is SIGKILLed.
 
 Exit status 2: bad arguments or timing (a ``Config`` rule broken), or the
-service refused the token (401 or 403: retrying would not help).
+service refused the request for good (401, 403 or 422, the client's
+``errors.PERMANENT``: retrying would not help, so the elector ended the
+election). Every other error (transport, 500, 503, ``lease_lost``) is
+reported and retried.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from leaderelection import Config, Forbidden, LeaderElector, LeaseClient, Unauthorized
+from leaderelection import Config, LeaderElector, LeaseClient
+from leaderelection.errors import PERMANENT
 from leaderelection_service.commands import connection
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -157,7 +161,7 @@ class Runner:
         self.preexec = _parent_death_signal()
 
     def on_error(self, err: Exception) -> None:
-        if isinstance(err, Unauthorized | Forbidden):  # retrying will not help
+        if isinstance(err, PERMANENT):  # the elector has ended the election
             self.events.put(("refused", err))
         else:
             self.say(f"{err.__class__.__name__}: {err} (retrying)")
@@ -219,7 +223,7 @@ class Runner:
                     self.say(f"command exited with status {status}; releasing")
                     return status
             elif event == "refused":
-                self.say(f"the service refused this token: {value}")
+                self.say(f"the service refused the request for good: {value}")
                 if self.child is not None:
                     self.child.stop(self.grace)
                 return 2
