@@ -76,6 +76,14 @@ const (
 	Finish                        // the election is over: Start returns
 )
 
+func (k ActionKind) String() string {
+	return [...]string{"send-acquire", "send-renew", "send-release", "elected", "ousting", "report-error", "finish"}[k]
+}
+
+func (k InputKind) String() string {
+	return [...]string{"tick", "answered", "free", "stop"}[k]
+}
+
 // Why a term ended (Action.Reason of Ousting).
 const (
 	EndedByDeadline = "deadline" // no renewal in time: the deadline passed
