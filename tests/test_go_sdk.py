@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,7 @@ import httpx
 import pytest
 
 from support.needs import missing
-from support.procs import REPO, ServiceProcess, wait_until
+from support.procs import REPO, OutputLines, ServiceProcess, wait_until
 
 GO_DIR = REPO / "client" / "go"
 TERM, RENEW, RETRY = 3.0, 0.75, 0.5
@@ -198,3 +199,50 @@ def test_the_adapter_refuses_bad_flags(elect: Path) -> None:
     assert done.returncode == 2
     assert "rule 0 < renew < term broken" in done.stderr
     assert done.stdout == ""
+
+
+def readme_example() -> str:
+    """The Go program of client/go/README.md, as written there."""
+    text = (GO_DIR / "README.md").read_text()
+    match = re.search(r"^```go\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    assert match is not None, "no ```go block in client/go/README.md"
+    return match.group(1)
+
+
+def test_readme_example_runs_as_written(
+    go: str, go_env: dict[str, str], module_service: ServiceProcess, tmp_path: Path
+) -> None:
+    source = readme_example()
+    assert "http://127.0.0.1:8080" in source
+    program = tmp_path / "example"
+    program.mkdir()
+    (program / "main.go").write_text(source.replace("http://127.0.0.1:8080", module_service.url))
+    module = "github.com/leaderelection/leaderelection/client/go"
+    (program / "go.mod").write_text(
+        f"module example\n\ngo 1.19\n\nrequire {module} v0.0.0\n\nreplace {module} => {GO_DIR}\n"
+    )
+    done = subprocess.run(
+        [go, "build", "-o", str(tmp_path / "example-bin"), "."],
+        cwd=program,
+        env=go_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = OutputLines([str(tmp_path / "example-bin")], env={"PATH": "/bin"})
+    try:
+        wait_until(
+            lambda: any("elected, token" in line for line in run.lines),
+            30,
+            what=f"the example elected; output: {run.lines}",
+        )
+        lease = httpx.get(f"{module_service.url}/v1/leases/nightly-report", timeout=10).json()
+        assert lease["held"] is True and lease["holder"] in " ".join(run.lines)
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(timeout=30) == 0, run.lines
+    finally:
+        run.close()
+    assert any("ousting" in line for line in run.lines), run.lines
+    lease = httpx.get(f"{module_service.url}/v1/leases/nightly-report", timeout=10).json()
+    assert lease["held"] is False  # released on the way out
