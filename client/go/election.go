@@ -20,6 +20,26 @@ import (
 //
 // Times are readings of the elector's own monotonic clock; the service's
 // clock never decides leadership.
+//
+// The table Step implements (every step first ends a Leading term whose
+// Deadline has passed: Ousting "deadline", then Following; afterwards, with no
+// call in flight, it sends what is due: Following at NextAcquire an acquire,
+// Leading at NextRenew a renew, Stopping a release of Last or Finish):
+//
+//	phase      input                          actions, next phase
+//	Following  acquire granted, deadline>now  Elected; Leading (deadline = sent + min(term, ttl) - margin)
+//	Following  acquire granted, deadline<=now (nothing); retry after followerWait
+//	Following  lease_held                     (nothing); retry after followerWait (at once if Woken)
+//	Following  transient error                ReportError; retry after followerWait (Retry-After up to Term)
+//	Following  renew (sent while leading) failed  ReportError; acquire at once
+//	Following  Free                           acquire now (or Woken, if one is in flight)
+//	Leading    renew granted                  Deadline = max(Deadline, sent + min(term, ttl) - margin)
+//	Leading    lease_lost / not_found         Ousting "lost"; Following, acquire at once
+//	Leading    transient error                ReportError; renew again after renewFailedWait
+//	any        permanent error (IsPermanent)  Ousting "stopped" if leading, ReportError; Stopping
+//	any        Stop                           Ousting "stopped" if leading; Stopping
+//	Stopping   any answer                     (a grant is kept in Last, to release)
+//	Stopping   release answered               ReportError unless lost/not_found/after a refusal; Finish, Done
 
 // Phase is where the elector is.
 type Phase int
