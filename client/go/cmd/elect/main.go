@@ -55,6 +55,9 @@ func main() {
 }
 
 func run(args []string) int {
+	// First thing: a SIGTERM that comes while starting up still means "stop, exit 0".
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	flags := flag.NewFlagSet("elect", flag.ContinueOnError)
 	server := flags.String("server", "", "the service's URL, http://host:port")
 	key := flags.String("key", "", "the election's key")
@@ -100,8 +103,6 @@ func run(args []string) int {
 	lm.OnError = func(id string, err error, _ context.CancelFunc) {
 		out.emit(map[string]any{"event": "error", "identity": id, "message": err.Error()})
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	if err := lm.Start(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "elect: the election ended:", err)
 		return 1
