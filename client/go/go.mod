@@ -1,0 +1,3 @@
+module github.com/leaderelection/leaderelection/client/go
+
+go 1.19
