@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from leaderelection_service.backends.sql import SqlLeases
-from leaderelection_service.backends.sql_pg import GRANTED, PgSql
+from leaderelection_service.backends.sql.postgresql import GRANTED, PgSql
 from leaderelection_service.errors import LeaseHeld
 from leaderelection_service.records import LeaseView
 

@@ -6,7 +6,7 @@ Example::
     granted, row = await db.acquire("cron", "host-a", 10_000_000)
     await db.close()
 
-The same surface as ``sql_pg.PgSql``, which ``SqlLeases`` answers from. The
+The same surface as ``postgresql.PgSql``, which ``SqlLeases`` answers from. The
 statements run on the pooled driver connection in autocommit (one round trip
 each, committed before we answer: S3), in a bounded pool of worker threads
 since neither driver has an event-loop interface. MariaDB has no
@@ -31,9 +31,9 @@ import anyio.to_thread
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 
-from leaderelection_service.backends.sql_pg import first_line
-from leaderelection_service.backends.sql_schema import SchemaGate, SchemaMissing
-from leaderelection_service.backends.sql_statements import Statements
+from leaderelection_service.backends.sql.postgresql import first_line
+from leaderelection_service.backends.sql.schema import SchemaGate, SchemaMissing
+from leaderelection_service.backends.sql.statements import Statements
 from leaderelection_service.errors import BackendUnavailable
 
 T = TypeVar("T")

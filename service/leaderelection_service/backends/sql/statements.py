@@ -15,7 +15,7 @@ with the database's clock (``NOW`` below) read inside the statement:
 - renew: ``UPDATE … WHERE holder AND token AND NOT released`` (even past expiry).
 - release: the same condition; ``released``, ``expires_us = NOW``.
 
-PostgreSQL also has a batch form of acquire and renew (``sql_batch``): the
+PostgreSQL also has a batch form of acquire and renew (``batch.py``): the
 same compare-and-set for many keys in one statement, rows locked in key
 order so that two batches (of this or another replica) never wait on each
 other in a cycle; each key's answer is what its single statement would say.

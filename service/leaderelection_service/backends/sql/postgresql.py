@@ -6,9 +6,9 @@ Example::
     granted, row = await db.acquire("cron", "host-a", 10_000_000)
     await db.close()
 
-``SqlLeases`` answers from the rows this returns (``sql.py``); SQLite and
+``SqlLeases`` answers from the rows this returns (``backend.py``); SQLite and
 MariaDB run the same statements through SQLAlchemy in worker threads
-(``sql_threads.py``). Here:
+(``threaded.py``). Here:
 
 1. No thread hop. Each statement is sent on a psycopg ``AsyncConnection``
    from the running event loop: autocommit (one round trip, committed before
@@ -24,7 +24,7 @@ MariaDB run the same statements through SQLAlchemy in worker threads
    refused connection answers 503 at once, and a dropped connection discards
    every idle one (they all lost the same server).
 3. Acquires and renewals that arrive together share one statement and one
-   commit (``sql_batch``, ``Statements.acquire_batch`` / ``renew_batch``),
+   commit (``batch.py``, ``Statements.acquire_batch`` / ``renew_batch``),
    each caller getting the answer of its own key. A renewal the batch refused
    is decided again by the single statement, which reads why.
 4. Failures: connection trouble answers ``BackendUnavailable`` (503,
@@ -49,9 +49,9 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 from sqlalchemy import exc as sa_exc
 
-from leaderelection_service.backends.sql_batch import Batcher
-from leaderelection_service.backends.sql_schema import SchemaGate, SchemaMissing
-from leaderelection_service.backends.sql_statements import Statements
+from leaderelection_service.backends.sql.batch import Batcher
+from leaderelection_service.backends.sql.schema import SchemaGate, SchemaMissing
+from leaderelection_service.backends.sql.statements import Statements
 from leaderelection_service.errors import BackendUnavailable
 
 Row = Sequence[Any]

@@ -13,25 +13,25 @@ offers the ``RETURNING`` these statements need).
 
 How it runs:
 
-1. SQLAlchemy parses the URL and owns the schema (``sql_schema``: created
+1. SQLAlchemy parses the URL and owns the schema (``schema.py``: created
    on first use unless ``create_schema`` is off, then ``leaderelection
-   migrate`` must have run). The lease statements (``sql_statements``) are
+   migrate`` must have run). The lease statements (``statements.py``) are
    plain SQL, one per operation, each a compare-and-set on the database clock
    in autocommit: committed before we answer (S3).
-2. PostgreSQL (``sql_pg``): the statements run on psycopg's async
+2. PostgreSQL (``postgresql.py``): the statements run on psycopg's async
    connections in the event loop, prepared, with no thread hop; acquires and
    renewals that arrive together share one statement and one commit
-   (``sql_batch``). Measured (``bench/sql_engines.py``, ``bench/sql_batch.py``,
+   (``batch.py``). Measured (``bench/sql_engines.py``, ``bench/sql_batch.py``,
    docs/design.md): a statement through the sync pool and a worker thread
    cost 0.23 to 0.39 ms of CPU, through SQLAlchemy's async engine 0.33 to 0.65 ms,
    on psycopg's async connection in the loop 0.16 to 0.19 ms; batched, about
    0.05 ms per call.
-3. SQLite and MariaDB (``sql_threads``): SQLAlchemy's sync pool and the
+3. SQLite and MariaDB (``threaded.py``): SQLAlchemy's sync pool and the
    driver cursor in a bounded pool of worker threads.
 4. Connection trouble answers ``BackendUnavailable`` (503, Retry-After), and
    the next call after the database returns connects afresh: the service
    recovers on its own.
-5. ``wait_for_change``: PostgreSQL ``LISTEN`` (``sql_notify``) wakes the
+5. ``wait_for_change``: PostgreSQL ``LISTEN`` (``notify.py``) wakes the
    watch streams of every replica; elsewhere this process's own writes do.
 """
 
@@ -46,10 +46,10 @@ from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
-from leaderelection_service.backends.sql_notify import Changes, PgListener
-from leaderelection_service.backends.sql_pg import PgSql
-from leaderelection_service.backends.sql_rows import NOW_INDEX, prefix_upper, to_us, to_view
-from leaderelection_service.backends.sql_schema import (
+from leaderelection_service.backends.sql.notify import Changes, PgListener
+from leaderelection_service.backends.sql.postgresql import PgSql
+from leaderelection_service.backends.sql.rows import NOW_INDEX, prefix_upper, to_us, to_view
+from leaderelection_service.backends.sql.schema import (
     SCHEMA_VERSION,
     SchemaGate,
     TableNames,
@@ -57,8 +57,8 @@ from leaderelection_service.backends.sql_schema import (
     migrate,
     tables,
 )
-from leaderelection_service.backends.sql_statements import statements_for
-from leaderelection_service.backends.sql_threads import ThreadedSql
+from leaderelection_service.backends.sql.statements import statements_for
+from leaderelection_service.backends.sql.threaded import ThreadedSql
 from leaderelection_service.errors import (
     BackendUnavailable,
     LeaseHeld,
