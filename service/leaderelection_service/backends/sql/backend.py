@@ -33,22 +33,28 @@ How it runs:
    recovers on its own.
 5. ``wait_for_change``: PostgreSQL ``LISTEN`` (``notify.py``) wakes the
    watch streams of every replica; elsewhere this process's own writes do.
+6. A driver is imported when its URL is opened, never by importing this
+   package: ``postgresql.py`` imports psycopg and is itself imported only for
+   a PostgreSQL URL; SQLAlchemy imports pymysql or sqlite3 when the engine is
+   made. A service on SQLite never loads psycopg (a test checks it).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
-from sqlalchemy import create_engine, event, make_url
-from sqlalchemy.engine import URL, Engine
-from sqlalchemy.pool import NullPool
 
+from leaderelection_service.backends.sql.engine import engine_url, make_engine
 from leaderelection_service.backends.sql.notify import Changes, PgListener
-from leaderelection_service.backends.sql.postgresql import PgSql
-from leaderelection_service.backends.sql.rows import NOW_INDEX, prefix_upper, to_us, to_view
+from leaderelection_service.backends.sql.rows import (
+    NOW_INDEX,
+    Row,
+    prefix_upper,
+    to_us,
+    to_view,
+)
 from leaderelection_service.backends.sql.schema import (
     SCHEMA_VERSION,
     SchemaGate,
@@ -58,7 +64,6 @@ from leaderelection_service.backends.sql.schema import (
     tables,
 )
 from leaderelection_service.backends.sql.statements import statements_for
-from leaderelection_service.backends.sql.threaded import ThreadedSql
 from leaderelection_service.errors import (
     BackendUnavailable,
     LeaseHeld,
@@ -68,65 +73,11 @@ from leaderelection_service.errors import (
 from leaderelection_service.records import LeaseView, valid_key
 from leaderelection_service.storage import Capabilities
 
+if TYPE_CHECKING:
+    from leaderelection_service.backends.sql.postgresql import PgSql
+    from leaderelection_service.backends.sql.threaded import ThreadedSql
+
 log = logging.getLogger("leaderelection.sql")
-Row = Sequence[Any]
-
-_DRIVERS = {
-    "postgresql": "postgresql+psycopg",
-    "postgres": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-}
-
-
-def engine_url(url: str) -> URL:
-    """``url`` with the driver this project uses filled in (``postgresql`` → psycopg 3)."""
-    u = make_url(url)
-    name = _DRIVERS.get(u.drivername)
-    if name:
-        u = u.set(drivername=name)
-    if u.drivername not in ("postgresql+psycopg", "sqlite", "mysql+pymysql", "mariadb+pymysql"):
-        raise ValueError(
-            f"unsupported SQL URL scheme {u.drivername!r}: use postgresql://, sqlite:///path "
-            "or mariadb+pymysql://"
-        )
-    if u.drivername == "sqlite" and not u.database:
-        raise ValueError("sqlite URL must name a file: sqlite:////var/lib/leases.db")
-    return u
-
-
-def make_engine(url: str | URL, pool_size: int = 10, *, pooled: bool = True) -> Engine:
-    """A SQLAlchemy engine in autocommit; ``pooled=False`` keeps no connection between uses."""
-    u = engine_url(str(url)) if isinstance(url, str) else url
-    dialect = u.get_backend_name()
-    connect_args: dict[str, Any] = {}
-    if dialect == "postgresql":
-        connect_args = {"connect_timeout": 3}
-    elif dialect in ("mysql", "mariadb"):
-        connect_args = {"connect_timeout": 3, "read_timeout": 10, "write_timeout": 10}
-    elif dialect == "sqlite":
-        connect_args = {"timeout": 10, "check_same_thread": False}
-    pool: dict[str, Any] = (
-        {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": 5}
-        if pooled
-        else {"poolclass": NullPool}
-    )
-    engine = create_engine(
-        u,
-        pool_reset_on_return=None,  # autocommit: nothing to roll back, save a round trip
-        isolation_level="AUTOCOMMIT",
-        connect_args=connect_args,
-        **pool,
-    )
-    if dialect == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, record: Any) -> None:
-            # WAL lets readers run beside the writer; FULL syncs every commit (S3).
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
-            dbapi_conn.execute("PRAGMA synchronous=FULL")
-
-    return engine
 
 
 class SqlLeases:
@@ -162,11 +113,16 @@ class SqlLeases:
         self._allowance = clock_skew_allowance
         self._allow_us = allow_us
         self.db: PgSql | ThreadedSql
+        # Each engine module imports its driver: only the one for this URL loads.
         if pg:
+            from leaderelection_service.backends.sql.postgresql import PgSql
+
             self.db = PgSql(
                 self._conninfo(), st, gate, pool_size=pool_size, allow_us=allow_us, batch=batch
             )
         else:
+            from leaderelection_service.backends.sql.threaded import ThreadedSql
+
             self.db = ThreadedSql(self.engine, st, gate, threads=pool_size * 2, allow_us=allow_us)
         self.st = st
         self._changes: Changes | None = None

@@ -38,7 +38,7 @@ MariaDB run the same statements through SQLAlchemy in worker threads
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import anyio.to_thread
@@ -50,11 +50,12 @@ from psycopg.types.string import TextLoader
 from sqlalchemy import exc as sa_exc
 
 from leaderelection_service.backends.sql.batch import Batcher
+from leaderelection_service.backends.sql.engine import first_line
+from leaderelection_service.backends.sql.rows import Row
 from leaderelection_service.backends.sql.schema import SchemaGate, SchemaMissing
 from leaderelection_service.backends.sql.statements import Statements
 from leaderelection_service.errors import BackendUnavailable
 
-Row = Sequence[Any]
 GRANTED = 12
 """Where acquire's ``granted`` sits in its rows (after the columns and ``now_us``)."""
 
@@ -314,8 +315,3 @@ class PgSql:
 
     async def close(self) -> None:
         await self.pool.close()
-
-
-def first_line(err: BaseException) -> str:
-    orig = getattr(err, "orig", None) or err
-    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]

@@ -21,6 +21,8 @@ from typing import Any
 from leaderelection_service.records import LazyTerms, LeaseRecord, LeaseView, Term
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Row = Sequence[Any]
+"""A row of the lease table as a statement returns it."""
 NOW_INDEX = 11
 """Where ``now_us`` sits in a returned row (after the 11 stored columns)."""
 

@@ -23,7 +23,7 @@ lost answer cannot grant twice).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -31,13 +31,13 @@ import anyio.to_thread
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 
-from leaderelection_service.backends.sql.postgresql import first_line
+from leaderelection_service.backends.sql.engine import first_line
+from leaderelection_service.backends.sql.rows import Row
 from leaderelection_service.backends.sql.schema import SchemaGate, SchemaMissing
 from leaderelection_service.backends.sql.statements import Statements
 from leaderelection_service.errors import BackendUnavailable
 
 T = TypeVar("T")
-Row = Sequence[Any]
 
 
 class ThreadedSql:
