@@ -15,9 +15,9 @@ How it runs:
 
 1. SQLAlchemy parses the URL and owns the schema (``schema.py``: created
    on first use unless ``create_schema`` is off, then ``leaderelection
-   migrate`` must have run). The lease statements (``statements.py``) are
+   migrate`` must have run). The lease statements (``statements/``) are
    plain SQL, one per operation, each a compare-and-set on the database clock
-   in autocommit: committed before we answer (S3).
+   in autocommit: committed before we answer (durability, I3).
 2. PostgreSQL (``postgresql.py``): the statements run on psycopg's async
    connections in the event loop, prepared, with no thread hop; acquires and
    renewals that arrive together share one statement and one commit
