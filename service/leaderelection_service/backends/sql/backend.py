@@ -49,8 +49,7 @@ import anyio.to_thread
 from leaderelection_service.backends.sql.engine import engine_url, make_engine
 from leaderelection_service.backends.sql.notify import Changes, PgListener
 from leaderelection_service.backends.sql.rows import (
-    NOW_INDEX,
-    Row,
+    LeaseRow,
     prefix_upper,
     to_us,
     to_view,
@@ -182,7 +181,7 @@ class SqlLeases:
             )
         return view
 
-    def _refuses(self, row: Row, holder: str) -> bool:
+    def _refuses(self, row: LeaseRow, holder: str) -> bool:
         """Whether ``row`` explains a refused acquire: held, by someone else.
 
         A refusal is decided on the newest row, but PostgreSQL reads the row it
@@ -190,10 +189,13 @@ class SqlLeases:
         (another replica's) can leave it showing a free lease; then ask again
         rather than answer ``lease_held`` with a record that says otherwise.
         """
-        released, expires_us, now_us = row[8], row[6], row[NOW_INDEX]
-        return row[1] != holder and not released and now_us < expires_us + self._allow_us
+        return (
+            row.holder != holder
+            and not row.released
+            and row.now_us < row.expires_us + self._allow_us
+        )
 
-    def _owner_view(self, key: str, row: Row | None) -> LeaseView:
+    def _owner_view(self, key: str, row: LeaseRow | None) -> LeaseView:
         if row is None:
             raise LeaseNotFound(f"lease {key!r} was never acquired")
         return to_view(row, self._allowance)
