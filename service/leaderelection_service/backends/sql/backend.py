@@ -63,13 +63,9 @@ from leaderelection_service.backends.sql.schema import (
     tables,
 )
 from leaderelection_service.backends.sql.statements import statements_for
-from leaderelection_service.errors import (
-    BackendUnavailable,
-    LeaseHeld,
-    LeaseLost,
-    LeaseNotFound,
-)
+from leaderelection_service.errors import BackendUnavailable
 from leaderelection_service.records import LeaseView, valid_key
+from leaderelection_service.refusals import held, lost, never_acquired
 from leaderelection_service.storage import Capabilities
 
 if TYPE_CHECKING:
@@ -148,7 +144,7 @@ class SqlLeases:
             raise BackendUnavailable("the lease row changed under a refused acquire; try again")
         view = to_view(row, self._allowance)
         if not granted:
-            raise LeaseHeld(f"lease {key!r} is held by another holder", view)
+            raise held(key, view)
         self._written()
         return view
 
@@ -160,11 +156,7 @@ class SqlLeases:
         granted, row = await self.db.renew(key, holder, fencing_token, ttl_us)
         view = self._owner_view(key, row)
         if not granted:
-            if view.record.holder == holder and view.record.fencing_token == fencing_token:
-                raise LeaseLost(f"lease {key!r} was released", view)
-            raise LeaseLost(
-                f"lease {key!r} is no longer held by this holder with this fencing token", view
-            )
+            raise lost(key, view, holder, fencing_token)
         self._written()
         return view
 
@@ -176,9 +168,8 @@ class SqlLeases:
         if granted:
             self._written()
         elif not (rec.holder == holder and rec.fencing_token == fencing_token and rec.released):
-            raise LeaseLost(
-                f"lease {key!r} is no longer held by this holder with this fencing token", view
-            )
+            # Releasing one's own released lease again succeeds and writes nothing.
+            raise lost(key, view, holder, fencing_token)
         return view
 
     def _refuses(self, row: LeaseRow, holder: str) -> bool:
@@ -197,14 +188,14 @@ class SqlLeases:
 
     def _owner_view(self, key: str, row: LeaseRow | None) -> LeaseView:
         if row is None:
-            raise LeaseNotFound(f"lease {key!r} was never acquired")
+            raise never_acquired(key)
         return to_view(row, self._allowance)
 
     async def get(self, key: str) -> LeaseView:
         _check_key(key)
         row = await self.db.get(key)
         if row is None:
-            raise LeaseNotFound(f"lease {key!r} was never acquired")
+            raise never_acquired(key)
         return to_view(row, self._allowance)
 
     async def list(self, prefix: str, after: str | None, limit: int) -> list[LeaseView]:
