@@ -68,7 +68,7 @@ def make_engine(url: str | URL, pool_size: int = 10, *, pooled: bool = True) -> 
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, record: Any) -> None:
-            # WAL lets readers run beside the writer; FULL syncs every commit (S3).
+            # WAL lets readers run beside the writer; FULL syncs every commit (durability, I3).
             dbapi_conn.execute("PRAGMA journal_mode=WAL")
             dbapi_conn.execute("PRAGMA synchronous=FULL")
 

@@ -12,7 +12,7 @@ MariaDB run the same statements through SQLAlchemy in worker threads
 
 1. No thread hop. Each statement is sent on a psycopg ``AsyncConnection``
    from the running event loop: autocommit (one round trip, committed before
-   we answer: S3), prepared on first use, ``past`` read as text (parsed only
+   we answer: durability, I3), prepared on first use, ``past`` read as text (parsed only
    when the history is asked for). Handing every call to a worker thread and
    back cost about a third of the service's CPU.
 2. ``PgPool`` keeps at most ``pool_size`` connections, made on demand. It is

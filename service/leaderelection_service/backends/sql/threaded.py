@@ -8,7 +8,7 @@ Example::
 
 The same surface as ``postgresql.PgSql``, which ``SqlLeases`` answers from. The
 statements run on the pooled driver connection in autocommit (one round trip
-each, committed before we answer: S3), in a bounded pool of worker threads
+each, committed before we answer: durability, I3), in a bounded pool of worker threads
 since neither driver has an event-loop interface. MariaDB has no
 ``UPDATE … RETURNING``: its renew and release are an UPDATE and a read in one
 short transaction (``Statements.two_step``); SQLite returns no row for a
