@@ -48,12 +48,7 @@ import anyio.to_thread
 
 from leaderelection_service.backends.sql.engine import engine_url, make_engine
 from leaderelection_service.backends.sql.notify import Changes, PgListener
-from leaderelection_service.backends.sql.rows import (
-    LeaseRow,
-    prefix_upper,
-    to_us,
-    to_view,
-)
+from leaderelection_service.backends.sql.rows import LeaseRow, prefix_upper, to_us, to_view
 from leaderelection_service.backends.sql.schema import (
     SCHEMA_VERSION,
     SchemaGate,
