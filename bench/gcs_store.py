@@ -9,7 +9,9 @@ Prints, for each concurrency, renewals per second over distinct keys (each a
 read and a generation-guarded write) and the p50/p99 of one renewal, once with
 the HTTP connection pool the store sets up and once with requests' default
 pool of 10. The emulator is in memory on loopback: these figures bound the
-service's own overhead, not GCS's latency (tens of ms per write).
+service's own overhead, not GCS's latency (tens of ms per write). It is the
+one ``bench/run.py`` starts (``bench.targets``): the benchmarks never import
+from ``tests/``.
 """
 
 from __future__ import annotations
@@ -18,24 +20,23 @@ import argparse
 import asyncio
 import logging
 import statistics
-import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from requests.adapters import HTTPAdapter
 
+from bench.targets import gcs_emulator
 from leaderelection_service.backends.gcs import GcsStore
 from leaderelection_service.leases import CasLeases
-from support.gcs import PROJECT, GcsEmulator
 
 
-def client(url: str) -> storage.Client:
+def client(url: str, project: str) -> storage.Client:
     return storage.Client(
-        project=PROJECT,
+        project=project,
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": url},
     )
@@ -64,12 +65,14 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=400)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     args = parser.parse_args()
-    with GcsEmulator() as emu:
+    with tempfile.TemporaryDirectory() as workdir, gcs_emulator(Path(workdir)) as (_, env):
+        url, project = env["STORAGE_EMULATOR_HOST"], env["GOOGLE_CLOUD_PROJECT"]
         print(f"{'pool':>8} {'conc':>5} {'renew/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
         for pool in ("store", "default"):
             for conc in args.concurrency:
-                c = client(emu.url)
-                store = GcsStore(emu.create_bucket(), "bench", client=c)
+                c = client(url, project)
+                bucket = c.create_bucket(f"bench-{uuid.uuid4().hex[:12]}").name
+                store = GcsStore(bucket, "bench", client=c)
                 if pool == "default":
                     c._http.mount("http://", HTTPAdapter())  # requests' pool of 10
                 rate, lat = asyncio.run(run(store, args.ops, conc))

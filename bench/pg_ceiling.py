@@ -10,7 +10,7 @@ Example::
 Each connection is one thread holding its own autocommit connection (one
 round trip per statement, prepared on first use); threads are spread over
 one process per core so that Python's per-statement cost is not the limit.
-The statements are the SQL backend's own (``backends.sql_statements``) when
+The statements are the SQL backend's own (``backends.sql.statements``) when
 it is installed, else an equivalent pair kept here; the table is a fresh one,
 dropped afterwards.
 """
@@ -45,12 +45,12 @@ def _ddl(table: str) -> str:
 def statements(table: str) -> tuple[str, str, str]:
     """(acquire, renew, where they come from)."""
     try:
-        from leaderelection_service.backends.sql_statements import statements_for
+        from leaderelection_service.backends.sql.statements import statements_for
     except ImportError:
         pass
     else:
         st = statements_for("postgresql", table, f"bench_{table}")
-        return st.acquire, st.renew, "backends.sql_statements"
+        return st.acquire, st.renew, "backends.sql.statements"
     free = f"(r.released OR r.expires_us + %(allow_us)s <= {NOW})"
     acquire = f"""INSERT INTO {table} AS r ({COLUMNS})
 VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {NOW}, {NOW}, {NOW} + %(ttl_us)s, 0, FALSE, 1, '[]')

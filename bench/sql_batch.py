@@ -18,7 +18,7 @@ import secrets
 import time
 
 from leaderelection_service.backends.sql import SqlLeases
-from leaderelection_service.backends.sql_pg import PgSql
+from leaderelection_service.backends.sql.postgresql import PgSql
 
 
 async def run(

@@ -10,7 +10,7 @@ tasks over 1,000 keys through:
   async-raw    : SQLAlchemy async engine pool, psycopg AsyncConnection cursor
   async-core   : SQLAlchemy async engine, AsyncConnection.exec_driver_sql (autocommit)
   psycopg-pool : psycopg_pool.AsyncConnectionPool, autocommit, prepared, in the loop
-  pg-async     : backends.sql_pg.PgPool, autocommit, prepared, in the loop
+  pg-async     : backends.sql.postgresql.PgPool, autocommit, prepared, in the loop
                  (what SqlLeases does for PostgreSQL)
 and prints ops/s and process CPU ms per op. ``--uvloop`` runs on the event
 loop the service uses.
@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from leaderelection_service.backends.sql_pg import PgPool
+from leaderelection_service.backends.sql.postgresql import PgPool
 
 ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
 URL = ARGS[0] if ARGS else "postgresql+psycopg://postgres@127.0.0.1/test"

@@ -227,3 +227,26 @@ async def test_holder_with_quotes_and_sql_round_trips(lease_backend: LeaseBacken
 async def test_ping(lease_backend: LeaseBackend) -> None:
     await lease_backend.ping()
     assert lease_backend.description
+
+
+async def test_refusals_say_why_in_the_same_words(lease_backend: LeaseBackend) -> None:
+    """Every backend words each refusal alike (a client may show the message)."""
+    first = await lease_backend.acquire("k", "a", 5.0)
+    with pytest.raises(LeaseHeld, match=r"^lease 'k' is held by another holder$"):
+        await lease_backend.acquire("k", "b", 5.0)
+    await lease_backend.release("k", "a", first.record.fencing_token)
+    with pytest.raises(LeaseLost, match=r"^lease 'k' was released$"):
+        await lease_backend.renew("k", "a", first.record.fencing_token, None)
+    await lease_backend.acquire("k", "b", 5.0)
+    stale = r"^lease 'k' is no longer held by this holder with this fencing token$"
+    with pytest.raises(LeaseLost, match=stale):
+        await lease_backend.renew("k", "a", first.record.fencing_token, None)
+    with pytest.raises(LeaseLost, match=stale):
+        await lease_backend.release("k", "a", first.record.fencing_token)
+    for call in (
+        lambda: lease_backend.get("nope"),
+        lambda: lease_backend.renew("nope", "a", 1, None),
+        lambda: lease_backend.release("nope", "a", 1),
+    ):
+        with pytest.raises(LeaseNotFound, match=r"^lease 'nope' was never acquired$"):
+            await call()

@@ -10,7 +10,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from leaderelection_service.backends.memory import MemoryStore
-from leaderelection_service.backends.sql_notify import Changes
+from leaderelection_service.backends.sql.notify import Changes
 from leaderelection_service.events import describe, seen, transition
 from leaderelection_service.leases import CasLeases
 from leaderelection_service.records import LeaseRecord, LeaseView

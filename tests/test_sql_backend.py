@@ -12,13 +12,14 @@ import asyncio
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from leaderelection_service.backends.memory import MemoryStore
 from leaderelection_service.backends.sql import SqlLeases, migrate_url
-from leaderelection_service.backends.sql_pg import PgSql
+from leaderelection_service.backends.sql.postgresql import PgSql
 from leaderelection_service.errors import BackendUnavailable, LeaseLost
 from leaderelection_service.leases import CasLeases
 from leaderelection_service.records import HISTORY_LIMIT
@@ -100,6 +101,44 @@ def test_table_and_schema_names_are_validated(name: str) -> None:
     if name:
         with pytest.raises(ValueError, match="identifier"):
             SqlLeases("sqlite:////tmp/never-opened.db", schema=name)
+
+
+_DRIVERS_LOADED = """
+import asyncio, sys
+from leaderelection_service.backends.sql import SqlLeases
+
+async def main(url: str) -> None:
+    leases = SqlLeases(url)
+    if url.startswith("sqlite"):  # no server needed: run a statement too
+        view = await leases.acquire("k", "h", 5.0)
+        await leases.renew("k", "h", view.record.fencing_token, None)
+    await leases.close()
+
+asyncio.run(main(sys.argv[1]))
+print(",".join(m for m in ("psycopg", "pymysql") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    ("url", "loaded"),
+    [
+        ("sqlite:///{tmp}/leases.db", ""),
+        ("postgresql://nobody@127.0.0.1:9/none", "psycopg"),  # opened, never connected
+        ("mariadb+pymysql://nobody@127.0.0.1:9/none", "pymysql"),
+    ],
+)
+def test_a_driver_is_imported_only_when_its_scheme_is_opened(
+    url: str, loaded: str, tmp_path: Path
+) -> None:
+    """In a fresh interpreter (other tests have imported every driver here)."""
+    run = subprocess.run(
+        [sys.executable, "-c", _DRIVERS_LOADED, url.format(tmp=tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == loaded
 
 
 def test_unsupported_sql_urls_are_refused() -> None:

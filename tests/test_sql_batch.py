@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from leaderelection_service.backends.sql import SqlLeases
-from leaderelection_service.backends.sql_pg import GRANTED, PgSql
+from leaderelection_service.backends.sql.postgresql import PgSql
 from leaderelection_service.errors import LeaseHeld
 from leaderelection_service.records import LeaseView
 
@@ -196,8 +196,8 @@ async def test_a_batch_chosen_as_deadlock_victim_is_answered_by_single_statement
         await other.close()
         await watcher.close()
     assert db.statements - statements == 3  # the batch, then each key's own statement
-    assert answered["a"][1] == "me" and answered["a"][GRANTED]  # extended, same term
-    assert answered["b"][1] == "other" and not answered["b"][GRANTED]  # refused, current row
+    assert answered["a"].holder == "me" and answered["a"].granted  # extended, same term
+    assert answered["b"].holder == "other" and not answered["b"].granted  # refused, current row
 
 
 async def test_callers_that_give_up_leave_the_others_answered(backend: SqlLeases) -> None:

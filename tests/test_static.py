@@ -34,3 +34,23 @@ def test_ruff_is_clean() -> None:
         text=True,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_bench_imports_nothing_from_tests() -> None:
+    """``bench/`` runs without the test tree: it may import the project and itself only."""
+    import ast
+
+    found = []
+    for path in sorted((REPO / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found += [
+                f"{path.name}:{node.lineno} {n}"
+                for n in names
+                if n.split(".")[0] in ("support", "tests", "conftest")
+            ]
+    assert not found, found

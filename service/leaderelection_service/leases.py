@@ -36,14 +36,9 @@ import random
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-from leaderelection_service.errors import (
-    BackendUnavailable,
-    LeaseHeld,
-    LeaseLost,
-    LeaseNotFound,
-    WriteConflict,
-)
+from leaderelection_service.errors import BackendUnavailable, WriteConflict
 from leaderelection_service.records import LeaseRecord, LeaseView
+from leaderelection_service.refusals import held, lost, never_acquired
 from leaderelection_service.storage import RecordStore
 
 Clock = Callable[[], datetime]
@@ -67,10 +62,7 @@ def decide_acquire(
         return LeaseRecord.new_term(current, key=key, holder=holder, ttl=ttl, now=now)
     if current.holder == holder:
         return current.extended(ttl=ttl, now=now)
-    raise LeaseHeld(
-        f"lease {key!r} is held by another holder",
-        LeaseView(current, now, allowance),
-    )
+    raise held(key, LeaseView(current, now, allowance))
 
 
 def _check_owner(
@@ -83,12 +75,9 @@ def _check_owner(
     allowance: float,
 ) -> LeaseRecord:
     if current is None:
-        raise LeaseNotFound(f"lease {key!r} was never acquired")
+        raise never_acquired(key)
     if current.holder != holder or current.fencing_token != fencing_token:
-        raise LeaseLost(
-            f"lease {key!r} is no longer held by this holder with this fencing token",
-            LeaseView(current, now, allowance),
-        )
+        raise lost(key, LeaseView(current, now, allowance), holder, fencing_token)
     return current
 
 
@@ -106,7 +95,7 @@ def decide_renew(
         current, key=key, holder=holder, fencing_token=fencing_token, now=now, allowance=allowance
     )
     if rec.released:
-        raise LeaseLost(f"lease {key!r} was released", LeaseView(rec, now, allowance))
+        raise lost(key, LeaseView(rec, now, allowance), holder, fencing_token)
     return rec.extended(ttl=rec.ttl if ttl is None else ttl, now=now)
 
 
@@ -278,7 +267,7 @@ class CasLeases:
     async def get(self, key: str) -> LeaseView:
         cur = await self.store.read(key)
         if cur is None:
-            raise LeaseNotFound(f"lease {key!r} was never acquired")
+            raise never_acquired(key)
         return self._view(cur.record, self._clock())
 
     async def list(self, prefix: str, after: str | None, limit: int) -> list[LeaseView]:

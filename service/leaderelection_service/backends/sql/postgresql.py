@@ -6,13 +6,13 @@ Example::
     granted, row = await db.acquire("cron", "host-a", 10_000_000)
     await db.close()
 
-``SqlLeases`` answers from the rows this returns (``sql.py``); SQLite and
+``SqlLeases`` answers from the rows this returns (``backend.py``); SQLite and
 MariaDB run the same statements through SQLAlchemy in worker threads
-(``sql_threads.py``). Here:
+(``threaded.py``). Here:
 
 1. No thread hop. Each statement is sent on a psycopg ``AsyncConnection``
    from the running event loop: autocommit (one round trip, committed before
-   we answer: S3), prepared on first use, ``past`` read as text (parsed only
+   we answer: durability, I3), prepared on first use, ``past`` read as text (parsed only
    when the history is asked for). Handing every call to a worker thread and
    back cost about a third of the service's CPU.
 2. ``PgPool`` keeps at most ``pool_size`` connections, made on demand. It is
@@ -24,7 +24,7 @@ MariaDB run the same statements through SQLAlchemy in worker threads
    refused connection answers 503 at once, and a dropped connection discards
    every idle one (they all lost the same server).
 3. Acquires and renewals that arrive together share one statement and one
-   commit (``sql_batch``, ``Statements.acquire_batch`` / ``renew_batch``),
+   commit (``batch.py``, ``Statements.acquire_batch`` / ``renew_batch``),
    each caller getting the answer of its own key. A renewal the batch refused
    is decided again by the single statement, which reads why.
 4. Failures: connection trouble answers ``BackendUnavailable`` (503,
@@ -38,31 +38,37 @@ MariaDB run the same statements through SQLAlchemy in worker threads
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import psycopg
 from psycopg.adapt import AdaptersMap
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
+from psycopg.rows import RowFactory, RowMaker, tuple_row
 from psycopg.types.string import TextLoader
 from sqlalchemy import exc as sa_exc
 
-from leaderelection_service.backends.sql_batch import Batcher
-from leaderelection_service.backends.sql_schema import SchemaGate, SchemaMissing
-from leaderelection_service.backends.sql_statements import Statements
+from leaderelection_service.backends.sql.batch import Batcher
+from leaderelection_service.backends.sql.engine import first_line
+from leaderelection_service.backends.sql.rows import LeaseRow, row_reader
+from leaderelection_service.backends.sql.schema import SchemaGate, SchemaMissing
+from leaderelection_service.backends.sql.statements import Statements
 from leaderelection_service.errors import BackendUnavailable
-
-Row = Sequence[Any]
-GRANTED = 12
-"""Where acquire's ``granted`` sits in its rows (after the columns and ``now_us``)."""
 
 # ``past`` (jsonb) arrives as its JSON text: most answers never look at it.
 _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_loader("jsonb", TextLoader)
 
 Conn = psycopg.AsyncConnection[Any]
+R = TypeVar("R")
+
+
+def lease_rows(cursor: Any) -> RowMaker[LeaseRow]:
+    """psycopg's row factory for lease statements: rows by the cursor's column names."""
+    names = tuple(column.name for column in cursor.description or ())
+    return row_reader(names) if names else tuple  # a result without rows: none to read
 
 
 def with_index_plans(conninfo: str) -> str:
@@ -183,23 +189,29 @@ class PgSql:
         # Two batches of each kind in flight keep the connection busy while
         # the next one gathers; the pool is shared with the single statements.
         in_flight = max(1, pool_size // 4)
-        self.acquires: Batcher[tuple[str, str, int], Row] | None = None
-        self.renewals: Batcher[tuple[str, str, int, int | None], Row] | None = None
+        self.acquires: Batcher[tuple[str, str, int], LeaseRow] | None = None
+        self.renewals: Batcher[tuple[str, str, int, int | None], LeaseRow] | None = None
         if batch and st.acquire_batch and st.renew_batch:
             self.acquires = Batcher(self._acquire_batch, max_in_flight=in_flight)
             self.renewals = Batcher(self._renew_batch, max_in_flight=in_flight)
 
     # -- running statements ----------------------------------------------------
 
-    async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
-        """The rows of one statement; connection trouble -> ``BackendUnavailable``."""
+    async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[LeaseRow]:
+        """The lease rows of one statement; connection trouble -> ``BackendUnavailable``."""
+        return await self.execute(sql, params, lease_rows)
+
+    async def execute(
+        self, sql: str, params: Mapping[str, Any], row_factory: RowFactory[R]
+    ) -> list[R]:
+        """The rows of one statement, as ``row_factory`` makes them."""
         if not self._schema.ok:
             await self._ensure_schema()
         for attempt in (1, 2):
             conn, epoch = await self.pool.take()
             self.statements += 1
             try:
-                cur = conn.cursor()
+                cur = conn.cursor(row_factory=row_factory)
                 await cur.execute(sql, params)
                 return await cur.fetchall()
             except (psycopg.OperationalError, psycopg.InterfaceError) as err:
@@ -227,20 +239,20 @@ class PgSql:
 
     # -- operations ------------------------------------------------------------
 
-    async def acquire(self, key: str, holder: str, ttl_us: int) -> tuple[bool, Row | None]:
+    async def acquire(self, key: str, holder: str, ttl_us: int) -> tuple[bool, LeaseRow | None]:
         """(granted, the row after); no row when it changed under a refusal (try again)."""
         if self.acquires is not None:
             row = await self.acquires.submit((key, holder, ttl_us))
         else:
             row = await self._acquire_one(key, holder, ttl_us)
-        return (bool(row[GRANTED]), row) if row is not None else (False, None)
+        return (bool(row.granted), row) if row is not None else (False, None)
 
-    async def _acquire_one(self, key: str, holder: str, ttl_us: int) -> Row | None:
+    async def _acquire_one(self, key: str, holder: str, ttl_us: int) -> LeaseRow | None:
         params = {"key": key, "holder": holder, "ttl_us": ttl_us, "allow_us": self._allow_us}
         rows = await self.fetch(self.st.acquire, params)
         return rows[0] if rows else None
 
-    async def _acquire_batch(self, items: list[tuple[str, str, int]]) -> dict[str, Row]:
+    async def _acquire_batch(self, items: list[tuple[str, str, int]]) -> dict[str, LeaseRow]:
         assert self.st.acquire_batch is not None
         params = {
             "keys": [i[0] for i in items],
@@ -259,11 +271,11 @@ class PgSql:
                 if row is not None:
                     answered[key] = row
             return answered
-        return {row[0]: row for row in rows}
+        return {row.lease_key: row for row in rows}
 
     async def renew(
         self, key: str, holder: str, token: int, ttl_us: int | None
-    ) -> tuple[bool, Row | None]:
+    ) -> tuple[bool, LeaseRow | None]:
         """(granted, the row after), or (False, the current row or None if unknown)."""
         if self.renewals is not None:
             row = await self.renewals.submit((key, holder, token, ttl_us))
@@ -273,13 +285,15 @@ class PgSql:
         params = {"key": key, "holder": holder, "token": token, "ttl_us": ttl_us}
         return await self._owner_write(self.st.renew, params)
 
-    async def _renew_batch(self, items: list[tuple[str, str, int, int | None]]) -> dict[str, Row]:
+    async def _renew_batch(
+        self, items: list[tuple[str, str, int, int | None]]
+    ) -> dict[str, LeaseRow]:
         assert self.st.renew_batch is not None
         if len(items) == 1:  # alone: the single statement, without the batch's key-order lock
             key, holder, token, ttl_us = items[0]
             params = {"key": key, "holder": holder, "token": token, "ttl_us": ttl_us}
             rows = await self.fetch(self.st.renew, params)
-            return {rows[0][0]: rows[0]} if rows else {}
+            return {rows[0].lease_key: rows[0]} if rows else {}
         params = {
             "keys": [i[0] for i in items],
             "holders": [i[1] for i in items],
@@ -290,32 +304,27 @@ class PgSql:
             rows = await self.fetch(self.st.renew_batch, params)
         except RolledBack:
             return {}  # each caller runs its single statement
-        return {row[0]: row for row in rows}
+        return {row.lease_key: row for row in rows}
 
-    async def release(self, key: str, holder: str, token: int) -> tuple[bool, Row | None]:
+    async def release(self, key: str, holder: str, token: int) -> tuple[bool, LeaseRow | None]:
         params = {"key": key, "holder": holder, "token": token}
         return await self._owner_write(self.st.release, params)
 
-    async def _owner_write(self, sql: str, params: dict[str, Any]) -> tuple[bool, Row | None]:
+    async def _owner_write(self, sql: str, params: dict[str, Any]) -> tuple[bool, LeaseRow | None]:
         rows = await self.fetch(sql, params)
         if rows:
             return True, rows[0]
         return False, await self.get(params["key"])
 
-    async def get(self, key: str) -> Row | None:
+    async def get(self, key: str) -> LeaseRow | None:
         rows = await self.fetch(self.st.get, {"key": key})
         return rows[0] if rows else None
 
-    async def scan(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
+    async def scan(self, sql: str, params: Mapping[str, Any]) -> list[LeaseRow]:
         return await self.fetch(sql, params)
 
     async def ping(self) -> None:
-        await self.fetch(self.st.now, {})
+        await self.execute(self.st.now, {}, tuple_row)
 
     async def close(self) -> None:
         await self.pool.close()
-
-
-def first_line(err: BaseException) -> str:
-    orig = getattr(err, "orig", None) or err
-    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]

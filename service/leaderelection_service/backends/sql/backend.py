@@ -13,43 +13,43 @@ offers the ``RETURNING`` these statements need).
 
 How it runs:
 
-1. SQLAlchemy parses the URL and owns the schema (``sql_schema``: created
+1. SQLAlchemy parses the URL and owns the schema (``schema.py``: created
    on first use unless ``create_schema`` is off, then ``leaderelection
-   migrate`` must have run). The lease statements (``sql_statements``) are
+   migrate`` must have run). The lease statements (``statements/``) are
    plain SQL, one per operation, each a compare-and-set on the database clock
-   in autocommit: committed before we answer (S3).
-2. PostgreSQL (``sql_pg``): the statements run on psycopg's async
+   in autocommit: committed before we answer (durability, I3).
+2. PostgreSQL (``postgresql.py``): the statements run on psycopg's async
    connections in the event loop, prepared, with no thread hop; acquires and
    renewals that arrive together share one statement and one commit
-   (``sql_batch``). Measured (``bench/sql_engines.py``, ``bench/sql_batch.py``,
+   (``batch.py``). Measured (``bench/sql_engines.py``, ``bench/sql_batch.py``,
    docs/design.md): a statement through the sync pool and a worker thread
    cost 0.23 to 0.39 ms of CPU, through SQLAlchemy's async engine 0.33 to 0.65 ms,
    on psycopg's async connection in the loop 0.16 to 0.19 ms; batched, about
    0.05 ms per call.
-3. SQLite and MariaDB (``sql_threads``): SQLAlchemy's sync pool and the
+3. SQLite and MariaDB (``threaded.py``): SQLAlchemy's sync pool and the
    driver cursor in a bounded pool of worker threads.
 4. Connection trouble answers ``BackendUnavailable`` (503, Retry-After), and
    the next call after the database returns connects afresh: the service
    recovers on its own.
-5. ``wait_for_change``: PostgreSQL ``LISTEN`` (``sql_notify``) wakes the
+5. ``wait_for_change``: PostgreSQL ``LISTEN`` (``notify.py``) wakes the
    watch streams of every replica; elsewhere this process's own writes do.
+6. A driver is imported when its URL is opened, never by importing this
+   package: ``postgresql.py`` imports psycopg and is itself imported only for
+   a PostgreSQL URL; SQLAlchemy imports pymysql or sqlite3 when the engine is
+   made. A service on SQLite never loads psycopg (a test checks it).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
-from sqlalchemy import create_engine, event, make_url
-from sqlalchemy.engine import URL, Engine
-from sqlalchemy.pool import NullPool
 
-from leaderelection_service.backends.sql_notify import Changes, PgListener
-from leaderelection_service.backends.sql_pg import PgSql
-from leaderelection_service.backends.sql_rows import NOW_INDEX, prefix_upper, to_us, to_view
-from leaderelection_service.backends.sql_schema import (
+from leaderelection_service.backends.sql.engine import engine_url, make_engine
+from leaderelection_service.backends.sql.notify import Changes, PgListener
+from leaderelection_service.backends.sql.rows import LeaseRow, prefix_upper, to_us, to_view
+from leaderelection_service.backends.sql.schema import (
     SCHEMA_VERSION,
     SchemaGate,
     TableNames,
@@ -57,77 +57,18 @@ from leaderelection_service.backends.sql_schema import (
     migrate,
     tables,
 )
-from leaderelection_service.backends.sql_statements import statements_for
-from leaderelection_service.backends.sql_threads import ThreadedSql
-from leaderelection_service.errors import (
-    BackendUnavailable,
-    LeaseHeld,
-    LeaseLost,
-    LeaseNotFound,
-)
+from leaderelection_service.backends.sql.statements import statements_for
+from leaderelection_service.errors import BackendUnavailable
 from leaderelection_service.records import LeaseView, valid_key
+from leaderelection_service.refusals import held, lost, never_acquired
 from leaderelection_service.sql_names import DEFAULT_TABLE
 from leaderelection_service.storage import Capabilities
 
+if TYPE_CHECKING:
+    from leaderelection_service.backends.sql.postgresql import PgSql
+    from leaderelection_service.backends.sql.threaded import ThreadedSql
+
 log = logging.getLogger("leaderelection.sql")
-Row = Sequence[Any]
-
-_DRIVERS = {
-    "postgresql": "postgresql+psycopg",
-    "postgres": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-}
-
-
-def engine_url(url: str) -> URL:
-    """``url`` with the driver this project uses filled in (``postgresql`` → psycopg 3)."""
-    u = make_url(url)
-    name = _DRIVERS.get(u.drivername)
-    if name:
-        u = u.set(drivername=name)
-    if u.drivername not in ("postgresql+psycopg", "sqlite", "mysql+pymysql", "mariadb+pymysql"):
-        raise ValueError(
-            f"unsupported SQL URL scheme {u.drivername!r}: use postgresql://, sqlite:///path "
-            "or mariadb+pymysql://"
-        )
-    if u.drivername == "sqlite" and not u.database:
-        raise ValueError("sqlite URL must name a file: sqlite:////var/lib/leases.db")
-    return u
-
-
-def make_engine(url: str | URL, pool_size: int = 10, *, pooled: bool = True) -> Engine:
-    """A SQLAlchemy engine in autocommit; ``pooled=False`` keeps no connection between uses."""
-    u = engine_url(str(url)) if isinstance(url, str) else url
-    dialect = u.get_backend_name()
-    connect_args: dict[str, Any] = {}
-    if dialect == "postgresql":
-        connect_args = {"connect_timeout": 3}
-    elif dialect in ("mysql", "mariadb"):
-        connect_args = {"connect_timeout": 3, "read_timeout": 10, "write_timeout": 10}
-    elif dialect == "sqlite":
-        connect_args = {"timeout": 10, "check_same_thread": False}
-    pool: dict[str, Any] = (
-        {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": 5}
-        if pooled
-        else {"poolclass": NullPool}
-    )
-    engine = create_engine(
-        u,
-        pool_reset_on_return=None,  # autocommit: nothing to roll back, save a round trip
-        isolation_level="AUTOCOMMIT",
-        connect_args=connect_args,
-        **pool,
-    )
-    if dialect == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, record: Any) -> None:
-            # WAL lets readers run beside the writer; FULL syncs every commit (S3).
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
-            dbapi_conn.execute("PRAGMA synchronous=FULL")
-
-    return engine
 
 
 class SqlLeases:
@@ -163,11 +104,16 @@ class SqlLeases:
         self._allowance = clock_skew_allowance
         self._allow_us = allow_us
         self.db: PgSql | ThreadedSql
+        # Each engine module imports its driver: only the one for this URL loads.
         if pg:
+            from leaderelection_service.backends.sql.postgresql import PgSql
+
             self.db = PgSql(
                 self._conninfo(), st, gate, pool_size=pool_size, allow_us=allow_us, batch=batch
             )
         else:
+            from leaderelection_service.backends.sql.threaded import ThreadedSql
+
             self.db = ThreadedSql(self.engine, st, gate, threads=pool_size * 2, allow_us=allow_us)
         self.st = st
         self._changes: Changes | None = None
@@ -194,7 +140,7 @@ class SqlLeases:
             raise BackendUnavailable("the lease row changed under a refused acquire; try again")
         view = to_view(row, self._allowance)
         if not granted:
-            raise LeaseHeld(f"lease {key!r} is held by another holder", view)
+            raise held(key, view)
         self._written()
         return view
 
@@ -206,11 +152,7 @@ class SqlLeases:
         granted, row = await self.db.renew(key, holder, fencing_token, ttl_us)
         view = self._owner_view(key, row)
         if not granted:
-            if view.record.holder == holder and view.record.fencing_token == fencing_token:
-                raise LeaseLost(f"lease {key!r} was released", view)
-            raise LeaseLost(
-                f"lease {key!r} is no longer held by this holder with this fencing token", view
-            )
+            raise lost(key, view, holder, fencing_token)
         self._written()
         return view
 
@@ -222,12 +164,11 @@ class SqlLeases:
         if granted:
             self._written()
         elif not (rec.holder == holder and rec.fencing_token == fencing_token and rec.released):
-            raise LeaseLost(
-                f"lease {key!r} is no longer held by this holder with this fencing token", view
-            )
+            # Releasing one's own released lease again succeeds and writes nothing.
+            raise lost(key, view, holder, fencing_token)
         return view
 
-    def _refuses(self, row: Row, holder: str) -> bool:
+    def _refuses(self, row: LeaseRow, holder: str) -> bool:
         """Whether ``row`` explains a refused acquire: held, by someone else.
 
         A refusal is decided on the newest row, but PostgreSQL reads the row it
@@ -235,19 +176,22 @@ class SqlLeases:
         (another replica's) can leave it showing a free lease; then ask again
         rather than answer ``lease_held`` with a record that says otherwise.
         """
-        released, expires_us, now_us = row[8], row[6], row[NOW_INDEX]
-        return row[1] != holder and not released and now_us < expires_us + self._allow_us
+        return (
+            row.holder != holder
+            and not row.released
+            and row.now_us < row.expires_us + self._allow_us
+        )
 
-    def _owner_view(self, key: str, row: Row | None) -> LeaseView:
+    def _owner_view(self, key: str, row: LeaseRow | None) -> LeaseView:
         if row is None:
-            raise LeaseNotFound(f"lease {key!r} was never acquired")
+            raise never_acquired(key)
         return to_view(row, self._allowance)
 
     async def get(self, key: str) -> LeaseView:
         _check_key(key)
         row = await self.db.get(key)
         if row is None:
-            raise LeaseNotFound(f"lease {key!r} was never acquired")
+            raise never_acquired(key)
         return to_view(row, self._allowance)
 
     async def list(self, prefix: str, after: str | None, limit: int) -> list[LeaseView]:

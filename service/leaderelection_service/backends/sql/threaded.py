@@ -6,9 +6,9 @@ Example::
     granted, row = await db.acquire("cron", "host-a", 10_000_000)
     await db.close()
 
-The same surface as ``sql_pg.PgSql``, which ``SqlLeases`` answers from. The
+The same surface as ``postgresql.PgSql``, which ``SqlLeases`` answers from. The
 statements run on the pooled driver connection in autocommit (one round trip
-each, committed before we answer: S3), in a bounded pool of worker threads
+each, committed before we answer: durability, I3), in a bounded pool of worker threads
 since neither driver has an event-loop interface. MariaDB has no
 ``UPDATE … RETURNING``: its renew and release are an UPDATE and a read in one
 short transaction (``Statements.two_step``); SQLite returns no row for a
@@ -31,13 +31,13 @@ import anyio.to_thread
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 
-from leaderelection_service.backends.sql_pg import first_line
-from leaderelection_service.backends.sql_schema import SchemaGate, SchemaMissing
-from leaderelection_service.backends.sql_statements import Statements
+from leaderelection_service.backends.sql.engine import first_line
+from leaderelection_service.backends.sql.rows import LeaseRow, row_reader
+from leaderelection_service.backends.sql.schema import SchemaGate, SchemaMissing
+from leaderelection_service.backends.sql.statements import Statements
 from leaderelection_service.errors import BackendUnavailable
 
 T = TypeVar("T")
-Row = Sequence[Any]
 
 
 class ThreadedSql:
@@ -92,41 +92,43 @@ class ThreadedSql:
             self._limiter = anyio.CapacityLimiter(self._threads)
         return await anyio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
 
-    def _query(self, cur: Any, sql: str, params: Mapping[str, Any]) -> Row | None:
+    def _query(self, cur: Any, sql: str, params: Mapping[str, Any]) -> LeaseRow | None:
         cur.execute(sql, params)
-        row: Row | None = cur.fetchone()
-        return row
+        values = cur.fetchone()
+        return None if values is None else _reader(cur)(values)
 
-    def _get(self, cur: Any, key: str) -> Row | None:
+    def _get(self, cur: Any, key: str) -> LeaseRow | None:
         if self.st.two_step:
             cur.execute(self.st.now)
         return self._query(cur, self.st.get, {"key": key})
 
     # -- operations ------------------------------------------------------------
 
-    async def acquire(self, key: str, holder: str, ttl_us: int) -> tuple[bool, Row | None]:
+    async def acquire(self, key: str, holder: str, ttl_us: int) -> tuple[bool, LeaseRow | None]:
         """(granted, the row after); no row when it changed under a refusal (try again)."""
         params = {"key": key, "holder": holder, "ttl_us": ttl_us, "allow_us": self._allow_us}
 
-        def run(cur: Any) -> tuple[bool, Row | None]:
+        def run(cur: Any) -> tuple[bool, LeaseRow | None]:
             row = self._query(cur, self.st.acquire, params)
             if row is None:  # sqlite: refused, no RETURNING row
                 return False, self._get(cur, key)
-            return row[1] == holder, row  # mariadb: the row after, granted if it is ours
+            return row.holder == holder, row  # mariadb: the row after, granted if it is ours
 
         return await self._run(run)
 
     async def renew(
         self, key: str, holder: str, token: int, ttl_us: int | None
-    ) -> tuple[bool, Row | None]:
+    ) -> tuple[bool, LeaseRow | None]:
         params = {"key": key, "holder": holder, "token": token, "ttl_us": ttl_us}
         return await self._run(lambda cur: self._owner_write(cur, self.st.renew, params))
 
-    async def release(self, key: str, holder: str, token: int) -> tuple[bool, Row | None]:
+    async def release(self, key: str, holder: str, token: int) -> tuple[bool, LeaseRow | None]:
         params = {"key": key, "holder": holder, "token": token}
         return await self._run(lambda cur: self._owner_write(cur, self.st.release, params))
 
-    def _owner_write(self, cur: Any, sql: str, params: dict[str, Any]) -> tuple[bool, Row | None]:
+    def _owner_write(
+        self, cur: Any, sql: str, params: dict[str, Any]
+    ) -> tuple[bool, LeaseRow | None]:
         """Renew or release: (granted, the row after) in one statement, or a read if refused."""
         if not self.st.two_step:
             row = self._query(cur, sql, params)
@@ -146,13 +148,14 @@ class ThreadedSql:
             raise
         return granted, row
 
-    async def get(self, key: str) -> Row | None:
+    async def get(self, key: str) -> LeaseRow | None:
         return await self._run(lambda cur: self._get(cur, key))
 
-    async def scan(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
-        def run(cur: Any) -> list[Row]:
+    async def scan(self, sql: str, params: Mapping[str, Any]) -> list[LeaseRow]:
+        def run(cur: Any) -> list[LeaseRow]:
             cur.execute(sql, params)
-            return list(cur.fetchall())
+            read = _reader(cur)
+            return [read(values) for values in cur.fetchall()]
 
         return await self._run(run)
 
@@ -161,3 +164,8 @@ class ThreadedSql:
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self.engine.dispose)
+
+
+def _reader(cur: Any) -> Callable[[Sequence[Any]], LeaseRow]:
+    """Lease rows by the DB-API cursor's column names (``description``)."""
+    return row_reader(tuple(column[0] for column in cur.description))
