@@ -32,6 +32,7 @@ import anyio.to_thread
 from leaderelection_service.backends.file_commit import Committer, GroupCommit, read_file
 from leaderelection_service.backends.file_format import (
     LOCKS_DIR,
+    LONG_PREFIX,
     RECORD_SUFFIX,
     RECORDS_DIR,
     Torn,
@@ -113,21 +114,24 @@ class FileStore:
         self._check_open()
         self._check_present()  # listing a removed directory would answer "no leases"
         hex_prefix = prefix.encode().hex()
-        hex_after = after.encode().hex() if after else None
         try:
             listing = os.listdir(self._records_fd)
         except OSError as exc:
             raise BackendUnavailable(f"cannot list lease files: {exc.strerror}") from exc
-        names = sorted(
-            n[: -len(RECORD_SUFFIX)]
-            for n in listing
-            if n.endswith(RECORD_SUFFIX) and n.startswith(hex_prefix)
-        )
-        out: list[LeaseRecord] = []
-        for name in names:
-            if hex_after is not None and name <= hex_after:
+        keys: list[str] = []
+        for n in listing:
+            if not n.endswith(RECORD_SUFFIX):
                 continue
-            got = self._read_now(key_of(name))
+            stem = n[: -len(RECORD_SUFFIX)]
+            # A hex name outside the prefix is skipped before it is decoded.
+            if not (stem.startswith(hex_prefix) or stem.startswith(LONG_PREFIX)):
+                continue
+            key = key_of(stem)
+            if key is not None and key.startswith(prefix) and (after is None or key > after):
+                keys.append(key)
+        out: list[LeaseRecord] = []
+        for key in sorted(keys):
+            got = self._read_now(key)
             if got is not None:
                 out.append(got.record)
             if len(out) >= limit:
