@@ -31,10 +31,18 @@ One batch, in the worker thread (``Committer.commit``):
 7. unlock; the event loop then answers each caller.
 
 Nothing is renamed before its data is durable, so a crash leaves each record
-as it was or as it was written, never empty. A disk error in steps 1-4 fails
-every write of the batch with ``BackendUnavailable`` and leaves every record
-as it was; one in steps 5-6 also fails them all, though some records may show
-the new state, as when a database commits and the answer is lost.
+as it was or as it was written, never empty.
+
+A failure of one write's own step (its lock file, its record, its spare, its
+``fdatasync``, its exchange) fails that write alone with
+``BackendUnavailable``, and leaves its record as it was; the other writes of
+the batch go on and are durable when answered. Otherwise one bad write would
+fail every write that happened to share its batch: another tenant's renewals
+(isolation, I4). A failure common to the batch fails every write still going:
+``syncfs`` (step 4), which cannot say whose data it lost, leaves every record
+as it was; the directory's ``fsync`` (step 6) comes after the exchanges, so
+some records may show the new state, as when a database commits and the
+answer is lost.
 
 Why a spare rewritten in place, not a new temporary file renamed over the
 record: a new file's blocks are allocated, and the replaced record's blocks
@@ -141,15 +149,21 @@ class Committer:
         locks: list[int] = []
         try:
             ordered = sorted(batch, key=lambda p: p.name)
+            locked = []
             for p in ordered:  # 1.
-                fd = os.open(p.name + LOCK_SUFFIX, _LOCK_FLAGS, 0o644, dir_fd=self.locks_fd)
-                locks.append(fd)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            staged = [(p, exchange) for p in ordered if (exchange := self._check(p)) is not None]
+                try:
+                    fd = os.open(p.name + LOCK_SUFFIX, _LOCK_FLAGS, 0o644, dir_fd=self.locks_fd)
+                    locks.append(fd)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError as exc:
+                    p.error = _failed("cannot lock lease file", exc)
+                    continue
+                locked.append(p)
+            staged = [(p, exchange) for p in locked if (exchange := self._check(p)) is not None]
             if staged:
                 self._write(staged)
         except OSError as exc:
-            raise BackendUnavailable(f"cannot write lease files: {exc.strerror}") from exc
+            raise _failed("cannot write lease files", exc) from exc
         finally:
             for fd in locks:
                 os.close(fd)  # 7. closing drops the flock
@@ -161,7 +175,7 @@ class Committer:
         except FileNotFoundError:
             revision, checked = None, False
         except OSError as exc:
-            p.error = BackendUnavailable(f"cannot read lease file: {exc.strerror}")
+            p.error = _failed("cannot read lease file", exc)
             return None
         else:
             try:
@@ -179,23 +193,45 @@ class Committer:
         return checked and self.use_exchange
 
     def _write(self, staged: list[tuple[Pending, bool]]) -> None:
-        fds: list[int] = []
+        """Steps 3-6. A step of one file that fails fails that write alone; the
+        filesystem's sync and the directory's fsync fail every write still going."""
+        written: list[tuple[Pending, bool, int]] = []
         try:
-            for p, _ in staged:  # 3.
-                fd = os.open(p.name + SPARE_SUFFIX, _SPARE_FLAGS, 0o644, dir_fd=self.records_fd)
-                fds.append(fd)
-                _write_all(fd, padded(p.data, os.fstat(fd).st_size))
-            self._sync_data(fds)  # 4.
+            for p, exchange in staged:  # 3.
+                try:
+                    fd = os.open(p.name + SPARE_SUFFIX, _SPARE_FLAGS, 0o644, dir_fd=self.records_fd)
+                except OSError as exc:
+                    p.error = _failed("cannot write lease file", exc)
+                    continue
+                written.append((p, exchange, fd))
+                try:
+                    _write_all(fd, padded(p.data, os.fstat(fd).st_size))
+                except OSError as exc:
+                    p.error = _failed("cannot write lease file", exc)
+            self._sync_data([(p, fd) for p, _, fd in written if p.error is None])  # 4.
         finally:
-            for fd in fds:
+            for _, _, fd in written:
                 os.close(fd)
-        for p, exchange in staged:  # 5.
+        renamed = False
+        for p, exchange, _ in written:  # 5.
+            if p.error is not None:
+                continue
             spare, record = p.name + SPARE_SUFFIX, p.name + RECORD_SUFFIX
-            if not (exchange and self._exchange(spare, record)):
-                os.replace(spare, record, src_dir_fd=self.records_fd, dst_dir_fd=self.records_fd)
-        os.fsync(self.records_fd)  # 6.
+            try:
+                if not (exchange and self._exchange(spare, record)):
+                    os.replace(
+                        spare, record, src_dir_fd=self.records_fd, dst_dir_fd=self.records_fd
+                    )
+            except OSError as exc:
+                p.error = _failed("cannot rename lease file", exc)
+                continue
+            renamed = True
+        if renamed:
+            os.fsync(self.records_fd)  # 6.
 
-    def _sync_data(self, fds: list[int]) -> None:
+    def _sync_data(self, files: list[tuple[Pending, int]]) -> None:
+        if not files:
+            return
         if self.use_syncfs and _syncfs is not None:
             try:
                 _check(_syncfs(self.records_fd))
@@ -204,8 +240,11 @@ class Committer:
                 if exc.errno not in _NOT_SUPPORTED:
                     raise
                 self.use_syncfs = False
-        for fd in fds:
-            os.fdatasync(fd)
+        for p, fd in files:
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:  # this file's data alone is not durable
+                p.error = _failed("cannot write lease file", exc)
 
     def _exchange(self, a: str, b: str) -> bool:
         """Swap two names atomically; False where the filesystem cannot."""
@@ -220,6 +259,13 @@ class Committer:
             self.use_exchange = False
             return False
         return True
+
+
+def _failed(what: str, exc: OSError) -> BackendUnavailable:
+    """A write's own failure; the OSError stays its cause (the answer names its kind)."""
+    error = BackendUnavailable(f"{what}: {exc.strerror}")
+    error.__cause__ = exc
+    return error
 
 
 def read_file(dir_fd: int, name: str) -> bytes:
