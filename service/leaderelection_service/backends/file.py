@@ -81,7 +81,7 @@ class FileStore:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendUnavailable("the file backend is closed")
+            raise BackendUnavailable("the file backend is closed", kind="the backend is closed")
 
     def _read_now(self, key: str) -> Versioned | None:
         self._check_open()
@@ -99,7 +99,9 @@ class FileStore:
                 continue
             record = LeaseRecord.from_storage(fields)
             return Versioned(record, record.revision)
-        raise BackendUnavailable(f"lease file of {key!r} is damaged")
+        raise BackendUnavailable(
+            f"lease file of {key!r} is damaged", kind="the lease's record is damaged"
+        )
 
     def _check_present(self) -> None:
         """The open directory is still the one at its path (not removed, not replaced)."""
@@ -108,7 +110,10 @@ class FileStore:
         except OSError as exc:
             raise BackendUnavailable(f"{self._records}: {exc.strerror}") from exc
         if (here.st_dev, here.st_ino) != (held.st_dev, held.st_ino):
-            raise BackendUnavailable(f"{self._records} was removed or replaced")
+            raise BackendUnavailable(
+                f"{self._records} was removed or replaced",
+                kind="the storage directory was removed or replaced",
+            )
 
     def _scan_now(self, prefix: str, after: str | None, limit: int) -> list[LeaseRecord]:
         self._check_open()

@@ -183,7 +183,9 @@ class Committer:
                 revision = int(fields["revision"])
             except (Torn, KeyError, TypeError, ValueError):
                 # Under the lock nothing rewrites the record: it is damaged.
-                p.error = BackendUnavailable(f"lease file of {p.key!r} is damaged")
+                p.error = BackendUnavailable(
+                    f"lease file of {p.key!r} is damaged", kind="the lease's record is damaged"
+                )
                 return None
         if revision != p.expected:
             p.error = WriteConflict(p.key)
@@ -304,7 +306,7 @@ class GroupCommit:
     ) -> int:
         """``revision`` once ``data`` is durable as the record of ``key``."""
         if self._closed:
-            raise BackendUnavailable("the file backend is closed")
+            raise BackendUnavailable("the file backend is closed", kind="the backend is closed")
         loop = asyncio.get_running_loop()
         item = Pending(key, name, data, expected, revision, loop.create_future())
         self._queue.append(item)
@@ -341,7 +343,7 @@ class GroupCommit:
         self._running = False
         failure = None if done.cancelled() else done.exception()
         if done.cancelled():
-            failure = BackendUnavailable("the file backend is closed")
+            failure = BackendUnavailable("the file backend is closed", kind="the backend is closed")
         for item in batch:
             if item.done.done():
                 continue
@@ -359,7 +361,9 @@ class GroupCommit:
         self._closed = True
         for item in self._queue:
             if not item.done.done():
-                item.done.set_exception(BackendUnavailable("the file backend is closed"))
+                item.done.set_exception(
+                    BackendUnavailable("the file backend is closed", kind="the backend is closed")
+                )
         self._queue = []
         if self._running:
             await self._idle.wait()
@@ -370,7 +374,7 @@ def _own(error: BaseException) -> BaseException:
     """A batch's failure, one object per caller (one object raised in many tasks
     would collect all their tracebacks)."""
     if isinstance(error, BackendUnavailable):
-        own = BackendUnavailable(error.message, retry_after=error.retry_after)
+        own = BackendUnavailable(error.message, retry_after=error.retry_after, kind=error.kind)
         own.__cause__ = error.__cause__
         return own
     return error

@@ -1,0 +1,94 @@
+"""The rules of backend failures, apart from I/O: which kind an answer names,
+and how often the log says it.
+
+The real outages (a stopped database, a stopped GCS emulator, a removed,
+read-only or full directory) are in test_failure_messages.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import pytest
+
+from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.failures import Failures, kind_of
+
+
+def caused_by(cause: BaseException, detail: str = "detail /var/lib/x 10.0.0.1:5432") -> Exception:
+    exc = BackendUnavailable(detail)
+    exc.__cause__ = cause
+    return exc
+
+
+class Timeout(Exception):  # stands for requests.ReadTimeout, sqlalchemy's TimeoutError
+    pass
+
+
+class ProgrammingError(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("backend", "cause", "kind"),
+    [
+        ("file:///d", OSError(errno.ENOSPC, "full"), "the storage directory is full"),
+        ("file:///d", OSError(errno.EDQUOT, "quota"), "the storage directory is full"),
+        ("file:///d", OSError(errno.EROFS, "ro"), "the storage directory cannot be written"),
+        ("file:///d", OSError(errno.EACCES, "no"), "the storage directory cannot be written"),
+        ("file:///d", FileNotFoundError(errno.ENOENT, "gone"), "the storage directory is missing"),
+        ("file:///d", OSError(errno.EIO, "io"), "the storage device reported an I/O error"),
+        ("file:///d", ValueError("?"), "the storage directory cannot be read or written"),
+        ("postgresql+psycopg://u:***@h:1/d", OSError("refused"), "the database cannot be reached"),
+        ("postgresql://h/d", TimeoutError(), "the database did not answer in time"),
+        ("mysql+pymysql://h/d", Timeout(), "the database did not answer in time"),
+        ("sqlite:///x.db", ProgrammingError(), "the database refused the statement"),
+        ("gs://bucket/p", Timeout(), "GCS did not answer in time"),
+        ("gs://bucket/p", ConnectionError(), "GCS cannot be reached"),
+        ("memory://", RuntimeError(), "the backend is unavailable"),
+    ],
+)
+def test_the_kind_comes_from_the_backend_and_the_cause(
+    backend: str, cause: BaseException, kind: str
+) -> None:
+    exc = caused_by(cause)
+    assert isinstance(exc, BackendUnavailable)
+    assert kind_of(exc, backend) == kind
+
+
+def test_a_cause_deep_in_the_chain_counts() -> None:
+    inner = OSError(errno.ENOSPC, "No space left on device")
+    middle = RuntimeError("while writing")
+    middle.__context__ = inner
+    exc = caused_by(middle)
+    assert isinstance(exc, BackendUnavailable)
+    assert kind_of(exc, "file:///d") == "the storage directory is full"
+
+
+def test_a_named_kind_wins() -> None:
+    exc = BackendUnavailable("lease 'k' is contended", kind="the lease is contended")
+    exc.__cause__ = OSError(errno.ENOSPC, "full")
+    assert kind_of(exc, "file:///d") == "the lease is contended"
+
+
+def test_the_log_says_each_kind_once_per_interval_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    failures = Failures("file:///var/lib/le", interval=60.0, clock=lambda: now[0])
+    full = caused_by(OSError(errno.ENOSPC, "No space left on device"), "cannot write: no space")
+    gone = caused_by(OSError(errno.ENOENT, "No such file"), "/var/lib/le/leases: missing")
+    with caplog.at_level(logging.WARNING, logger="leaderelection"):
+        for _ in range(5):
+            assert failures.public(full) == "the storage directory is full"  # type: ignore[arg-type]
+        assert failures.public(gone) == "the storage directory is missing"  # type: ignore[arg-type]
+        now[0] += 59.0
+        failures.public(full)  # type: ignore[arg-type]
+        now[0] += 2.0
+        failures.public(full)  # type: ignore[arg-type]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines
+    assert "cannot write: no space" in lines[0] and "file:///var/lib/le" in lines[0]
+    assert "/var/lib/le/leases: missing" in lines[1]
+    assert lines[2].endswith("(5 more since the last line)")
