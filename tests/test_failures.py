@@ -1,5 +1,5 @@
 """The rules of backend failures, apart from I/O: which kind an answer names,
-and how often the log says it.
+how often the log says it, and how often ``/readyz`` really asks the backend.
 
 The real outages (a stopped database, a stopped GCS emulator, a removed,
 read-only or full directory) are in test_failure_messages.py.
@@ -7,13 +7,16 @@ read-only or full directory) are in test_failure_messages.py.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
+import os
 
 import pytest
 
 from leaderelection_service.errors import BackendUnavailable
 from leaderelection_service.failures import Failures, kind_of
+from leaderelection_service.readiness import Readiness
 
 
 def caused_by(cause: BaseException, detail: str = "detail /var/lib/x 10.0.0.1:5432") -> Exception:
@@ -92,3 +95,61 @@ def test_the_log_says_each_kind_once_per_interval_with_a_count(
     assert "cannot write: no space" in lines[0] and "file:///var/lib/le" in lines[0]
     assert "/var/lib/le/leases: missing" in lines[1]
     assert lines[2].endswith("(5 more since the last line)")
+
+
+class CountingBackend:
+    """Counts pings; fails them while ``failing`` (a unit test of the cache)."""
+
+    def __init__(self) -> None:
+        self.pings = 0
+        self.failing = False
+        self.gate = asyncio.Event()
+
+    async def ping(self) -> None:
+        self.pings += 1
+        await self.gate.wait()
+        if self.failing:
+            raise BackendUnavailable("cannot write /d/probe", retry_after=3.0)
+
+
+async def test_readiness_asks_the_backend_once_per_ttl_however_many_probe() -> None:
+    now = [0.0]
+    backend = CountingBackend()
+    readiness = Readiness(backend, ttl=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    probes = [asyncio.ensure_future(readiness.check()) for _ in range(50)]
+    await asyncio.sleep(0)
+    backend.gate.set()
+    assert await asyncio.gather(*probes) == [None] * 50
+    assert backend.pings == 1
+    now[0] = 0.9
+    assert await readiness.check() is None and backend.pings == 1
+    backend.failing = True
+    now[0] = 1.0
+    failure = await readiness.check()
+    assert isinstance(failure, BackendUnavailable) and failure.retry_after == 3.0
+    assert backend.pings == 2
+    now[0] = 1.5
+    assert await readiness.check() is failure and backend.pings == 2
+    backend.failing = False
+    now[0] = 2.1
+    assert await readiness.check() is None and backend.pings == 3
+
+
+async def test_a_probe_that_gives_up_does_not_cancel_the_shared_check() -> None:
+    backend = CountingBackend()
+    readiness = Readiness(backend, ttl=1.0)  # type: ignore[arg-type]
+    impatient = asyncio.ensure_future(readiness.check())
+    await asyncio.sleep(0)
+    patient = asyncio.ensure_future(readiness.check())
+    await asyncio.sleep(0)
+    impatient.cancel()
+    backend.gate.set()
+    assert await patient is None
+    assert backend.pings == 1
+
+
+def test_the_probe_file_is_named_outside_the_key_space() -> None:
+    from leaderelection_service.backends.file import PROBE_PREFIX
+    from leaderelection_service.backends.file_format import key_of
+
+    assert key_of(f"{PROBE_PREFIX}{os.getpid()}") is None

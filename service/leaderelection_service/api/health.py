@@ -4,7 +4,9 @@ Both answer without a token, also when the service has tokens: kubelet and
 Docker health checks send none. So neither says more than a probe needs:
 ``/readyz`` names the backend's kind (its URL scheme), never its host, path or
 bucket, and an outage's details go to the service log, not to the caller (not
-even the kind of failure: a probe needs only ready or not).
+even the kind of failure: a probe needs only ready or not). The check
+(``readiness``) is the backend's ping, which writes where a backend's disk
+can fill up, shared by every probe for a second.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from leaderelection_service import __version__
 from leaderelection_service.api.deps import Backend
 from leaderelection_service.api.errors import error_response
 from leaderelection_service.api.schemas import ErrorBody, Health, Ready
-from leaderelection_service.errors import BackendUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -32,12 +33,11 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     response_model=Ready,
     responses={503: {"model": ErrorBody, "description": "backend_unavailable"}},
-    summary="The backend answers",
+    summary="The backend answers and can write",
 )
 async def readyz(request: Request, backend: Backend) -> JSONResponse:
-    try:
-        await backend.ping()
-    except BackendUnavailable as failure:
+    failure = await request.app.state.readiness.check()
+    if failure is not None:
         request.app.state.failures.public(failure, where="readyz")  # the log line
         return error_response(
             503,

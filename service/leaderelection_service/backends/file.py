@@ -23,6 +23,7 @@ spare being rewritten under it finds the checksum wrong and reads again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Literal
@@ -45,6 +46,9 @@ from leaderelection_service.errors import BackendUnavailable
 from leaderelection_service.records import LeaseRecord
 from leaderelection_service.storage import Capabilities, Versioned
 
+PROBE_PREFIX = "probe."
+_PROBE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+_PROBE_DATA = b" " * 512  # about one record
 _READ_ATTEMPTS = 16
 """A torn read needs a write to the same key while it reads; a few tries suffice."""
 
@@ -157,12 +161,30 @@ class FileStore:
         return await anyio.to_thread.run_sync(self._scan_now, prefix, after, limit)
 
     async def ping(self) -> None:
-        def check() -> None:
-            self._check_present()
-            if not os.access(self._records, os.W_OK | os.X_OK):
-                raise BackendUnavailable(f"{self._records} is not writable")
+        """The directory is in place and takes a new file's data (the readiness probe)."""
+        self._check_open()
+        await anyio.to_thread.run_sync(self._probe_now)
 
-        await anyio.to_thread.run_sync(check)
+    def _probe_now(self) -> None:
+        self._check_present()
+        # What a new key's write needs: a new file, a block for its data, and
+        # that data synced. Reading alone passes on a full or read-only disk,
+        # and the spares are rewritten in place, so renewals may pass too.
+        # Named outside the key space (no .json), per process; not kept.
+        name = f"{PROBE_PREFIX}{os.getpid()}"
+        try:
+            fd = os.open(name, _PROBE_FLAGS, 0o644, dir_fd=self._records_fd)
+            try:
+                os.pwrite(fd, _PROBE_DATA, 0)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=self._records_fd)
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"cannot write {self._records}/{name}: {exc.strerror}"
+            ) from exc
 
     async def close(self) -> None:
         if self._closed:
