@@ -5,7 +5,8 @@ Example::
     commit = GroupCommit(Committer(records_fd, locks_fd))
     await commit.write("cron", "63726f6e", encode(record), expected=3, revision=4)
     # returns once the record is on disk; WriteConflict if the revision on
-    # disk was not 3; BackendUnavailable if the disk refused the batch
+    # disk was not 3; BackendUnavailable if the disk refused this write or
+    # the batch's sync
 
 Writes queue in the event loop. When no batch is running, every queued write
 (on distinct keys, at most ``max_batch``) goes to one worker thread as one
