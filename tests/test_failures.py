@@ -33,6 +33,10 @@ class ProgrammingError(Exception):
     pass
 
 
+class DeadlockDetected(Exception):  # psycopg.errors' name for SQLSTATE 40P01
+    pass
+
+
 @pytest.mark.parametrize(
     ("backend", "cause", "kind"),
     [
@@ -47,6 +51,11 @@ class ProgrammingError(Exception):
         ("postgresql://h/d", TimeoutError(), "the database did not answer in time"),
         ("mysql+pymysql://h/d", Timeout(), "the database did not answer in time"),
         ("sqlite:///x.db", ProgrammingError(), "the database refused the statement"),
+        (
+            "postgresql://h/d",
+            DeadlockDetected(),
+            "the database rolled the statement back; retry",
+        ),
         ("gs://bucket/p", Timeout(), "GCS did not answer in time"),
         ("gs://bucket/p", ConnectionError(), "GCS cannot be reached"),
         ("memory://", RuntimeError(), "the backend is unavailable"),

@@ -46,6 +46,7 @@ _FULL = {errno.ENOSPC, errno.EDQUOT}
 _READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
 _GONE = {errno.ENOENT, errno.ESTALE, errno.ENOTDIR}
 _TIMEOUT_NAMES = ("Timeout", "QueryCanceled", "DeadlineExceeded", "RetryError")
+_ROLLED_BACK_NAMES = ("RolledBack", "TransactionRollback", "SerializationFailure", "Deadlock")
 _DATABASES = ("postgresql", "postgres", "sqlite", "mysql", "mariadb")
 
 
@@ -82,6 +83,8 @@ def _storage_kind(chain: list[BaseException]) -> str:
 def _database_kind(chain: list[BaseException]) -> str:
     if any(isinstance(e, TimeoutError) or _named(e, _TIMEOUT_NAMES) for e in chain):
         return "the database did not answer in time"
+    if any(_named(e, _ROLLED_BACK_NAMES) for e in chain):
+        return "the database rolled the statement back; retry"
     if any(_named(e, ("SchemaMissing",)) for e in chain):
         return "the database has no lease table of this version"
     if any(_named(e, ("ProgrammingError",)) for e in chain):
