@@ -10,12 +10,14 @@ service with scoped tokens.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 
 import httpx
 
 from leaderelection_service.backends.file import FileStore
+from leaderelection_service.backends.file_format import file_name, key_of
 from leaderelection_service.leases import CasLeases
 from support.procs import ServiceProcess
 from support.tokens import TokenSet
@@ -37,6 +39,18 @@ def test_the_longest_key_names_fit_a_file_name(tmp_path: Path) -> None:
     names = [p.name for d in ("leases", "locks") for p in (tmp_path / d).iterdir()]
     assert names and all(len(n.encode()) <= 255 for n in names)
     assert all(n == n.lower() for n in names)  # one file per key on a case-folding filesystem
+
+
+def test_each_key_has_exactly_one_name() -> None:
+    for key in ["a", "A", "k" * 124, "k" * 125, "K" * 128, "9" + "._-" * 42 + "z"]:
+        name = file_name(key)
+        assert key_of(name) == key
+        assert len(name.encode()) + len(".spare") <= 255
+    # Forged second names: a short key in the long form, a long key in hex.
+    short = base64.b32hexencode(b"a").decode().rstrip("=").lower()
+    assert key_of("b32." + short) is None
+    assert key_of(("k" * 125).encode().hex()) is None
+    assert key_of("b32.") is None and key_of("") is None
 
 
 def test_a_directory_of_an_earlier_version_keeps_working(tmp_path: Path) -> None:

@@ -127,19 +127,28 @@ class FileStore:
             listing = os.listdir(self._records_fd)
         except OSError as exc:
             raise BackendUnavailable(f"cannot list lease files: {exc.strerror}") from exc
-        keys: list[str] = []
+        found: list[tuple[str, str]] = []  # (key, name), the name not yet checked
         for n in listing:
             if not n.endswith(RECORD_SUFFIX):
                 continue
             stem = n[: -len(RECORD_SUFFIX)]
-            # A hex name outside the prefix is skipped before it is decoded.
-            if not (stem.startswith(hex_prefix) or stem.startswith(LONG_PREFIX)):
+            if stem.startswith(LONG_PREFIX):
+                key = key_of(stem)
+            elif stem.startswith(hex_prefix):  # a hex name outside the prefix is skipped
+                # Decoded cheaply here; checked by key_of only if it is listed.
+                try:
+                    key = bytes.fromhex(stem).decode()
+                except ValueError:
+                    continue
+            else:
                 continue
-            key = key_of(stem)
             if key is not None and key.startswith(prefix) and (after is None or key > after):
-                keys.append(key)
+                found.append((key, stem))
+        found.sort()
         out: list[LeaseRecord] = []
-        for key in sorted(keys):
+        for key, stem in found:
+            if key_of(stem) != key:
+                continue  # a stray file, not the name of its key
             got = self._read_now(key)
             if got is not None:
                 out.append(got.record)

@@ -78,22 +78,30 @@ def file_name(key: str) -> str:
     raw = key.encode()
     if len(raw) <= HEX_MAX_KEY:
         return raw.hex()
-    return LONG_PREFIX + base64.b32hexencode(raw).decode().rstrip("=").lower()
+    return _long_name(raw)
 
 
 def key_of(name: str) -> str | None:
     """The key named ``name`` (without suffix), or None for a name no key has."""
+    # Only the one name file_name gives: no stray file, no second name of a key.
     try:
         if name.startswith(LONG_PREFIX):
-            text = name[len(LONG_PREFIX) :].upper()
-            raw = base64.b32hexdecode(text + "=" * (-len(text) % 8))
+            text = name[len(LONG_PREFIX) :]
+            raw = base64.b32hexdecode(text.upper() + "=" * (-len(text) % 8))
+            if len(raw) <= HEX_MAX_KEY or _long_name(raw) != name:
+                return None
         else:
             raw = bytes.fromhex(name)
+            if len(raw) > HEX_MAX_KEY or raw.hex() != name:
+                return None
         key = raw.decode()
     except (ValueError, binascii.Error):  # UnicodeDecodeError is a ValueError
         return None
-    # Only the one name file_name gives: no stray file, no second name of a key.
-    return key if valid_key(key) and file_name(key) == name else None
+    return key if valid_key(key) else None
+
+
+def _long_name(raw: bytes) -> str:
+    return LONG_PREFIX + base64.b32hexencode(raw).decode().rstrip("=").lower()
 
 
 def encode(record: LeaseRecord) -> bytes:
