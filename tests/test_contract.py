@@ -217,6 +217,47 @@ async def test_list_is_ordered_filtered_and_paginated(lease_backend: LeaseBacken
     assert await lease_backend.list("zzz", None, 10) == []
 
 
+LONGEST = 128  # the contract's longest key
+
+
+async def test_longest_keys_acquire_renew_lookup_and_release(lease_backend: LeaseBackend) -> None:
+    key = "team-a." + "z" * (LONGEST - len("team-a."))
+    a = await lease_backend.acquire(key, "a", 5.0)
+    assert a.record.key == key and a.record.fencing_token == 1
+    r = await lease_backend.renew(key, "a", a.record.fencing_token, 6.0)
+    assert r.record.fencing_token == 1 and r.record.ttl == 6.0
+    assert (await lease_backend.get(key)).record.holder == "a"
+    with pytest.raises(LeaseHeld):
+        await lease_backend.acquire(key, "b", 5.0)
+    assert [v.record.key for v in await lease_backend.list("team-a.", None, 10)] == [key]
+    released = await lease_backend.release(key, "a", 1)
+    assert not released.held
+    b = await lease_backend.acquire(key, "b", 5.0)
+    assert b.record.fencing_token == 2
+
+
+async def test_keys_of_every_length_list_in_key_order(lease_backend: LeaseBackend) -> None:
+    # Around the lengths where a backend might change how it names a key
+    # (the file backend: hex up to 124 characters, another form above), and
+    # keys that differ only in their last character or in case.
+    keys = [("k" * n)[: n - 1] + c for n in (1, 2, 123, 124, 125, 126, 127, 128) for c in "Aa9"]
+    keys += ["k" * 127 + c for c in "-_."] + ["K" * 128, "k" * 124 + "." + "0" * 3]
+    for key in keys:
+        await lease_backend.acquire(key, "h", 60.0)
+    listed = [v.record.key for v in await lease_backend.list("", None, 1000)]
+    assert listed == sorted(set(keys))
+    assert [v.record.key for v in await lease_backend.list("k" * 124, None, 1000)] == sorted(
+        k for k in keys if k.startswith("k" * 124)
+    )
+    # Pages that begin after a longest key, and after the longest hex-named one.
+    for after in ("k" * 123 + "a", "k" * 127 + "-"):
+        page = [v.record.key for v in await lease_backend.list("k", after, 4)]
+        assert page == [k for k in sorted(set(keys)) if k.startswith("k") and k > after][:4]
+        assert len(page) == 4
+    for key in keys:
+        assert (await lease_backend.get(key)).record.key == key
+
+
 async def test_holder_with_quotes_and_sql_round_trips(lease_backend: LeaseBackend) -> None:
     holder = 'x\'); DROP TABLE leases; -- "quoted" ; SELECT * FROM pg_user ✓'
     view = await lease_backend.acquire("k", holder, 5.0)

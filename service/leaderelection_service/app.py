@@ -25,6 +25,8 @@ from leaderelection_service.api import dashboard, errors, health, hot, leases, w
 from leaderelection_service.api import metrics as metrics_api
 from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
+from leaderelection_service.failures import Failures
+from leaderelection_service.readiness import Readiness
 from leaderelection_service.registry import open_backend, redact
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
@@ -108,6 +110,8 @@ def create_app(
     app.state.backend = active
     app.state.tokens = tokens
     app.state.hub = hub
+    app.state.failures = Failures(redact(active.description))
+    app.state.readiness = Readiness(active)
     errors.install(app)
     app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
     for router in (leases.router, health.router, watch.router, metrics_api.router):

@@ -9,7 +9,8 @@
      ├── Forbidden                  forbidden           403
      └── BackendUnavailable         backend_unavailable 503 (+ Retry-After)
 
-The HTTP layer maps these to ``{"error", "message", "lease"}`` in one handler.
+The HTTP layer maps these to ``{"error", "message", "lease"}`` in one handler;
+a ``BackendUnavailable`` answers the kind of failure only (``failures``).
 ``WriteConflict`` is not an API error: a store raises it when a
 compare-and-set lost a race, and the lease rules read again and decide anew.
 """
@@ -65,9 +66,13 @@ class BackendUnavailable(LeaseError):
     code = "backend_unavailable"
     status = 503
 
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+    def __init__(self, message: str, retry_after: float = 1.0, *, kind: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.kind = kind
+        """What the answer says. None: ``failures.kind_of`` names the kind from
+        the backend and the cause, and ``message`` (a host, a path) stays in
+        the log."""
 
 
 class WriteConflict(Exception):

@@ -2,7 +2,9 @@
 
 One handler per exception family maps it to a status and a code; no stack
 trace ever reaches a client (unexpected errors are logged and answered as
-``internal``). ``BodyLimit`` refuses oversized bodies before they are read whole.
+``internal``), and no backend detail either: ``backend_unavailable`` answers
+name the kind of failure, the log keeps the detail (``failures``).
+``BodyLimit`` refuses oversized bodies before they are read whole.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leaderelection_service.errors import BackendUnavailable, LeaseError, Unauthorized
+from leaderelection_service.failures import Failures
 
 log = logging.getLogger("leaderelection")
 
@@ -37,14 +40,17 @@ def error_response(
     )
 
 
-def lease_error_response(exc: LeaseError) -> JSONResponse:
+def lease_error_response(exc: LeaseError, failures: Failures) -> JSONResponse:
+    """The answer to ``exc``; a backend's failure answers its kind only and is logged."""
     headers = None
+    message = exc.message
     if isinstance(exc, BackendUnavailable):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        message = failures.public(exc)
     elif isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer realm="leaderelection"'}
     lease = exc.lease.to_public() if exc.lease is not None else None
-    return error_response(exc.status, exc.code, exc.message, lease, headers)
+    return error_response(exc.status, exc.code, message, lease, headers)
 
 
 def unexpected_error_response(method: str, path: str) -> JSONResponse:
@@ -69,9 +75,7 @@ def _describe(errors: list[Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(LeaseError)
     async def _lease_error(request: Request, exc: LeaseError) -> JSONResponse:
-        if isinstance(exc, BackendUnavailable):
-            log.warning("backend unavailable: %s", exc.message)
-        return lease_error_response(exc)
+        return lease_error_response(exc, request.app.state.failures)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

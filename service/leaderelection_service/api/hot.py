@@ -36,7 +36,7 @@ from leaderelection_service.api.deps import check_holder, check_ttl
 from leaderelection_service.api.errors import lease_error_response, unexpected_error_response
 from leaderelection_service.api.schemas import AcquireBody, ReleaseBody, RenewBody
 from leaderelection_service.auth import OPEN, ApiToken, Role
-from leaderelection_service.errors import BackendUnavailable, LeaseError
+from leaderelection_service.errors import LeaseError
 from leaderelection_service.records import KEY_PATTERN, LeaseView
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
@@ -103,9 +103,7 @@ class HotRoutes:
             else:
                 view = await backend.release(key, holder, req.fencing_token)
         except LeaseError as exc:
-            if isinstance(exc, BackendUnavailable):
-                log.warning("backend unavailable: %s", exc.message)
-            await lease_error_response(exc)(scope, receive, send)
+            await lease_error_response(exc, app.state.failures)(scope, receive, send)
             return
         except Exception:  # nothing sent yet: answered as the framework's handler would
             await unexpected_error_response("POST", scope["path"])(scope, receive, send)

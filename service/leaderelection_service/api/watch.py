@@ -164,7 +164,8 @@ def _subscribe(hub: WatchHub, **what: Any) -> Subscription:
     try:
         return hub.subscribe(**what)
     except TooManySubscribers as exc:
-        raise BackendUnavailable(f"cannot open a watch stream: {exc}", retry_after=5.0) from exc
+        message = f"cannot open a watch stream: {exc}"
+        raise BackendUnavailable(message, retry_after=5.0, kind=message) from exc
 
 
 @router.get(
