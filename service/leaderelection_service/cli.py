@@ -25,9 +25,14 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from leaderelection_service import __version__
 from leaderelection_service.commands import run, status
+
+if TYPE_CHECKING:
+    from leaderelection_service.connections import Budget
+    from leaderelection_service.settings import Settings
 
 
 def _backend_url(value: str) -> str:
@@ -51,6 +56,10 @@ def _serve(args: argparse.Namespace) -> int:
         "ttl_max": args.ttl_max,
         "clock_skew_allowance": args.clock_skew_allowance,
         "max_body_bytes": args.max_body_bytes,
+        "max_head_bytes": args.max_head_bytes,
+        "read_timeout": args.read_timeout,
+        "idle_timeout": args.idle_timeout,
+        "max_connections": args.max_connections,
         "gcs_timeout": args.gcs_timeout,
         "file_sync": args.file_sync,
         "log_level": args.log_level,
@@ -92,6 +101,11 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"leaderelection: {exc}", file=sys.stderr)
         return 2
+    try:
+        budget = _connection_budget(settings)
+    except ValueError as exc:
+        print(f"leaderelection: bad configuration: {exc}", file=sys.stderr)
+        return 2
     _metrics_dir(settings.workers)
     uvicorn.run(
         "leaderelection_service.app:create_app",
@@ -103,8 +117,51 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=log_config,
         access_log=False,  # off: no request lines in the log
         timeout_graceful_shutdown=5,
+        # The front door's limits: see http_protocol and docs/security.md.
+        http="leaderelection_service.http_protocol:GuardedHttpToolsProtocol",
+        ws="none",  # no WebSocket route: an Upgrade is an ordinary request
+        timeout_keep_alive=settings.idle_timeout,  # type: ignore[arg-type]  # a float works
+        backlog=budget.backlog,
     )
     return 0
+
+
+def _connection_budget(settings: Settings) -> Budget:
+    """Raise the open file limit to the hard one; the connection cap and backlog that fit.
+
+    The workers inherit the limit and read the cap from the environment.
+    """
+    from leaderelection_service.connections import connection_budget
+    from leaderelection_service.settings import apply_env, env_for
+
+    soft = _raise_file_limit()
+    explicit = "max_connections" in settings.model_fields_set
+    budget = connection_budget(soft, settings.max_connections, explicit=explicit)
+    if budget.clamped:
+        logging.getLogger("leaderelection").warning(
+            "max_connections lowered from %d to %d per worker to fit the open file limit (%d)",
+            settings.max_connections,
+            budget.cap,
+            soft,
+        )
+    settings.max_connections = budget.cap
+    apply_env(env_for(max_connections=budget.cap))
+    return budget
+
+
+def _raise_file_limit() -> int:
+    """Set RLIMIT_NOFILE's soft limit to the hard one (at most what the system allows)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # e.g. above the kernel's nr_open: keep what we have
+            pass
+    return soft
 
 
 def _metrics_dir(workers: int) -> None:
@@ -178,6 +235,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--clock-skew-allowance", type=float, help="seconds added before a takeover (0)"
     )
     serve.add_argument("--max-body-bytes", type=int, help="largest request body (16384)")
+    serve.add_argument(
+        "--max-head-bytes",
+        type=int,
+        help="largest request head, request line and headers; larger: 431 and close (65536)",
+    )
+    serve.add_argument(
+        "--read-timeout",
+        type=float,
+        help="seconds a request (head and body) may take to arrive; then 408 and close (10)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        help="seconds a kept-alive connection may stay silent after an answer (120)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        help="open connections per worker; over it the oldest idle one is closed "
+        "(4096, lowered to fit the open file limit)",
+    )
     serve.add_argument(
         "--gcs-timeout", type=float, help="gs://: seconds per GCS call, retries included (5)"
     )
