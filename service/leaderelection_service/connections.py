@@ -25,11 +25,17 @@ a leader's renewal fail. So a connection with a request in progress is never
 closed; first to go are those that never completed a request, oldest first
 (a flood of idle or half-sent connections evicts itself while any newcomer
 lives for about cap / flood rate seconds, enough to send a head on loopback
-or a LAN); then connections that completed requests and sit idle, longest
-idle first (a leader renewing every few seconds is near the end of that
-order; if its connection still goes, its client sees the close before its
-next request and opens another). Only when every other connection is busy
-is the newcomer itself closed.
+or a LAN); then idle connections, those that completed fewest requests
+first, longest idle first among equals. A leader renewing on one kept-alive
+connection soon has more completed requests than an attacker can spend on
+each of ``cap`` connections, so it goes last; if it still goes, its client
+sees the close before its next request and opens another. Only when every
+other connection is busy is the newcomer itself closed.
+
+Rejected: ordering idle connections by idle time alone (a flood of
+connections that each fetch /healthz, no token needed, outlasts a leader
+that renews every few seconds); a per-address limit (clients behind one
+NAT or proxy share an address, an attacker with many does not care).
 """
 
 from __future__ import annotations
@@ -46,24 +52,35 @@ DEFAULT_BACKLOG = 2048
 """uvicorn's listen backlog, used when the file limit has room for it."""
 
 
+IDLE_TIERS = 16
+"""Idle connections are ranked by the requests they completed, counted up to this."""
+
+
 class ConnectionTable(Generic[C]):
-    """The open connections of one process, kept in the order they may be evicted."""
+    """The open connections of one process, kept in the order they may be evicted.
+
+    Tier 0 holds connections that never completed a request, tier n those that
+    completed n (the last tier: at least that many) and sit idle; each tier is
+    oldest (longest idle) first. Eviction takes the first of the lowest tier.
+    """
 
     def __init__(self, cap: int) -> None:
         if cap < 1:
             raise ValueError("cap must be at least 1")
         self.cap = cap
-        # Insertion-ordered dicts: the first key is the next to evict.
-        self._fresh: dict[C, None] = {}  # never completed a request, oldest first
-        self._idle: dict[C, None] = {}  # completed one, none in progress, longest idle first
+        # Insertion-ordered dicts: the first key of a tier is the next of it to go.
+        self._tiers: list[dict[C, None]] = [{} for _ in range(IDLE_TIERS + 1)]
+        self._tier_of: dict[C, int] = {}
+        self._done: dict[C, int] = {}  # requests completed, per open connection
         self._busy: set[C] = set()
 
     def __len__(self) -> int:
-        return len(self._fresh) + len(self._idle) + len(self._busy)
+        return len(self._done)
 
     def opened(self, conn: C) -> list[C]:
         """Count ``conn``; the connections to close so that at most ``cap`` stay open."""
-        self._fresh[conn] = None
+        self._done[conn] = 0
+        self._place(conn, 0)
         victims: list[C] = []
         while len(self) > self.cap:
             victim = self._next_victim(conn)
@@ -71,35 +88,44 @@ class ConnectionTable(Generic[C]):
             victims.append(victim)
         return victims
 
+    def _place(self, conn: C, tier: int) -> None:
+        self._tiers[tier][conn] = None
+        self._tier_of[conn] = tier
+
     def _next_victim(self, newcomer: C) -> C:
-        for conn in self._fresh:
-            if conn is not newcomer:
-                return conn
-            break  # the newcomer is the only fresh one left: an idle one goes first
-        for conn in self._idle:
-            return conn
-        return newcomer
+        for tier in self._tiers:
+            for conn in tier:
+                if conn is not newcomer:
+                    return conn
+                break  # the newcomer, newest of tier 0, is alone there: look further
+        return newcomer  # every other connection has a request in progress
 
     def request_started(self, conn: C) -> None:
         """A request head arrived complete: the connection is not evictable until answered."""
-        if conn in self._fresh or conn in self._idle:
-            self._fresh.pop(conn, None)
-            self._idle.pop(conn, None)
+        tier = self._tier_of.pop(conn, None)
+        if tier is not None:
+            del self._tiers[tier][conn]
             self._busy.add(conn)
 
     def request_done(self, conn: C) -> None:
-        """The answer went out: the connection is idle, the most recently so."""
+        """The answer went out: the connection is idle, the most recently in its tier."""
         if conn in self._busy:
             self._busy.discard(conn)
-            self._idle[conn] = None
+            self._done[conn] += 1
+            self._place(conn, min(self._done[conn], IDLE_TIERS))
 
     def closed(self, conn: C) -> None:
-        self._fresh.pop(conn, None)
-        self._idle.pop(conn, None)
+        if self._done.pop(conn, None) is None:
+            return
+        tier = self._tier_of.pop(conn, None)
+        if tier is not None:
+            del self._tiers[tier][conn]
         self._busy.discard(conn)
 
     def counts(self) -> dict[str, int]:
-        return {"fresh": len(self._fresh), "idle": len(self._idle), "busy": len(self._busy)}
+        """How many connections are fresh, idle and busy."""
+        idle = sum(len(t) for t in self._tiers[1:])
+        return {"fresh": len(self._tiers[0]), "idle": idle, "busy": len(self._busy)}
 
 
 @dataclass(frozen=True)

@@ -160,9 +160,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._read_timer = None
         if self._closed or self.transport.is_closing():
             return
-        if not self._head_started and self._head_left is not None:
+        if self._head_left is not None and not self._head_started:
             self._close(abort=False)  # nothing of a request came: nothing to answer
-        elif self.cycle is not None and self.cycle.response_started:
+        elif self._head_left is None and self.cycle.response_started:
             self._close(abort=True)  # answered already (say 401): the body still trickles
         else:
             self._refuse(408, f"request not received within {self._limits.read_timeout:g} s")
