@@ -12,7 +12,13 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
+import re
+import resource
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.procs import ServiceProcess, wait_until
+from support.procs import ServiceProcess, free_port, wait_until
 from support.tokens import TokenSet
 
 READ_TIMEOUT = 1.0
@@ -234,3 +240,57 @@ def test_a_connection_flood_past_the_cap_spares_renewals_and_new_clients(
             s.close()
         wait_until(lambda: len(leader.statuses) >= 20, 20, what="renewals after the flood")
     leader.assert_held()
+
+
+def _file_limit(soft: int, hard: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def serve_cmd(data: Path, port: int, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "leaderelection_service.cli", "serve", "--backend-url",
+            data.as_uri(), "--port", str(port), "--log-level", "warning", *flags]  # fmt: skip
+
+
+def test_the_soft_file_limit_is_raised_and_the_default_cap_lowered_to_fit(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "service.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            serve_cmd(tmp_path, port),
+            stdout=out,
+            stderr=out,
+            preexec_fn=lambda: _file_limit(256, 1024),
+            start_new_session=True,
+        )
+    try:
+        wait_until(
+            lambda: proc.poll() is not None or _healthy(port), 20, what="the service to answer"
+        )
+        assert proc.poll() is None, log.read_text()
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        assert re.search(r"Max open files\s+1024\s+1024", limits), limits
+        # 1024 files less a backlog of 128 and 64 for the backend
+        assert "max_connections lowered from 4096 to 832" in log.read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+def test_a_cap_over_the_file_limit_stops_the_start(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        serve_cmd(tmp_path, free_port(), "--max-connections", "5000"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: _file_limit(1024, 1024),
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "max_connections (5000) does not fit the open file limit (1024" in proc.stderr
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
