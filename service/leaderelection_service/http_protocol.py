@@ -32,8 +32,9 @@ Alternatives rejected:
   connections too, once that many connections are open: an attacker with
   idle connections makes a leader's renewal fail;
 - uvicorn's h11 protocol and its ``h11_max_incomplete_event_size`` bound the
-  head too, but h11 parses in pure Python at a third of httptools' rate, and it
-  neither times out a head nor caps connections;
+  head too, but h11 parses every request in pure Python (httptools in C), and
+  it neither times out a head nor caps connections, so this subclass would be
+  needed anyway;
 - a front proxy (nginx ``client_header_buffer_size``, ``client_header_timeout``,
   ``keepalive_timeout``, ``worker_connections``) does all of this, but is one
   more process to deploy and a service exposed without one would stay open to
