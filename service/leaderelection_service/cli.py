@@ -234,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--clock-skew-allowance", type=float, help="seconds added before a takeover (0)"
     )
-    serve.add_argument("--max-body-bytes", type=int, help="largest request body (16384)")
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        help="largest request body, declared or chunked; larger: 413 (16384)",
+    )
     serve.add_argument(
         "--max-head-bytes",
         type=int,
