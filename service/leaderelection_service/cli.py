@@ -25,10 +25,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderelection_service import __version__
 from leaderelection_service.commands import run, status
+
+if TYPE_CHECKING:
+    from leaderelection_service.connections import Budget
+    from leaderelection_service.settings import Settings
 
 
 def _backend_url(value: str) -> str:
@@ -73,6 +77,11 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"leaderelection: {exc}", file=sys.stderr)
         return 2
+    try:
+        budget = _connection_budget(settings)
+    except ValueError as exc:
+        print(f"leaderelection: bad configuration: {exc}", file=sys.stderr)
+        return 2
     _metrics_dir(settings.workers)
     uvicorn.run(
         "leaderelection_service.app:create_app",
@@ -84,8 +93,51 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=log_config,
         access_log=False,  # off: no request lines in the log
         timeout_graceful_shutdown=5,
+        # The front door's limits: see http_protocol and docs/security.md.
+        http="leaderelection_service.http_protocol:GuardedHttpToolsProtocol",
+        ws="none",  # no WebSocket route: an Upgrade is an ordinary request
+        timeout_keep_alive=settings.idle_timeout,  # type: ignore[arg-type]  # a float works
+        backlog=budget.backlog,
     )
     return 0
+
+
+def _connection_budget(settings: Settings) -> Budget:
+    """Raise the open file limit to the hard one; the connection cap and backlog that fit.
+
+    The workers inherit the limit and read the cap from the environment.
+    """
+    from leaderelection_service.connections import connection_budget
+    from leaderelection_service.settings import apply_env, env_for
+
+    soft = _raise_file_limit()
+    explicit = "max_connections" in settings.model_fields_set
+    budget = connection_budget(soft, settings.max_connections, explicit=explicit)
+    if budget.clamped:
+        logging.getLogger("leaderelection").warning(
+            "max_connections lowered from %d to %d per worker to fit the open file limit (%d)",
+            settings.max_connections,
+            budget.cap,
+            soft,
+        )
+    settings.max_connections = budget.cap
+    apply_env(env_for(max_connections=budget.cap))
+    return budget
+
+
+def _raise_file_limit() -> int:
+    """Set RLIMIT_NOFILE's soft limit to the hard one (at most what the system allows)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # e.g. above the kernel's nr_open: keep what we have
+            pass
+    return soft
 
 
 def _metrics_dir(workers: int) -> None:

@@ -4,12 +4,12 @@ One handler per exception family maps it to a status and a code; no stack
 trace ever reaches a client (unexpected errors are logged and answered as
 ``internal``), and no backend detail either: ``backend_unavailable`` answers
 name the kind of failure, the log keeps the detail (``failures``).
-``BodyLimit`` refuses oversized bodies before they are read whole.
+``BodyLimit`` refuses oversized bodies (413), with or without a declared
+length, before they are read whole.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from typing import Any
@@ -18,8 +18,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from leaderelection_service.api.bodies import read_body, replay
 from leaderelection_service.errors import BackendUnavailable, LeaseError, Unauthorized
 from leaderelection_service.failures import Failures
 
@@ -121,24 +122,17 @@ class BodyLimit:
                     # The server holds the body to its declared length: nothing to count.
                     await self.app(scope, receive, send)
                 return
-        # No length declared (chunked): count what arrives. FastAPI turns the
-        # overflow into a 400 while it reads the body; anything else is refused here.
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            with contextlib.suppress(RuntimeError, OSError):  # the answer may have begun
-                await self._refuse(send)
+        if not any(name == b"transfer-encoding" for name, _ in scope.get("headers", ())):
+            await self.app(scope, receive, send)  # no body at all
+            return
+        # No length declared (chunked): the body is read here, to the limit, and
+        # handed on. Counting in a wrapped ``receive`` instead comes too late:
+        # FastAPI turns what that raises while it reads the body into its own 400.
+        body, tail = await read_body(receive, self.limit)
+        if body is None:
+            await self._refuse(send)
+            return
+        await self.app(scope, replay(body, tail, receive), send)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
@@ -160,7 +154,3 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass

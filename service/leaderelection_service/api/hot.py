@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from leaderelection_service.api.bodies import read_body, replay
 from leaderelection_service.api.deps import check_holder, check_ttl
 from leaderelection_service.api.errors import lease_error_response, unexpected_error_response
 from leaderelection_service.api.schemas import AcquireBody, ReleaseBody, RenewBody
@@ -77,7 +78,8 @@ class HotRoutes:
     async def _serve(
         self, key: str, op: _Op, name: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        body, tail = await _read_body(receive)
+        read, tail = await read_body(receive)
+        body = read or b""
         app = scope["app"]
         who = _caller(scope, app.state.tokens is not None)
         try:
@@ -88,7 +90,7 @@ class HotRoutes:
             except ValidationError:
                 raise _PassOn from None  # the route describes what is wrong (422)
         except _PassOn:
-            await self.app(scope, _replay(body, tail, receive), send)
+            await self.app(scope, replay(body, tail, receive), send)
             return
         scope["route"] = op.route
         backend: LeaseBackend = app.state.backend
@@ -131,32 +133,6 @@ def _caller(scope: Scope, authenticating: bool) -> ApiToken | None:
         return OPEN
     caller: ApiToken | None = scope.get("state", {}).get("caller")
     return caller
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
-    """The whole body, and a message that ended the request early (a disconnect), if any."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), message
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), None
-
-
-def _replay(body: bytes, tail: Message | None, receive: Receive) -> Receive:
-    """A ``receive`` that gives the route the body already read, then the real stream."""
-    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
-    if tail is not None:
-        pending.append(tail)
-
-    async def replayed() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replayed
 
 
 async def _answer(view: LeaseView, send: Send) -> None:
