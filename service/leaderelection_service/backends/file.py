@@ -115,7 +115,15 @@ class FileStore:
         hex_prefix = prefix.encode().hex()
         hex_after = after.encode().hex() if after else None
         try:
-            listing = os.listdir(self._records_fd)
+            # A descriptor of its own: os.listdir(fd) reads through a dup of the
+            # fd, which shares its position with every other listing in flight
+            # (watch streams, the hub, /v1/leases run at once in threads), so
+            # two listings of the shared fd skip and repeat each other's names.
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self._records_fd)
+            try:
+                listing = os.listdir(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise BackendUnavailable(f"cannot list lease files: {exc.strerror}") from exc
         names = sorted(
