@@ -73,7 +73,11 @@ def create_app(
         backend = open_backend(settings.backend_url, settings)
     active: LeaseBackend = metrics.InstrumentedBackend(backend)
     tokens = TokenTable.load(settings.auth_file) if settings.auth_file else None
-    hub = WatchHub(active, poll_interval=settings.watch_poll_interval)
+    hub = WatchHub(
+        active,
+        poll_interval=settings.watch_poll_interval,
+        per_owner=settings.watch_streams_per_token,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

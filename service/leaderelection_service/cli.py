@@ -58,6 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
         "insecure": args.insecure,
         "watch_poll_interval": args.watch_poll_interval,
         "metrics_key_labels": args.metrics_key_labels,
+        "watch_streams_per_token": args.watch_streams_per_token,
         "sql_table": args.sql_table,
         "sql_schema": args.sql_schema,
         "sql_create_schema": args.sql_create_schema,
@@ -202,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--watch-poll-interval",
         type=float,
         help="seconds between backend reads for watch streams without push (1.0)",
+    )
+    serve.add_argument(
+        "--watch-streams-per-token",
+        type=int,
+        help="open watch streams per API token, or per client address without auth (256)",
     )
     serve.add_argument(
         "--metrics-key-labels", type=int, help="keys named in the transitions metric (50)"

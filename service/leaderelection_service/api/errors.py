@@ -18,11 +18,21 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leaderelection_service.errors import BackendUnavailable, LeaseError, Unauthorized
+from leaderelection_service.errors import (
+    BackendUnavailable,
+    LeaseError,
+    TooManyRequests,
+    Unauthorized,
+)
 
 log = logging.getLogger("leaderelection")
 
-_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
+_HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    429: "too_many_requests",
+}
 
 
 def error_response(
@@ -39,7 +49,7 @@ def error_response(
 
 def lease_error_response(exc: LeaseError) -> JSONResponse:
     headers = None
-    if isinstance(exc, BackendUnavailable):
+    if isinstance(exc, BackendUnavailable | TooManyRequests):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
     elif isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer realm="leaderelection"'}
