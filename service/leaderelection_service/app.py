@@ -25,6 +25,7 @@ from leaderelection_service.api import dashboard, errors, health, hot, leases, w
 from leaderelection_service.api import metrics as metrics_api
 from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
+from leaderelection_service.lease_gauges import LeaseGauges
 from leaderelection_service.registry import open_backend, redact
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
@@ -72,6 +73,8 @@ def create_app(
     if backend is None:
         backend = open_backend(settings.backend_url, settings)
     active: LeaseBackend = metrics.InstrumentedBackend(backend)
+    lease_gauges = LeaseGauges(active, refresh=settings.metrics_refresh_interval)
+    active.observers.append(lease_gauges.observe)
     tokens = TokenTable.load(settings.auth_file) if settings.auth_file else None
     hub = WatchHub(
         active,
@@ -97,6 +100,7 @@ def create_app(
             yield
         finally:
             await hub.close()
+            await lease_gauges.close()
             await active.close()
             metrics.process_exited()
 
@@ -112,6 +116,7 @@ def create_app(
     app.state.backend = active
     app.state.tokens = tokens
     app.state.hub = hub
+    app.state.lease_gauges = lease_gauges
     errors.install(app)
     app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
     for router in (leases.router, health.router, watch.router, metrics_api.router):

@@ -58,6 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
         "insecure": args.insecure,
         "watch_poll_interval": args.watch_poll_interval,
         "metrics_key_labels": args.metrics_key_labels,
+        "metrics_refresh_interval": args.metrics_refresh_interval,
         "watch_streams_per_token": args.watch_streams_per_token,
         "sql_table": args.sql_table,
         "sql_schema": args.sql_schema,
@@ -211,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--metrics-key-labels", type=int, help="keys named in the transitions metric (50)"
+    )
+    serve.add_argument(
+        "--metrics-refresh-interval",
+        type=float,
+        help="seconds between background listings for the lease gauges of /metrics (15)",
     )
     _sql_flags(serve)
     serve.add_argument(

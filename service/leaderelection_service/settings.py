@@ -118,6 +118,14 @@ class Settings(BaseSettings):
         "one client address); more are answered 429 too_many_requests. The process "
         "takes 1024 at most, so one reader cannot take every slot.",
     )
+    metrics_refresh_interval: float = Field(
+        15.0,
+        ge=0.1,
+        le=3600,
+        description="Seconds after which /metrics lists the backend again, in the background, "
+        "for the lease gauges; they count this process's writes and every expiry at once, "
+        "other replicas' writes within twice this.",
+    )
     metrics_key_labels: int = Field(
         50,
         ge=0,
