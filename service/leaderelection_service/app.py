@@ -96,6 +96,7 @@ def create_app(
         else:
             log.info("authentication off: no auth file, every caller may change every lease")
         await hub.start()
+        lease_gauges.start()
         try:
             yield
         finally:

@@ -4,7 +4,7 @@ Example::
 
     app.add_middleware(RequestMetrics)          # requests by route template and status
     backend = InstrumentedBackend(backend)      # backend latency and errors
-    body = render_process() + render_leases(await gauges.counts(top=50), top=50)
+    body = render_process() + render_leases(await gauges.counts(top=50), 50, backend.answering)
 
 | metric | type | labels |
 |---|---|---|
@@ -56,7 +56,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.errors import BackendUnavailable, LeaseError
 from leaderelection_service.lease_gauges import LeaseCounts
 from leaderelection_service.records import LeaseView
 from leaderelection_service.storage import LeaseBackend
@@ -164,6 +164,8 @@ class InstrumentedBackend:
         self.description = backend.description
         self.observers: list[Callable[[LeaseView], None]] = []
         """Told of every lease a write of this process answered (the lease gauges)."""
+        self.answering = True
+        """False while the last operation failed with backend_unavailable (backend_up)."""
 
     def _observed(self, view: LeaseView) -> LeaseView:
         for observe in self.observers:
@@ -173,10 +175,17 @@ class InstrumentedBackend:
     async def _timed(self, operation: str, call: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await call
+            result = await call
         except BackendUnavailable:
             BACKEND_ERRORS.labels(operation).inc()
+            self.answering = False
             raise
+        except LeaseError:
+            self.answering = True  # an answer of the lease rules: the backend answered
+            raise
+        else:
+            self.answering = True
+            return result
         finally:
             BACKEND_LATENCY.labels(operation).observe(time.perf_counter() - started)
 
@@ -245,15 +254,17 @@ def process_exited() -> None:
 
 
 class _LeaseCollector(Collector):
-    def __init__(self, counts: LeaseCounts | None, top: int) -> None:
+    def __init__(self, counts: LeaseCounts | None, top: int, up: bool) -> None:
         self.counts = counts
         self.top = top
+        self.up = up and counts is not None
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         up = GaugeMetricFamily(
-            "leaderelection_backend_up", "1 if the last listing of the backend succeeded."
+            "leaderelection_backend_up",
+            "1 if the backend answered this process's last operation and last listing.",
         )
-        up.add_metric([], 0 if self.counts is None else 1)
+        up.add_metric([], 1 if self.up else 0)
         yield up
         if self.counts is None:
             return
@@ -284,8 +295,8 @@ class _LeaseCollector(Collector):
         yield transitions
 
 
-def render_leases(counts: LeaseCounts | None, top: int) -> bytes:
-    """The lease gauges (None: the backend could not be listed)."""
+def render_leases(counts: LeaseCounts | None, top: int, up: bool = True) -> bytes:
+    """The lease gauges (None: the backend could not be listed) and backend_up."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_LeaseCollector(counts, top))
+    registry.register(_LeaseCollector(counts, top, up))
     return generate_latest(registry)

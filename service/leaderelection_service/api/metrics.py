@@ -38,5 +38,7 @@ async def prometheus_metrics(request: Request, settings: AppSettings, who: Calle
         raise Forbidden(f"/metrics names every key: {who.label} is limited to {who.prefix!r}")
     gauges: LeaseGauges = request.app.state.lease_gauges
     top = settings.metrics_key_labels
-    body = metrics.render_process() + metrics.render_leases(await gauges.counts(top), top)
+    counts = await gauges.counts(top)
+    answering = getattr(request.app.state.backend, "answering", True)
+    body = metrics.render_process() + metrics.render_leases(counts, top, answering)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
