@@ -58,6 +58,15 @@ def gauge(http: httpx.Client, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def no_streams(http: httpx.Client) -> None:
+    """Earlier tests' streams are closed: the service counts them out when it notices."""
+    wait_until(
+        lambda: gauge(http, "leaderelection_watch_subscribers") == 0,
+        timeout=20,
+        what="no open stream",
+    )
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     tmp = tmp_path_factory.mktemp("fleet")
@@ -81,6 +90,7 @@ def http(fleet: ServiceProcess) -> Iterator[httpx.Client]:
 def test_a_prefix_stream_over_a_large_fleet_replays_all_then_stays_live(
     fleet: ServiceProcess, http: httpx.Client, prefix: str, count: int
 ) -> None:
+    no_streams(http)
     with SseReader(f"{fleet.url}/v1/watch?prefix={prefix}") as events:
         replayed = events.take(count, timeout=60)
         assert all(e.data["replay"] for e in replayed)
@@ -109,8 +119,9 @@ def test_a_prefix_stream_over_a_large_fleet_replays_all_then_stays_live(
 def test_a_reader_that_never_reads_is_cut_off_with_the_reason(
     fleet: ServiceProcess, http: httpx.Client
 ) -> None:
+    no_streams(http)
     dropped_before = gauge(http, "leaderelection_watch_dropped_total")
-    subscribers_before = gauge(http, "leaderelection_watch_subscribers")
+    subscribers_before = 0.0
     with socket.socket() as slow:
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.connect(("127.0.0.1", fleet.port))

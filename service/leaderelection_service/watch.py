@@ -160,7 +160,8 @@ class WatchHub:
         self._owners[owner] += 1
         metrics.WATCH_SUBSCRIBERS.inc()
         self._ensure_started()
-        self._wake.set()
+        if not sub.ready.is_set():
+            self._wake.set()  # read now rather than after the poll interval
         return sub
 
     async def wait_ready(self, sub: Subscription, timeout: float) -> None:
