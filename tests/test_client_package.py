@@ -29,6 +29,7 @@ PUBLIC = [
     "LeaseNotFound",
     "RequestTimeout",
     "ServiceError",
+    "TooManyRequests",
     "TransportError",
     "Unauthorized",
     "Watch",

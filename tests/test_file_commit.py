@@ -388,3 +388,24 @@ def test_two_processes_batching_the_same_keys_never_grant_twice(tmp_path: Path) 
             for pipe in (r.stdin, r.stdout):
                 if pipe is not None:
                     pipe.close()
+
+
+async def test_listings_at_once_each_see_every_key(store: FileStore) -> None:
+    """Watch streams, the watch hub and /v1/leases list in threads at the same time."""
+    leases = CasLeases(store)
+    keys = [f"k{n:04d}" for n in range(2000)]
+    for start in range(0, len(keys), 500):
+        await asyncio.gather(*(leases.acquire(k, "a", 60) for k in keys[start : start + 500]))
+
+    async def every_key() -> list[str]:
+        out: list[str] = []
+        after: str | None = None
+        while True:
+            page = await store.scan("", after, 500)
+            out.extend(r.key for r in page)
+            if len(page) < 500:
+                return out
+            after = page[-1].key
+
+    for listing in await asyncio.gather(*(every_key() for _ in range(8))):
+        assert listing == keys

@@ -27,6 +27,7 @@ from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
 from leaderelection_service.failures import Failures
 from leaderelection_service.readiness import Readiness
+from leaderelection_service.lease_gauges import LeaseGauges
 from leaderelection_service.registry import open_backend, redact
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
@@ -74,8 +75,14 @@ def create_app(
     if backend is None:
         backend = open_backend(settings.backend_url, settings)
     active: LeaseBackend = metrics.InstrumentedBackend(backend)
+    lease_gauges = LeaseGauges(active, refresh=settings.metrics_refresh_interval)
+    active.observers.append(lease_gauges.observe)
     tokens = TokenTable.load(settings.auth_file) if settings.auth_file else None
-    hub = WatchHub(active, poll_interval=settings.watch_poll_interval)
+    hub = WatchHub(
+        active,
+        poll_interval=settings.watch_poll_interval,
+        per_owner=settings.watch_streams_per_token,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,10 +98,12 @@ def create_app(
         else:
             log.info("authentication off: no auth file, every caller may change every lease")
         await hub.start()
+        lease_gauges.start()
         try:
             yield
         finally:
             await hub.close()
+            await lease_gauges.close()
             await active.close()
             metrics.process_exited()
 
@@ -112,6 +121,7 @@ def create_app(
     app.state.hub = hub
     app.state.failures = Failures(redact(active.description))
     app.state.readiness = Readiness(active)
+    app.state.lease_gauges = lease_gauges
     errors.install(app)
     app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
     for router in (leases.router, health.router, watch.router, metrics_api.router):

@@ -7,6 +7,7 @@
      ├── InvalidRequest             invalid_request     422
      ├── Unauthorized               unauthorized        401
      ├── Forbidden                  forbidden           403
+     ├── TooManyRequests            too_many_requests   429 (+ Retry-After)
      └── BackendUnavailable         backend_unavailable 503 (+ Retry-After)
 
 The HTTP layer maps these to ``{"error", "message", "lease"}`` in one handler;
@@ -60,6 +61,17 @@ class Unauthorized(LeaseError):
 class Forbidden(LeaseError):
     code = "forbidden"
     status = 403
+
+
+class TooManyRequests(LeaseError):
+    """The caller holds as many of a limited resource as one caller may (watch streams)."""
+
+    code = "too_many_requests"
+    status = 429
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class BackendUnavailable(LeaseError):

@@ -152,6 +152,22 @@ class Settings(BaseSettings):
         description="Seconds between two reads of the backend by the watch stream when the "
         "backend does not push changes (all but PostgreSQL) and no lease is about to lapse.",
     )
+    watch_streams_per_token: int = Field(
+        256,
+        ge=1,
+        le=1024,
+        description="Open watch streams one API token may have (without authentication: "
+        "one client address); more are answered 429 too_many_requests. The process "
+        "takes 1024 at most, so one reader cannot take every slot.",
+    )
+    metrics_refresh_interval: float = Field(
+        15.0,
+        ge=0.1,
+        le=3600,
+        description="Seconds after which /metrics lists the backend again, in the background, "
+        "for the lease gauges; they count this process's writes and every expiry at once, "
+        "other replicas' writes within twice this.",
+    )
     metrics_key_labels: int = Field(
         50,
         ge=0,

@@ -21,12 +21,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leaderelection_service.api.bodies import read_body, replay
-from leaderelection_service.errors import BackendUnavailable, LeaseError, Unauthorized
+from leaderelection_service.errors import (
+    BackendUnavailable,
+    LeaseError,
+    TooManyRequests,
+    Unauthorized,
+)
 from leaderelection_service.failures import Failures
 
 log = logging.getLogger("leaderelection")
 
-_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
+_HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    429: "too_many_requests",
+}
 
 
 def error_response(
@@ -45,9 +55,10 @@ def lease_error_response(exc: LeaseError, failures: Failures) -> JSONResponse:
     """The answer to ``exc``; a backend's failure answers its kind only and is logged."""
     headers = None
     message = exc.message
-    if isinstance(exc, BackendUnavailable):
+    if isinstance(exc, BackendUnavailable | TooManyRequests):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-        message = failures.public(exc)
+        if isinstance(exc, BackendUnavailable):
+            message = failures.public(exc)
     elif isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer realm="leaderelection"'}
     lease = exc.lease.to_public() if exc.lease is not None else None

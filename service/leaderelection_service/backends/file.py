@@ -124,7 +124,15 @@ class FileStore:
         self._check_present()  # listing a removed directory would answer "no leases"
         hex_prefix = prefix.encode().hex()
         try:
-            listing = os.listdir(self._records_fd)
+            # A descriptor of its own: os.listdir(fd) reads through a dup of the
+            # fd, which shares its position with every other listing in flight
+            # (watch streams, the hub, /v1/leases run at once in threads), so
+            # two listings of the shared fd skip and repeat each other's names.
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self._records_fd)
+            try:
+                listing = os.listdir(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise BackendUnavailable(f"cannot list lease files: {exc.strerror}") from exc
         found: list[tuple[str, str]] = []  # (key, name), the name not yet checked
