@@ -26,8 +26,8 @@ from leaderelection_service.api import metrics as metrics_api
 from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
 from leaderelection_service.failures import Failures
-from leaderelection_service.readiness import Readiness
 from leaderelection_service.lease_gauges import LeaseGauges
+from leaderelection_service.readiness import Readiness
 from leaderelection_service.registry import open_backend, redact
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
