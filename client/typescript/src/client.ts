@@ -24,7 +24,7 @@ import { LeaseWatch, type WatchOptions } from "./watch.js";
 
 export interface ClientOptions {
   /** API token, sent as `Authorization: Bearer TOKEN`. */
-  token?: string | null;
+  token?: string | null | undefined;
   /** Default seconds per call (5). */
   timeout?: number;
   /** The `fetch` to use (default the global one); for a proxy agent, say. */
