@@ -68,7 +68,7 @@ export function deadline(seconds: number | null, outer?: AbortSignal): { signal:
   }
   if (seconds !== null) {
     timer = setTimeout(
-      () => controller.abort(new DOMException(`no answer within ${seconds} s`, "TimeoutError")),
+      () => controller.abort(new DOMException(`no answer within ${Number(seconds.toFixed(3))} s`, "TimeoutError")),
       Math.max(0, seconds * 1000),
     );
   }
