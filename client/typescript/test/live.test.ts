@@ -171,3 +171,36 @@ test("a permanent error ends the election after one onError", live, async () => 
   assert.ok(errors[0] instanceof InvalidRequest);
   assert.equal(elector.phase, "done");
 });
+
+test("a follower wakes on the watch stream's release, long before its retry", live, async () => {
+  /** A real client that counts the answers to its acquires. */
+  class Counting extends LeaseClient {
+    answered = 0;
+    override async acquire(...args: Parameters<LeaseClient["acquire"]>) {
+      try {
+        return await super.acquire(...args);
+      } finally {
+        this.answered += 1;
+      }
+    }
+  }
+  const client = new LeaseClient(server);
+  const k = key("wake");
+  // retry 30 s: a follower that only polled would wait 22.5-30 s after its first try.
+  const config = { term: 60, renew: 20, retry: 30 };
+  const a = new LeaderElector(client, k, { identity: "a", config });
+  const bClient = new Counting(server);
+  const b = new LeaderElector(bClient, k, { identity: "b", config });
+  try {
+    a.start();
+    assert.ok(await a.waitForLeadership(10));
+    b.start();
+    await until(() => bClient.answered >= 1, 10, "b's first acquire answered (lease_held)");
+    assert.ok(!b.isLeader);
+    await a.stop();
+    assert.ok(await b.waitForLeadership(10), "b took over on the release event, not by polling");
+    assert.equal(bClient.answered, 2, "one refused acquire, one granted");
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
