@@ -32,6 +32,9 @@ from support.procs import ServiceProcess, wait_until
 
 KEYS = [f"durable-{i}" for i in range(4)]
 KILLS = 4
+# Fewer kills where the path is shared or slow to restart, to keep CI time small:
+# the SQL code is PostgreSQL's, and the GCS emulator is not the real service.
+SHORT_KILLS = {"sqlite": 1, "mysql": 1, "gcs": 1}
 TTL = 600  # nothing expires during the test: held == not released
 
 
@@ -177,6 +180,7 @@ def test_acknowledged_states_survive_sigkill(
     rng = random.Random()
     seed = rng.randrange(1 << 32)
     rng.seed(seed)
+    kills = SHORT_KILLS.get(backend, KILLS)
     svc = ServiceProcess(url, log_path=tmp_path / "service.log")
     with svc:
         stream = Stream(svc.url, random.Random(seed + 1))
@@ -184,7 +188,7 @@ def test_acknowledged_states_survive_sigkill(
         writer.start()
         ambiguous = 0
         try:
-            for _ in range(KILLS):
+            for _ in range(kills):
                 # Let at least a few requests through, then kill at a random instant.
                 floor = stream.acknowledged + rng.randint(3, 30)
                 wait_until(
@@ -226,6 +230,6 @@ def test_acknowledged_states_survive_sigkill(
         assert stream.error is None, stream.error
     # Figures, not asserts: how much the run exercised.
     print(
-        f"{backend}: {KILLS} kills, {stream.acknowledged} acknowledged requests, "
+        f"{backend}: {kills} kills, {stream.acknowledged} acknowledged requests, "
         f"{ambiguous} written-but-unanswered (seed {seed})"
     )
