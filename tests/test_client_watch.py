@@ -13,7 +13,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from leaderelection import (
     AsyncLeaderElector,
@@ -29,6 +31,16 @@ from support.procs import ServiceProcess, wait_until
 
 SLOW_RETRY = Config(term=10, renew=3, retry=10)
 HANDOFF_BOUND = 5.0  # far below the 7.5 s a polling follower waits at least
+
+
+def streams(url: str) -> float:
+    """The service's open watch streams (its ``leaderelection_watch_subscribers`` gauge)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "leaderelection_watch_subscribers":
+                return sample.value
+    raise AssertionError("no leaderelection_watch_subscribers in /metrics")
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +96,18 @@ def test_watch_a_prefix_with_renewals(client: LeaseClient) -> None:
 
 
 def test_closing_from_another_thread_ends_a_blocked_iteration(client: LeaseClient) -> None:
+    client.acquire("cw.idle", "a", 60)
     events = client.watch("cw.idle").open()
     got: list[LeaseEvent] = []
     reader = threading.Thread(target=lambda: got.extend(events))
     reader.start()
-    time.sleep(0.2)  # let it block in the read; nothing will arrive
+    # the reader has the replay and is back in the read: nothing more will arrive
+    wait_until(lambda: len(got) == 1, 10, what="the replayed event")
+    assert reader.is_alive()
     events.close()
     reader.join(5)
-    assert not reader.is_alive() and got == []
+    assert not reader.is_alive()
+    assert [(e.type, e.replay) for e in got] == [("acquired", True)]
 
 
 def test_refused_stream_raises_the_mapped_error(client: LeaseClient) -> None:
@@ -124,19 +140,21 @@ def _elected(elector: LeaderElector, flag: threading.Event) -> LeaderElector:
 
 def test_follower_takes_over_at_once_after_a_graceful_release(svc: ServiceProcess) -> None:
     with LeaseClient(svc.url) as lc, LeaseClient(svc.url) as fc:
-        leader = LeaderElector(lc, "cw.handoff", identity="leader", config=SLOW_RETRY)
+        # the leader does not watch: the one stream counted below is the follower's
+        leader = LeaderElector(lc, "cw.handoff", identity="leader", config=SLOW_RETRY, watch=False)
         leader.start()
         assert leader.wait_for_leadership(10)
         took_over = threading.Event()
         follower = _elected(
             LeaderElector(fc, "cw.handoff", identity="follower", config=SLOW_RETRY), took_over
         )
+        wait_until(lambda: streams(svc.url) == 0, 10, what="no watch stream open")
         follower.start()
         try:
-            wait_until(
-                lambda: fc.get("cw.handoff").holder == "leader", 5, what="the leader to hold"
-            )
-            time.sleep(0.5)  # the follower has tried once and now waits its 7.5-10 s
+            # the follower was refused once and now waits on its watch stream (and
+            # would otherwise wait its 7.5-10 s)
+            wait_until(lambda: streams(svc.url) == 1, 10, what="the follower's watch stream")
+            assert fc.get("cw.handoff").holder == "leader"
             started = time.monotonic()
             leader.stop()
             assert took_over.wait(HANDOFF_BOUND), "the follower did not wake on the release"
@@ -171,7 +189,9 @@ def test_follower_still_takes_over_when_its_stream_broke(tmp_path: Path, data_di
 
 async def test_async_follower_takes_over_at_once(svc: ServiceProcess) -> None:
     async with AsyncLeaseClient(svc.url) as lc, AsyncLeaseClient(svc.url) as fc:
-        leader = AsyncLeaderElector(lc, "cw.async-handoff", identity="leader", config=SLOW_RETRY)
+        leader = AsyncLeaderElector(
+            lc, "cw.async-handoff", identity="leader", config=SLOW_RETRY, watch=False
+        )
         await leader.start()
         assert await leader.wait_for_leadership(10)
         took_over = asyncio.Event()
@@ -182,9 +202,15 @@ async def test_async_follower_takes_over_at_once(svc: ServiceProcess) -> None:
             config=SLOW_RETRY,
             on_elected=lambda me, cancel: took_over.set(),
         )
+        await asyncio.to_thread(
+            wait_until, lambda: streams(svc.url) == 0, 10, what="no watch stream open"
+        )
         await follower.start()
         try:
-            await asyncio.sleep(0.5)  # the follower has tried once and now waits
+            # the follower was refused once and now waits on its watch stream
+            await asyncio.to_thread(
+                wait_until, lambda: streams(svc.url) == 1, 10, what="the follower's watch stream"
+            )
             started = time.monotonic()
             await leader.stop()
             await asyncio.wait_for(took_over.wait(), HANDOFF_BOUND)
