@@ -8,12 +8,19 @@ Expiry is waited for by polling with a deadline, on the backend's own clock.
 from __future__ import annotations
 
 import asyncio
+import secrets
+import shutil
 import time
+from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 
-from leaderelection_service.errors import LeaseHeld, LeaseLost, LeaseNotFound
+from leaderelection_service.errors import BackendUnavailable, LeaseHeld, LeaseLost, LeaseNotFound
+from leaderelection_service.registry import open_backend
+from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
+from support.procs import free_port
 
 SHORT = 0.3  # seconds; the backends take any ttl, the HTTP layer enforces bounds
 
@@ -265,9 +272,35 @@ async def test_holder_with_quotes_and_sql_round_trips(lease_backend: LeaseBacken
     assert (await lease_backend.get("k")).record.holder == holder
 
 
-async def test_ping(lease_backend: LeaseBackend) -> None:
-    await lease_backend.ping()
+def unreachable_twin(url: str, tmp_path: Path) -> str | None:
+    """A URL of the same kind whose store is not there (None: the kind has no such state).
+
+    memory is in the process; an SQLite file is created on open, so only its
+    reachable half is checked here.
+    """
+    if url.startswith("file:"):
+        return (tmp_path / "never-created").as_uri()  # removed after opening, below
+    if url.startswith("gs://"):
+        return "gs://le-no-such-bucket-" + secrets.token_hex(4) + "/leases"
+    if url.startswith(("postgresql", "mariadb", "mysql")):
+        return make_url(url).set(port=free_port()).render_as_string(hide_password=False)
+    return None
+
+
+async def test_ping(lease_backend: LeaseBackend, backend_url: str, tmp_path: Path) -> None:
+    assert await lease_backend.ping() is None
     assert lease_backend.description
+    twin_url = unreachable_twin(backend_url, tmp_path)
+    if twin_url is None:
+        return
+    (tmp_path / "never-created").mkdir()
+    twin = open_backend(twin_url, Settings(backend_url=twin_url))
+    try:
+        shutil.rmtree(tmp_path / "never-created")  # the file backend made its directory
+        with pytest.raises(BackendUnavailable):
+            await twin.ping()
+    finally:
+        await twin.close()
 
 
 async def test_refusals_say_why_in_the_same_words(lease_backend: LeaseBackend) -> None:

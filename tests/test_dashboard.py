@@ -102,13 +102,17 @@ def _dashboard_live(browser: Any, dash: ServiceProcess, http: httpx.Client, tmp_
     expect(page.locator('tr[data-key="billing.cron"] .holder')).to_have_text("billing-7d9f-1")
     expect(page.locator('tr[data-key="mail.digest"] .badge')).to_have_text("released")
 
-    # A new lease appears within 2 s of its acquire.
+    # A new lease appears pushed by the open stream. The page never polls, and a
+    # row brought by a reconnect's replay comes 1 s (RETRY_MIN_MS) or more after
+    # the stream broke; measured 0.05-0.11 s on the shared 2-core machine at load
+    # average 9-11 (three runs), so 1 s tells the two apart with 9x headroom.
     started = time.monotonic()
     r = http.post("/v1/leases/reports.nightly/acquire", json={"holder": "host-a", "ttl": 1})
     assert r.status_code == 200
     row = page.locator('tr[data-key="reports.nightly"]')
-    expect(row).to_be_visible(timeout=2000)
-    assert time.monotonic() - started < 2.0
+    expect(row).to_be_visible(timeout=1000)
+    print(f"row visible {time.monotonic() - started:.3f} s after the acquire")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
     expect(row.locator(".holder")).to_have_text("host-a")
     expect(row.locator(".badge")).to_have_text("held")
 

@@ -7,6 +7,7 @@ tested against real service processes in test_watch.py.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -184,9 +185,17 @@ async def test_a_change_signalled_between_two_waits_is_not_lost() -> None:
     async with asyncio.timeout(1):
         await changes.wait(30)  # returns at once
     waiter = asyncio.create_task(changes.wait(30))
-    for _ in range(5):
-        await asyncio.sleep(0)  # let it run until it blocks
-    assert not waiter.done()  # nothing new since: it waits
+    coro = waiter.get_coro()
+    assert coro is not None
+    for _ in range(100):  # until the task has run (a not-yet-started one is not "waiting")
+        if inspect.getcoroutinestate(coro) != inspect.CORO_CREATED:  # type: ignore[arg-type]
+            break
+        await asyncio.sleep(0)
+    for _ in range(5):  # and give it the turns to return, if it were to
+        await asyncio.sleep(0)
+    # nothing new since: it started and is suspended, waiting
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_SUSPENDED  # type: ignore[arg-type]
+    assert not waiter.done()
     changes.fire()
     async with asyncio.timeout(1):
         await waiter
