@@ -200,7 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(
             "run",
             help="run a command only while this process leads a key",
-            usage="leaderelection run --key K [--ttl S] [--server URL] [--token T] -- CMD ARGS…",
+            usage=(
+                "leaderelection run --key K [--ttl S] [--no-wait] [--timeout D] [--hold-after D]"
+                " [--server URL] [--token T] -- CMD ARGS…"
+            ),
         )
     )
     return parser
