@@ -29,7 +29,7 @@ the command, the others wait. What happens when:
    children should end them when it gets SIGTERM. Elsewhere than Linux there
    is no parent-death signal: CMD keeps running if ``run`` is SIGKILLed.
 
-For cron, where every host fires the same line and the job must run once:
+For cron, where every host fires the same line and the job must run once::
 
     leaderelection run --key nightly --ttl 15 --no-wait --hold-after 2m -- ./nightly.sh
 
