@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leaderelection_service import __version__, metrics
-from leaderelection_service.api import dashboard, errors, health, hot, leases, watch
+from leaderelection_service.api import dashboard, docs, errors, health, hot, leases, watch
 from leaderelection_service.api import metrics as metrics_api
 from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
@@ -112,7 +112,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # api/docs.py serves /docs with local assets, not a CDN's
         redoc_url=None,
     )
     app.state.settings = settings
@@ -126,6 +126,7 @@ def create_app(
     app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
     for router in (leases.router, health.router, watch.router, metrics_api.router):
         app.include_router(router)
+    docs.install(app)  # before the dashboard's /static mount
     dashboard.install(app)
     # In front of the framework, outermost first: metrics see every answer; the
     # gate lets no request without a token further; the hot routes answer theirs.
