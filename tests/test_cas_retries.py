@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from leaderelection_service import leases
+from leaderelection_service import lease_rules
 from leaderelection_service.backends.memory import MemoryStore
-from leaderelection_service.errors import BackendUnavailable
-from leaderelection_service.leases import BACKOFF_CAP, CasLeases, backoff
+from leaderelection_service.lease_errors import BackendUnavailable
+from leaderelection_service.lease_rules import BACKOFF_CAP, CasLeases, backoff
 from leaderelection_service.records import LeaseRecord
 
 
@@ -40,7 +40,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def no_wait(seconds: float) -> None:
         seen.append(seconds)
 
-    monkeypatch.setattr(leases.asyncio, "sleep", no_wait)
+    monkeypatch.setattr(lease_rules.asyncio, "sleep", no_wait)
     return seen
 
 
@@ -73,7 +73,7 @@ async def test_every_attempt_lost_is_unavailable_not_lost(waits: list[float]) ->
 
 def test_backoff_doubles_up_to_the_cap() -> None:
     for attempt in range(2, 20):
-        bound = min(BACKOFF_CAP, leases.BACKOFF_BASE * 2**attempt)
+        bound = min(BACKOFF_CAP, lease_rules.BACKOFF_BASE * 2**attempt)
         samples = [backoff(attempt) for _ in range(200)]
         assert all(0.0 <= s <= bound for s in samples)
         assert max(samples) > bound / 2  # jitter spans the range, not one point

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from leaderelection_service.errors import LeaseHeld, LeaseLost, LeaseNotFound
+from leaderelection_service.lease_errors import LeaseHeld, LeaseLost, LeaseNotFound
 from leaderelection_service.storage import LeaseBackend
 
 SHORT = 0.3  # seconds; the backends take any ttl, the HTTP layer enforces bounds

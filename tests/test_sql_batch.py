@@ -23,7 +23,7 @@ import pytest
 
 from leaderelection_service.backends.sql import SqlLeases
 from leaderelection_service.backends.sql.postgresql import PgSql
-from leaderelection_service.errors import LeaseHeld
+from leaderelection_service.lease_errors import LeaseHeld
 from leaderelection_service.records import LeaseView
 
 

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leaderelection_service import __version__, metrics
-from leaderelection_service.api import dashboard, errors, health, hot, leases, watch
+from leaderelection_service.api import answers, dashboard, health, hot, leases, watch
 from leaderelection_service.api import metrics as metrics_api
 from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
@@ -31,7 +31,7 @@ from leaderelection_service.readiness import Readiness
 from leaderelection_service.registry import open_backend, redact
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
-from leaderelection_service.watch import WatchHub
+from leaderelection_service.watch_hub import WatchHub
 
 log = logging.getLogger("leaderelection")
 
@@ -122,8 +122,8 @@ def create_app(
     app.state.failures = Failures(redact(active.description))
     app.state.readiness = Readiness(active)
     app.state.lease_gauges = lease_gauges
-    errors.install(app)
-    app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
+    answers.install(app)
+    app.add_middleware(answers.BodyLimit, limit=settings.max_body_bytes)
     for router in (leases.router, health.router, watch.router, metrics_api.router):
         app.include_router(router)
     dashboard.install(app)

@@ -56,7 +56,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leaderelection_service.errors import BackendUnavailable, LeaseError
+from leaderelection_service.lease_errors import BackendUnavailable, LeaseError
 from leaderelection_service.lease_gauges import LeaseCounts
 from leaderelection_service.records import LeaseView
 from leaderelection_service.storage import LeaseBackend

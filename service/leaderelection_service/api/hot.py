@@ -32,12 +32,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from leaderelection_service.api.answers import lease_error_response, unexpected_error_response
 from leaderelection_service.api.bodies import read_body, replay
 from leaderelection_service.api.deps import check_holder, check_ttl
-from leaderelection_service.api.errors import lease_error_response, unexpected_error_response
 from leaderelection_service.api.schemas import AcquireBody, ReleaseBody, RenewBody
 from leaderelection_service.auth import OPEN, ApiToken, Role
-from leaderelection_service.errors import LeaseError
+from leaderelection_service.lease_errors import LeaseError
 from leaderelection_service.records import KEY_PATTERN, LeaseView
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend

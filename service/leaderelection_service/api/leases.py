@@ -25,7 +25,7 @@ from leaderelection_service.api.security import (
     WritableKey,
     scoped_prefix,
 )
-from leaderelection_service.errors import InvalidRequest
+from leaderelection_service.lease_errors import InvalidRequest
 from leaderelection_service.records import PREFIX_PATTERN, LeaseView, valid_key
 
 router = APIRouter(prefix="/v1/leases", tags=["leases"])

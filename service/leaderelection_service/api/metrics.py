@@ -17,7 +17,7 @@ from leaderelection_service import metrics
 from leaderelection_service.api.deps import AppSettings
 from leaderelection_service.api.schemas import ErrorBody
 from leaderelection_service.api.security import Caller
-from leaderelection_service.errors import Forbidden
+from leaderelection_service.lease_errors import Forbidden
 from leaderelection_service.lease_gauges import LeaseGauges
 
 router = APIRouter(tags=["health"])

@@ -42,7 +42,7 @@ from leaderelection_service.backends.file_format import (
     file_name,
     key_of,
 )
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.records import LeaseRecord
 from leaderelection_service.storage import Capabilities, Versioned
 

@@ -86,7 +86,7 @@ from leaderelection_service.backends.file_format import (
     decode,
     padded,
 )
-from leaderelection_service.errors import BackendUnavailable, WriteConflict
+from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 
 _RENAME_EXCHANGE = 2
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC

@@ -62,8 +62,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 from leaderelection_service import metrics
-from leaderelection_service.errors import BackendUnavailable, LeaseError, LeaseNotFound
 from leaderelection_service.events import Seen, WatchEvent, describe, seen, transition
+from leaderelection_service.lease_errors import BackendUnavailable, LeaseError, LeaseNotFound
 from leaderelection_service.records import LeaseView
 from leaderelection_service.storage import LeaseBackend
 from leaderelection_service.subscription import (

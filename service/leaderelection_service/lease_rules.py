@@ -36,7 +36,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-from leaderelection_service.errors import BackendUnavailable, WriteConflict
+from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.refusals import held, lost, never_acquired
 from leaderelection_service.storage import RecordStore
