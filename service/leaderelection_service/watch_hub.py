@@ -61,7 +61,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
-from leaderelection_service import metrics
+from leaderelection_service import metric_families
 from leaderelection_service.events import Seen, WatchEvent, describe, seen, transition
 from leaderelection_service.lease_errors import BackendUnavailable, LeaseError, LeaseNotFound
 from leaderelection_service.records import LeaseView
@@ -158,7 +158,7 @@ class WatchHub:
             sub.ready.set()
         self._subs.add(sub)
         self._owners[owner] += 1
-        metrics.WATCH_SUBSCRIBERS.inc()
+        metric_families.WATCH_SUBSCRIBERS.inc()
         self._ensure_started()
         if not sub.ready.is_set():
             self._wake.set()  # read now rather than after the poll interval
@@ -187,12 +187,12 @@ class WatchHub:
             self._owners[sub.owner] -= 1
             if self._owners[sub.owner] <= 0:
                 del self._owners[sub.owner]
-            metrics.WATCH_SUBSCRIBERS.dec()
+            metric_families.WATCH_SUBSCRIBERS.dec()
 
     def _drop(self, sub: Subscription) -> None:
         """A subscriber too slow to keep up: end its stream, free its queue."""
         log.warning("dropping a watch subscriber that fell %d events behind", self.queue_size)
-        metrics.WATCH_DROPPED.inc()
+        metric_families.WATCH_DROPPED.inc()
         self.unsubscribe(sub)
         sub.dropped = True
         sub.end(

@@ -32,7 +32,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from leaderelection_service import metrics
+from leaderelection_service import metric_families
 from leaderelection_service.api.deps import Backend
 from leaderelection_service.api.schemas import ErrorBody, Lease
 from leaderelection_service.api.security import Caller, ReadableKey, scoped_prefix
@@ -138,7 +138,7 @@ def parse_last_event_id(value: str | None) -> tuple[str, int] | None:
 
 
 def _frame(event: WatchEvent) -> ServerSentEvent:
-    metrics.WATCH_EVENTS.labels(event.type).inc()
+    metric_families.WATCH_EVENTS.labels(event.type).inc()
     return ServerSentEvent(data=event.json(), event=event.type, id=event.id)
 
 
