@@ -1,4 +1,4 @@
-"""The lease contract (CONTRACT.md, "Operations"), once, against every backend.
+"""The lease contract (docs/contract.md, "Operations"), once, against every backend.
 
 Each backend in ``support.backends.BACKENDS`` runs every test here against a
 real store: files on disk, a real PostgreSQL, a real GCS emulator process.

@@ -8,7 +8,7 @@ Example::
     await leases.renew("cron", "host-a", view.record.fencing_token, ttl=10.0)
     await leases.release("cron", "host-a", view.record.fencing_token)
 
-The rules (CONTRACT.md, "Operations"):
+The rules (docs/contract.md, "Operations"):
 
 1. acquire is granted when the key has no record, or its lease was released,
    or it expired (``expires_at + clock_skew_allowance`` has passed). A new

@@ -28,7 +28,7 @@ One batch, in the worker thread (``Committer.commit``):
    atomic: a reader opens the old record or the new one, whole). A key with
    no record yet, or with one written by an earlier version of the service,
    gets ``os.replace`` instead;
-6. ``fsync`` the directory once: every exchange is durable (S3);
+6. ``fsync`` the directory once: every exchange is durable (durability (I3));
 7. unlock; the event loop then answers each caller.
 
 Nothing is renamed before its data is durable, so a crash leaves each record
