@@ -319,7 +319,7 @@ class WatchHub:
         prefixes, keys = coverage if coverage is not None else self.coverage()
         views: list[LeaseView] = []
         for prefix in prefixes:
-            views.extend(await scan(self.backend, prefix))
+            views.extend(await list_all_pages(self.backend, prefix))
         for key in keys:
             with contextlib.suppress(LeaseNotFound):
                 views.append(await self.backend.get(key))
@@ -348,8 +348,8 @@ class WatchHub:
         return events
 
 
-async def scan(backend: LeaseBackend, prefix: str) -> list[LeaseView]:
-    """Every lease under ``prefix``, a page at a time."""
+async def list_all_pages(backend: LeaseBackend, prefix: str) -> list[LeaseView]:
+    """Every lease under ``prefix``, a page at a time (``scan`` is one page of a store)."""
     out: list[LeaseView] = []
     after: str | None = None
     while True:
