@@ -1,8 +1,9 @@
 """The chaos harness: its checker and proxy, and a short run on every backend.
 
 The short runs (``LEADERELECTION_CHAOS_SECONDS``, default 15 per backend, 8
-for SQLite and MariaDB) must end with no overlap (I1), strictly increasing
-tokens (I2) and no gap over the bound while a healthy candidate existed (L1/L2). For a longer run::
+for SQLite and MariaDB) must end with no overlap (one leader (I1)), strictly
+increasing tokens (fencing (I2)) and no gap over the bound while a healthy
+candidate existed (L1/L2). For a longer run::
 
     .venv/bin/python tests/support/chaos.py --backend all --duration 600
 """
@@ -45,7 +46,7 @@ def test_checker_passes_clean_handoffs() -> None:
 def test_checker_finds_overlap() -> None:
     report = check([iv("a", 1, 0, 10), iv("b", 2, 9.99, 20)], [], [], BOUNDS, start=0, end=20)
     assert len(report.overlaps) == 1 and not report.ok
-    assert "S1 overlap" in report.problems[0]
+    assert "one leader (I1) overlap" in report.problems[0]
 
 
 def test_checker_finds_tokens_that_do_not_increase() -> None:

@@ -17,8 +17,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from leaderelection_service import __version__
+from leaderelection_service.api.answers import error_response
 from leaderelection_service.api.deps import Backend
-from leaderelection_service.api.errors import error_response
 from leaderelection_service.api.schemas import ErrorBody, Health, Ready
 
 router = APIRouter(tags=["health"])

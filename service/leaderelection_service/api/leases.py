@@ -10,7 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.routing import APIRoute
 
-from leaderelection_service.api.deps import AppSettings, Backend, check_holder, check_ttl
+from leaderelection_service.api.deps import AppSettings, Backend
+from leaderelection_service.api.operations import OPERATIONS, perform
 from leaderelection_service.api.schemas import (
     AcquireBody,
     ErrorBody,
@@ -25,7 +26,7 @@ from leaderelection_service.api.security import (
     WritableKey,
     scoped_prefix,
 )
-from leaderelection_service.errors import InvalidRequest
+from leaderelection_service.lease_errors import InvalidRequest
 from leaderelection_service.records import PREFIX_PATTERN, LeaseView, valid_key
 
 router = APIRouter(prefix="/v1/leases", tags=["leases"])
@@ -63,8 +64,7 @@ def lease_json(view: LeaseView) -> Response:
 async def acquire(
     key: WritableKey, body: AcquireBody, backend: Backend, settings: AppSettings
 ) -> Response:
-    view = await backend.acquire(key, check_holder(body.holder), check_ttl(body.ttl, settings))
-    return lease_json(view)
+    return lease_json(await perform("acquire", key, body, backend, settings))
 
 
 @router.post(
@@ -79,9 +79,7 @@ async def acquire(
 async def renew(
     key: WritableKey, body: RenewBody, backend: Backend, settings: AppSettings
 ) -> Response:
-    ttl = None if body.ttl is None else check_ttl(body.ttl, settings)
-    view = await backend.renew(key, check_holder(body.holder), body.fencing_token, ttl)
-    return lease_json(view)
+    return lease_json(await perform("renew", key, body, backend, settings))
 
 
 @router.post(
@@ -93,9 +91,10 @@ async def renew(
     ),
     summary="Release a held lease: free at once, the record and its token are kept",
 )
-async def release(key: WritableKey, body: ReleaseBody, backend: Backend) -> Response:
-    view = await backend.release(key, check_holder(body.holder), body.fencing_token)
-    return lease_json(view)
+async def release(
+    key: WritableKey, body: ReleaseBody, backend: Backend, settings: AppSettings
+) -> Response:
+    return lease_json(await perform("release", key, body, backend, settings))
 
 
 @router.get(
@@ -110,7 +109,7 @@ async def lookup(key: ReadableKey, backend: Backend) -> Response:
 
 def operation_routes() -> dict[str, APIRoute]:
     """The acquire, renew and release routes, by operation (for ``api.hot``)."""
-    wanted = {f"{router.prefix}/{{key}}/{op}": op for op in ("acquire", "renew", "release")}
+    wanted = {f"{router.prefix}/{{key}}/{op}": op for op in OPERATIONS}
     return {
         wanted[r.path]: r for r in router.routes if isinstance(r, APIRoute) and r.path in wanted
     }
