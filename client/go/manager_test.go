@@ -253,3 +253,30 @@ func TestManagerStopReleasesAndCancelWorksFromACallback(t *testing.T) {
 		t.Fatal("a second Start ran")
 	}
 }
+
+func TestManagerReportsAPanickingCallbackAndGoesOn(t *testing.T) {
+	clock := &fakeClock{now: base}
+	b := &scripted{acquire: func() (*Lease, error) { return lease(7, 10), nil }}
+	lm, r := manager(t, b, clock)
+	lm.OnElected = func(id string, cancel context.CancelFunc) {
+		r.add("elected", nil)
+		panic("the application's bug")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- lm.Start(ctx) }()
+	eventually(t, "the panic reported", r.has(2))
+	if got := r.list(); got[0] != "elected" || got[1] != "error" {
+		t.Fatalf("events %v", got)
+	}
+	if !lm.IsLeader() { // the term goes on
+		t.Fatal("the panic ended the term")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Start returned %v", err)
+	}
+	if got := r.list(); len(got) != 3 || got[2] != "ousting" || len(b.released) != 1 {
+		t.Fatalf("events %v, released %v", got, b.released)
+	}
+}
