@@ -70,6 +70,7 @@ type LeaderManager struct {
 	cancel   context.CancelFunc
 	calling  *Lease // the term OnElected or OnOusting is being told about
 	done     chan struct{}
+	changed  chan struct{} // closed (and replaced) when a term begins or ends
 }
 
 // NewLeaderManager is an elector for backend's key; cfg nil takes every
@@ -93,6 +94,7 @@ func NewLeaderManager(backend Backend, cfg *Config) (*LeaderManager, error) {
 		backend:  backend,
 		config:   effective,
 		done:     make(chan struct{}),
+		changed:  make(chan struct{}),
 	}, nil
 }
 
@@ -156,6 +158,32 @@ func (m *LeaderManager) FencingToken() int64 {
 
 // Stop ends the election and waits until Start has released and returned.
 // Before Start it only keeps Start from running. Not from a callback: use its cancel.
+// WaitForLeadership blocks until this elector leads (true), or ctx ends or
+// the election ends (false): the wait_for_leadership call of
+// docs/elector.md.
+//
+//	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+//	defer cancel()
+//	if lm.WaitForLeadership(ctx) { ... lm.FencingToken() ... }
+func (m *LeaderManager) WaitForLeadership(ctx context.Context) bool {
+	for {
+		m.mu.Lock()
+		leading := m.election != nil && m.election.IsLeader(m.Clock.Now())
+		changed := m.changed
+		m.mu.Unlock()
+		if leading {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-m.done:
+			return m.IsLeader()
+		case <-changed:
+		}
+	}
+}
+
 func (m *LeaderManager) Stop() {
 	m.mu.Lock()
 	cancel, started := m.cancel, m.started
@@ -280,13 +308,17 @@ func (l *loop) perform(action Action) {
 			return m.backend.Release(ctx, id, token)
 		})
 	case Elected:
-		if m.OnElected != nil {
-			l.telling(action.Lease, func() { l.guard("OnElected", func() { m.OnElected(id, l.cancel) }) })
-		}
+		l.telling(action.Lease, func() {
+			if m.OnElected != nil {
+				l.guard("OnElected", func() { m.OnElected(id, l.cancel) })
+			}
+		})
 	case Ousting:
-		if m.OnOusting != nil {
-			l.telling(action.Lease, func() { l.guard("OnOusting", func() { m.OnOusting(id, l.cancel) }) })
-		}
+		l.telling(action.Lease, func() {
+			if m.OnOusting != nil {
+				l.guard("OnOusting", func() { m.OnOusting(id, l.cancel) })
+			}
+		})
 	case ReportError:
 		l.report(action.Err)
 	}
@@ -323,6 +355,8 @@ func (l *loop) guard(name string, callback func()) {
 func (l *loop) telling(lease *Lease, callback func()) {
 	l.m.mu.Lock()
 	l.m.calling = lease
+	close(l.m.changed) // wakes WaitForLeadership
+	l.m.changed = make(chan struct{})
 	l.m.mu.Unlock()
 	defer func() {
 		l.m.mu.Lock()
