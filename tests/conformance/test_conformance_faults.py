@@ -11,11 +11,13 @@ service's or the network's, not another candidate's):
   requests hang): the same, with the expiry read from the running service;
 - a permanent error (a term above the service's ``ttl_max``: 422; a
   read-only token: 403): one ``error`` line, never ``elected``, and the
-  process exits with the status its adapter documents.
+  process exits with the status its adapter documents;
+- flags that cannot work: exit status 2, the rule on stderr, nothing on stdout.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -134,3 +136,17 @@ def test_a_permanent_error_ends_the_election(cast: Cast, cause: str) -> None:
     assert len(errors) == 1, proc.events
     assert code in errors[0]["message"].lower(), errors
     assert proc.of("elected") == []
+
+
+def test_bad_flags_exit_2_and_print_nothing(cast: Cast) -> None:
+    """A timing that cannot work (renew 5 s, the default, above term 3 s) is refused, named."""
+    argv = cast.builds.argv(ADAPTERS[cast.name])
+    done = subprocess.run(
+        [*argv, "--server", "http://127.0.0.1:1", "--key", "job", "--term", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stdout == ""
+    assert "renew < term" in done.stderr, done.stderr
