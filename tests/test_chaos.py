@@ -89,6 +89,24 @@ def test_proxy_forwards_cuts_and_restores(service: ServiceProcess) -> None:
         assert http.get("/healthz").status_code == 200
 
 
+def test_proxy_black_hole_hangs_requests_without_a_reset(service: ServiceProcess) -> None:
+    with (
+        TcpProxy(service.port) as proxy,
+        httpx.Client(base_url=f"http://127.0.0.1:{proxy.port}", timeout=0.5) as http,
+    ):
+        assert http.get("/healthz").status_code == 200  # a kept-alive connection
+        sent = proxy.upstream_bytes
+        assert sent > 0
+        proxy.black_hole()
+        with pytest.raises(httpx.ReadTimeout):  # open connection: the answer never comes
+            http.get("/healthz")
+        with pytest.raises(httpx.ReadTimeout):  # new connection: accepted, then silence
+            httpx.get(f"http://127.0.0.1:{proxy.port}/healthz", timeout=0.5)
+        assert proxy.upstream_bytes == sent  # nothing reached the service
+        proxy.restore()
+        assert http.get("/healthz").status_code == 200
+
+
 def _available(backend: str) -> None:
     if backend == "postgres":
         from support.sqlservers import find_pg_bin
