@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from leaderelection_service.backends import file_commit
 from leaderelection_service.backends.file import FileStore
-from leaderelection_service.backends.file_format import Torn, decode, encode, file_name
+from leaderelection_service.backends.file import commit as file_commit
+from leaderelection_service.backends.file.format import Torn, decode, encode, file_name
 from leaderelection_service.errors import BackendUnavailable, WriteConflict
 from leaderelection_service.leases import CasLeases
 from leaderelection_service.records import LeaseRecord
@@ -275,7 +275,7 @@ async def test_a_torn_read_is_read_again(store: FileStore, monkeypatch: pytest.M
         reads.append(data)
         return data
 
-    monkeypatch.setattr("leaderelection_service.backends.file.read_file", read_file)
+    monkeypatch.setattr("leaderelection_service.backends.file.store.read_file", read_file)
     got = await store.read("cron")
     assert got is not None and got.record == rec
     assert len(reads) == 2

@@ -30,8 +30,8 @@ from typing import Literal
 
 import anyio.to_thread
 
-from leaderelection_service.backends.file_commit import Committer, GroupCommit, read_file
-from leaderelection_service.backends.file_format import (
+from leaderelection_service.backends.file.commit import Committer, GroupCommit, read_file
+from leaderelection_service.backends.file.format import (
     LOCKS_DIR,
     LONG_PREFIX,
     RECORD_SUFFIX,

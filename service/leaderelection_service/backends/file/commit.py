@@ -78,7 +78,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from leaderelection_service.backends.file_format import (
+from leaderelection_service.backends.file.format import (
     LOCK_SUFFIX,
     RECORD_SUFFIX,
     SPARE_SUFFIX,
