@@ -8,10 +8,11 @@ Example::
     # disk was not 3; BackendUnavailable if the disk refused this write or
     # the batch's sync
 
-Writes queue in the event loop. When no batch is running, every queued write
-(on distinct keys, at most ``max_batch``) goes to one worker thread as one
-batch; writes that arrive meanwhile wait for the next. There is no timer: an
-idle service commits a write at once, a busy one commits bigger batches.
+Writes queue in the event loop (``backends/batching.py``, as PostgreSQL's
+batches do). When no batch is running, every queued write (on distinct keys,
+at most ``max_batch``) goes to one worker thread as one batch; writes that
+arrive meanwhile wait for the next. There is no timer: an idle service
+commits a write at once, a busy one commits bigger batches.
 
 One batch, in the worker thread (``Committer.commit``):
 
@@ -71,13 +72,13 @@ import asyncio
 import ctypes
 import errno
 import fcntl
-import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from leaderelection_service.backends.batching import Batcher
 from leaderelection_service.backends.file.format import (
     LOCK_SUFFIX,
     RECORD_SUFFIX,
@@ -131,7 +132,6 @@ class Pending:
     data: bytes
     expected: int | None
     revision: int
-    done: asyncio.Future[int]
     error: BaseException | None = field(default=None)
     """This write's own outcome, set by the batch (a conflict, an unreadable record)."""
 
@@ -289,86 +289,71 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class GroupCommit:
-    """Queues writes in the event loop and hands them to the worker thread in batches."""
+    """Gathers writes in the event loop (``backends/batching.py``) and runs each
+    batch in the one worker thread: one batch at a time, so batches of this
+    process never contend for the keys' locks."""
 
     def __init__(self, committer: Committer, max_batch: int = 128) -> None:
         self._committer = committer
-        self._max_batch = max_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-commit")
-        self._queue: list[Pending] = []
-        self._running = False
-        self._closed = False
-        self._idle = asyncio.Event()
-        self.batches = 0
+        # One write per key and batch (keyed by file name): the next one sees this one.
+        self._batcher: Batcher[Pending, int] = Batcher(
+            self._start, key=_file_name, max_batch=max_batch, max_in_flight=1
+        )
+
+    @property
+    def batches(self) -> int:
         """How many batches ran (for tests)."""
+        return self._batcher.batches
 
     async def write(
         self, key: str, name: str, data: bytes, expected: int | None, revision: int
     ) -> int:
         """``revision`` once ``data`` is durable as the record of ``key``."""
-        if self._closed:
-            raise BackendUnavailable("the file backend is closed", kind="the backend is closed")
-        loop = asyncio.get_running_loop()
-        item = Pending(key, name, data, expected, revision, loop.create_future())
-        self._queue.append(item)
-        if not self._running:
-            self._start(loop)
-        return await item.done
+        return await self._batcher.submit(Pending(key, name, data, expected, revision))
 
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch: list[Pending] = []
-        rest: list[Pending] = []
-        seen: set[str] = set()
-        for item in self._queue:
-            if item.done.done():
-                continue  # its caller was cancelled before the batch began: not written
-            if item.name in seen or len(batch) >= self._max_batch:
-                rest.append(item)  # one write per key and batch: the next one sees this one
-            else:
-                seen.add(item.name)
-                batch.append(item)
-        self._queue = rest
-        if not batch:
-            return
-        self._running = True
-        self._idle.clear()
-        self.batches += 1
-        done: Future[None] = self._executor.submit(self._committer.commit, batch)
-        asyncio.wrap_future(done, loop=loop).add_done_callback(
-            functools.partial(self._finish, batch, loop)
-        )
+    def _start(self, batch: list[Pending]) -> Awaitable[list[int | BaseException]]:
+        """Hands ``batch`` to the worker thread now (the batcher awaits the answer)."""
+        done = self._executor.submit(self._commit, batch)
+        return _answer(batch, done, asyncio.wrap_future(done))
 
-    def _finish(
-        self, batch: list[Pending], loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]
-    ) -> None:
-        self._running = False
-        failure = None if done.cancelled() else done.exception()
-        if done.cancelled():
-            failure = BackendUnavailable("the file backend is closed", kind="the backend is closed")
-        for item in batch:
-            if item.done.done():
-                continue
-            error = item.error or failure
-            if error is None:
-                item.done.set_result(item.revision)
-            else:
-                item.done.set_exception(_own(error))
-        if self._queue and not self._closed:
-            self._start(loop)
-        else:
-            self._idle.set()
+    def _commit(self, batch: list[Pending]) -> list[int | BaseException]:
+        """In the worker thread: each write's outcome; a failure common to the
+        batch fails every write that has no failure of its own."""
+        failure: BaseException | None = None
+        try:
+            self._committer.commit(batch)
+        except Exception as exc:
+            failure = exc
+        return [
+            p.error if p.error is not None else p.revision if failure is None else _own(failure)
+            for p in batch
+        ]
 
     async def close(self) -> None:
-        self._closed = True
-        for item in self._queue:
-            if not item.done.done():
-                item.done.set_exception(
-                    BackendUnavailable("the file backend is closed", kind="the backend is closed")
-                )
-        self._queue = []
-        if self._running:
-            await self._idle.wait()
+        await self._batcher.close(_closed)
         self._executor.shutdown(wait=True)
+
+
+def _file_name(p: Pending) -> str:
+    return p.name
+
+
+async def _answer(
+    batch: list[Pending],
+    done: Future[list[int | BaseException]],
+    answer: Awaitable[list[int | BaseException]],
+) -> list[int | BaseException]:
+    try:
+        return await answer
+    except asyncio.CancelledError:
+        if done.cancelled():  # the worker thread never ran it: the store closed
+            return [_closed() for _ in batch]
+        raise
+
+
+def _closed() -> BackendUnavailable:
+    return BackendUnavailable("the file backend is closed", kind="the backend is closed")
 
 
 def _own(error: BaseException) -> BaseException:
