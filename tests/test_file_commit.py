@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from leaderelection_service.backends.file import FileStore
-from leaderelection_service.backends.file import commit as file_commit
-from leaderelection_service.backends.file.format import Torn, decode, encode, file_name
+from leaderelection_service.backends.file import FileStore, syscalls
+from leaderelection_service.backends.file.encoding import Torn, decode, encode
+from leaderelection_service.backends.file.names import file_name
 from leaderelection_service.errors import BackendUnavailable, WriteConflict
 from leaderelection_service.leases import CasLeases
 from leaderelection_service.records import LeaseRecord
@@ -129,7 +129,7 @@ def fail_sync(monkeypatch: pytest.MonkeyPatch) -> None:
     def sync(fd: int) -> int:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(file_commit, "_syncfs", sync)
+    monkeypatch.setattr(syscalls, "syncfs", sync)
     monkeypatch.setattr(os, "fdatasync", sync)
 
 

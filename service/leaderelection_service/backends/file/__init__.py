@@ -6,7 +6,11 @@ Example::
 
     store = FileStore("/var/lib/leaderelection")
 
-See ``store.py`` for how it reads and lists, ``commit.py`` for how it writes.
+Modules: ``store.py`` (``FileStore``: reads, listings, the readiness probe),
+``group_commit.py`` (writes gathered into batches), ``committer.py`` (one
+batch: lock, check, write, sync, swap), ``names.py`` (the layout and each
+key's file name), ``encoding.py`` (a record's bytes, with a checksum),
+``syscalls.py`` (``syncfs``, ``renameat2``).
 """
 
 from leaderelection_service.backends.file.store import FileStore
