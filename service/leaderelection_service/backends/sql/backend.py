@@ -21,7 +21,7 @@ How it runs:
 2. PostgreSQL (``postgresql.py``): the statements run on psycopg's async
    connections in the event loop, prepared, with no thread hop; acquires and
    renewals that arrive together share one statement and one commit
-   (``batch.py``). Measured (``bench/sql_engines.py``, ``bench/sql_batch.py``,
+   (``backends/batching.py``). Measured (``bench/sql_engines.py``, ``bench/sql_batch.py``,
    docs/design.md): a statement through the sync pool and a worker thread
    cost 0.23 to 0.39 ms of CPU, through SQLAlchemy's async engine 0.33 to 0.65 ms,
    on psycopg's async connection in the loop 0.16 to 0.19 ms; batched, about

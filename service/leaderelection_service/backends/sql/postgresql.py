@@ -24,9 +24,14 @@ MariaDB run the same statements through SQLAlchemy in worker threads
    refused connection answers 503 at once, and a dropped connection discards
    every idle one (they all lost the same server).
 3. Acquires and renewals that arrive together share one statement and one
-   commit (``batch.py``, ``Statements.acquire_batch`` / ``renew_batch``),
-   each caller getting the answer of its own key. A renewal the batch refused
-   is decided again by the single statement, which reads why.
+   commit (``backends/batching.py``, ``Statements.acquire_batch`` /
+   ``renew_batch``: ``UPDATE … FROM unnest(…)``, ``INSERT … SELECT FROM
+   unnest(…) ON CONFLICT …``, the same rules and the same database clock as
+   the single statement), each caller getting the answer of its own key. A
+   key is in one batch at a time: an ``ON CONFLICT`` may not touch a row
+   twice, and the loser of a race for a key is answered with the winner's
+   record. A renewal the batch refused is decided again by the single
+   statement, which reads why.
 4. Failures: connection trouble answers ``BackendUnavailable`` (503,
    Retry-After); a call whose pooled connection turned out dead is retried
    once on a fresh one (each operation is idempotent for its holder, so a
@@ -50,7 +55,7 @@ from psycopg.rows import RowFactory, RowMaker, tuple_row
 from psycopg.types.string import TextLoader
 from sqlalchemy import exc as sa_exc
 
-from leaderelection_service.backends.sql.batch import Batcher
+from leaderelection_service.backends.batching import Batcher
 from leaderelection_service.backends.sql.engine import first_line
 from leaderelection_service.backends.sql.rows import LeaseRow, row_reader
 from leaderelection_service.backends.sql.schema import SchemaGate, SchemaMissing
@@ -63,6 +68,12 @@ _ADAPTERS.register_loader("jsonb", TextLoader)
 
 Conn = psycopg.AsyncConnection[Any]
 R = TypeVar("R")
+_MAX_BATCH = 256
+
+
+def _lease_key(item: tuple[Any, ...]) -> str:
+    key: str = item[0]
+    return key
 
 
 def lease_rows(cursor: Any) -> RowMaker[LeaseRow]:
@@ -189,11 +200,15 @@ class PgSql:
         # Two batches of each kind in flight keep the connection busy while
         # the next one gathers; the pool is shared with the single statements.
         in_flight = max(1, pool_size // 4)
-        self.acquires: Batcher[tuple[str, str, int], LeaseRow] | None = None
-        self.renewals: Batcher[tuple[str, str, int, int | None], LeaseRow] | None = None
+        self.acquires: Batcher[tuple[str, str, int], LeaseRow | None] | None = None
+        self.renewals: Batcher[tuple[str, str, int, int | None], LeaseRow | None] | None = None
         if batch and st.acquire_batch and st.renew_batch:
-            self.acquires = Batcher(self._acquire_batch, max_in_flight=in_flight)
-            self.renewals = Batcher(self._renew_batch, max_in_flight=in_flight)
+            self.acquires = Batcher(
+                self._acquire_batch, key=_lease_key, max_batch=_MAX_BATCH, max_in_flight=in_flight
+            )
+            self.renewals = Batcher(
+                self._renew_batch, key=_lease_key, max_batch=_MAX_BATCH, max_in_flight=in_flight
+            )
 
     # -- running statements ----------------------------------------------------
 
@@ -252,7 +267,8 @@ class PgSql:
         rows = await self.fetch(self.st.acquire, params)
         return rows[0] if rows else None
 
-    async def _acquire_batch(self, items: list[tuple[str, str, int]]) -> dict[str, LeaseRow]:
+    async def _acquire_batch(self, items: list[tuple[str, str, int]]) -> list[LeaseRow | None]:
+        """Each item's row, in order; None where the statement did not answer for its key."""
         assert self.st.acquire_batch is not None
         params = {
             "keys": [i[0] for i in items],
@@ -265,13 +281,8 @@ class PgSql:
         except RolledBack:
             # Not expected (every batch locks in key order); never fail the
             # callers for it: each runs its single statement.
-            answered = {}
-            for key, holder, ttl_us in items:
-                row = await self._acquire_one(key, holder, ttl_us)
-                if row is not None:
-                    answered[key] = row
-            return answered
-        return {row.lease_key: row for row in rows}
+            return [await self._acquire_one(*item) for item in items]
+        return _in_order(items, rows)
 
     async def renew(
         self, key: str, holder: str, token: int, ttl_us: int | None
@@ -287,13 +298,14 @@ class PgSql:
 
     async def _renew_batch(
         self, items: list[tuple[str, str, int, int | None]]
-    ) -> dict[str, LeaseRow]:
+    ) -> list[LeaseRow | None]:
+        """Each item's row, in order; None where the batch refused it."""
         assert self.st.renew_batch is not None
         if len(items) == 1:  # alone: the single statement, without the batch's key-order lock
             key, holder, token, ttl_us = items[0]
             params = {"key": key, "holder": holder, "token": token, "ttl_us": ttl_us}
             rows = await self.fetch(self.st.renew, params)
-            return {rows[0].lease_key: rows[0]} if rows else {}
+            return [rows[0] if rows else None]
         params = {
             "keys": [i[0] for i in items],
             "holders": [i[1] for i in items],
@@ -303,8 +315,8 @@ class PgSql:
         try:
             rows = await self.fetch(self.st.renew_batch, params)
         except RolledBack:
-            return {}  # each caller runs its single statement
-        return {row.lease_key: row for row in rows}
+            return [None] * len(items)  # each caller runs its single statement
+        return _in_order(items, rows)
 
     async def release(self, key: str, holder: str, token: int) -> tuple[bool, LeaseRow | None]:
         params = {"key": key, "holder": holder, "token": token}
@@ -328,3 +340,9 @@ class PgSql:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+def _in_order(items: list[Any], rows: list[LeaseRow]) -> list[LeaseRow | None]:
+    """The batch's rows by item: each key's row, or None where it has none."""
+    by_key = {row.lease_key: row for row in rows}
+    return [by_key.get(item[0]) for item in items]
