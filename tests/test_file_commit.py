@@ -24,7 +24,7 @@ from leaderelection_service.backends.file import FileStore, syscalls
 from leaderelection_service.backends.file.encoding import Torn, decode, encode
 from leaderelection_service.backends.file.names import file_name
 from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import LeaseRecord
 from support.procs import REPO
 
