@@ -27,12 +27,8 @@ import pytest
 
 from conformance.adapters import ADAPTERS, AdapterProcess, Timing
 from conformance.conftest import LANGUAGES, TIMING, Cast
-from leaderelection_service.backends.file_format import (
-    RECORD_SUFFIX,
-    RECORDS_DIR,
-    decode,
-    file_name,
-)
+from leaderelection_service.backends.file.encoding import decode
+from leaderelection_service.backends.file.names import RECORD_SUFFIX, RECORDS_DIR, file_name
 from support.procs import wait_until
 
 SLACK = 1.5
