@@ -76,6 +76,7 @@ class Writer:
     acknowledged: int = 0
     refused: int = 0
     ambiguous: int = 0
+    unavailable: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     serial: int = 0
@@ -113,6 +114,7 @@ class Writer:
             self.refused += 1  # held by the last acknowledged holder: one leader
             assert r.json()["lease"]["fencing_token"] == cur["fencing_token"], r.text
         elif r is None or r.status_code == 503:
+            self.unavailable += 1
             self.reconcile(http, flight)
         else:
             raise AssertionError(f"{op} {key}: {r.status_code} {r.text}")
@@ -172,11 +174,16 @@ def test_sync_failover_keeps_every_acknowledged_write(
             sync_pair.promote()
             promoted = time.monotonic()
             wait_until(
+                lambda: writer.acknowledged > killed_at or writer.error is not None,
+                30,
+                what="a write on the promoted standby",
+            )
+            back = time.monotonic() - promoted
+            wait_until(
                 lambda: writer.acknowledged >= killed_at + 150 or writer.error is not None,
                 60,
                 what="writes on the promoted standby",
             )
-            back = time.monotonic() - promoted
         finally:
             writer.stop.set()
             thread.join(30)
@@ -194,7 +201,8 @@ def test_sync_failover_keeps_every_acknowledged_write(
     print(
         f"sync failover: {writer.acknowledged} acknowledged ({killed_at} before the crash), "
         f"{writer.refused} acquires refused while held, {writer.ambiguous} written-but-"
-        f"unanswered, writes again {back:.2f} s after promote, "
+        f"unanswered, {writer.unavailable} answered 503 or lost, first write "
+        f"{back:.2f} s after promote, "
         f"{sum(len(t) for t in writer.tokens.values())} terms, seed {seed}, "
         f"{time.monotonic() - started:.1f} s"
     )
@@ -210,6 +218,7 @@ def test_async_failover_loses_an_acknowledged_term_and_repeats_its_token(
         wait_until(lambda: "asynchronously" in log.read_text(), 20, what="the start-up warning")
         ready = readyz(svc)
         assert ready.status_code == 200, ready.text
+        assert ready.json()["backend"] == "postgresql+psycopg"
         (warning,) = ready.json()["warnings"]
         assert "asynchronously" in warning and "synchronous_standby_names" in warning
         for secret in ("127.0.0.1", str(async_pair.primary.port), str(async_pair.standby.port),
