@@ -1,7 +1,10 @@
 """Rules for PostgreSQL in high availability, without a server: the multi-host
-URL reaches libpq whole, and when the replication warning is due."""
+URL reaches libpq whole, when the replication warning is due, and how
+readiness reports it (a unit test on a stand-in backend)."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -9,6 +12,8 @@ from psycopg.conninfo import conninfo_to_dict
 from leaderelection_service.backends.sql.engine import engine_url
 from leaderelection_service.backends.sql.postgresql import libpq_conninfo
 from leaderelection_service.backends.sql.replication import replication_warning
+from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.readiness import Readiness
 
 
 def conninfo(url: str) -> dict[str, object]:
@@ -74,3 +79,42 @@ def test_no_standbys_or_synchronous_replication_needs_no_warning(
     standbys: int, names: str, commit: str
 ) -> None:
     assert replication_warning(standbys, names, commit) is None
+
+
+class WarningBackend:
+    """Pings that succeed or fail, and a ``warning`` set by the test."""
+
+    def __init__(self) -> None:
+        self.pings = 0
+        self.failing = False
+        self.warning: str | None = None
+
+    async def ping(self) -> None:
+        self.pings += 1
+        if self.failing:
+            raise BackendUnavailable("down")
+
+
+async def test_readiness_logs_a_warning_when_it_appears_and_keeps_no_start_up_outcome(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    backend = WarningBackend()
+    backend.warning = "replicates asynchronously"
+    readiness = Readiness(backend, ttl=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="leaderelection"):
+        await readiness.at_start()
+        assert readiness.warning == "replicates asynchronously"
+        backend.failing = True  # lost right after start: the next probe must see it
+        assert isinstance(await readiness.check(), BackendUnavailable)
+        assert readiness.warning == "replicates asynchronously"  # kept while down
+        backend.failing, now[0] = False, 2.0
+        assert await readiness.check() is None  # same warning: not logged again
+        backend.warning, now[0] = None, 4.0
+        assert await readiness.check() is None and readiness.warning is None
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        ("WARNING", "backend: replicates asynchronously"),
+        ("INFO", "backend: the earlier warning no longer holds"),
+    ]
+    assert backend.pings == 4

@@ -94,7 +94,7 @@ def create_app(
         await hub.start()
         # One readiness check at start, in the background (an unreachable
         # backend must not hold up start-up): it logs the backend's warning.
-        first_check = asyncio.ensure_future(app.state.readiness.check())
+        first_check = asyncio.ensure_future(app.state.readiness.at_start())
         try:
             yield
         finally:

@@ -71,6 +71,15 @@ class Readiness:
         # A probe that gives up does not cancel the check the others wait for.
         return await asyncio.shield(self._running)
 
+    async def at_start(self) -> None:
+        """One check at start, for the backend's warning in the log.
+
+        Its outcome is not kept for the probes: a backend lost in the first
+        second must not be reported ready from the start-up check.
+        """
+        await self.check()
+        self._checked_at = None
+
     async def _ping(self) -> BackendUnavailable | None:
         self.checks += 1
         outcome: BackendUnavailable | None = None
