@@ -12,6 +12,7 @@ The app is stateless: every lease lives in the backend named by
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -101,9 +102,13 @@ def create_app(
             log.info("authentication off: no auth file, every caller may change every lease")
         await hub.start()
         lease_gauges.start()
+        # One readiness check at start, in the background (an unreachable
+        # backend must not hold up start-up): it logs the backend's warning.
+        first_check = asyncio.ensure_future(app.state.readiness.at_start())
         try:
             yield
         finally:
+            first_check.cancel()
             await hub.close()
             await lease_gauges.close()
             await active.close()

@@ -6,7 +6,10 @@ Docker health checks send none. So neither says more than a probe needs:
 bucket, and an outage's details go to the service log, not to the caller (not
 even the kind of failure: a probe needs only ready or not). The check
 (``readiness``) is the backend's ping, which writes where a backend's disk
-can fill up, shared by every probe for a second.
+can fill up, shared by every probe for a second. A ready backend that may
+not keep the contract (a PostgreSQL primary replicating asynchronously to
+standbys) says why in ``warnings``; the probe stays 200, since the service
+does work.
 """
 
 from __future__ import annotations
@@ -46,4 +49,8 @@ async def readyz(request: Request, backend: Backend) -> JSONResponse:
             headers={"Retry-After": str(max(1, round(failure.retry_after)))},
         )
     kind = urlsplit(backend.description).scheme or backend.description.split()[0]
-    return JSONResponse({"status": "ready", "backend": kind})
+    body: dict[str, object] = {"status": "ready", "backend": kind}
+    warning = request.app.state.readiness.warning
+    if warning is not None:  # its text names settings, never a host or path
+        body["warnings"] = [warning]
+    return JSONResponse(body)

@@ -98,3 +98,8 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: str
     backend: str = Field(description="The backend's kind (its URL scheme): file, postgresql, gs, …")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Present when the backend answers but may not keep the contract, e.g. a "
+        "PostgreSQL primary that replicates to its standbys asynchronously",
+    )

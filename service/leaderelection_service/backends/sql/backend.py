@@ -120,8 +120,10 @@ class SqlLeases:
         self._listener: PgListener | None = None
 
     def _conninfo(self) -> str:
-        """The URL as libpq takes it (``postgresql://…?options=…``)."""
-        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        """The URL as libpq takes it (``host=h1,h2 port=… options=…``)."""
+        from leaderelection_service.backends.sql.postgresql import libpq_conninfo
+
+        return libpq_conninfo(self.url)
 
     def _written(self) -> None:
         if self._changes is not None:
@@ -202,6 +204,11 @@ class SqlLeases:
 
     async def ping(self) -> None:
         await self.db.ping()
+
+    @property
+    def warning(self) -> str | None:
+        """Why this backend, though ready, may not keep the contract (``readiness``)."""
+        return getattr(self.db, "warning", None)
 
     async def wait_for_change(self, timeout: float) -> None:
         if self._changes is None:

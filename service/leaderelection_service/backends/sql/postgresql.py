@@ -2,6 +2,8 @@
 
 Example::
 
+    conninfo = libpq_conninfo(engine_url("postgresql://u@db1:5432,db2:5432/leases"))
+    # "user=u dbname=leases host=db1,db2 port=5432,5432"
     db = PgSql(conninfo, statements, schema, pool_size=10, allow_us=0)
     granted, row = await db.acquire("cron", "host-a", 10_000_000)
     await db.close()
@@ -54,9 +56,11 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import RowFactory, RowMaker, tuple_row
 from psycopg.types.string import TextLoader
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL
 
 from leaderelection_service.backends.batching import Batcher
 from leaderelection_service.backends.sql.engine import first_line
+from leaderelection_service.backends.sql.replication import QUERY, replication_warning
 from leaderelection_service.backends.sql.rows import LeaseRow, row_reader
 from leaderelection_service.backends.sql.schema import SchemaGate, SchemaMissing
 from leaderelection_service.backends.sql.statements import Statements
@@ -80,6 +84,44 @@ def lease_rows(cursor: Any) -> RowMaker[LeaseRow]:
     """psycopg's row factory for lease statements: rows by the cursor's column names."""
     names = tuple(column.name for column in cursor.description or ())
     return row_reader(names) if names else tuple  # a result without rows: none to read
+
+
+def libpq_conninfo(u: URL) -> str:
+    """The libpq connection string of a PostgreSQL ``engine_url`` (hosts listed as libpq wants).
+
+    Query parameters (``target_session_attrs``, ``sslmode``, ``options``, …)
+    pass through; the last of a repeated one counts, as in libpq.
+    """
+    params: dict[str, str] = {}
+    if u.username:
+        params["user"] = u.username
+    if u.password:
+        params["password"] = str(u.password)
+    if u.database:
+        params["dbname"] = u.database
+    if u.host:
+        params["host"] = u.host
+    if u.port:
+        params["port"] = str(u.port)
+    for name, value in u.query.items():
+        if name == "host" and not isinstance(value, str):
+            names, ports = zip(*(_host_port(h) for h in value), strict=True)
+            params["host"] = ",".join(names)
+            if any(ports):
+                params["port"] = ",".join(ports)
+        elif name == "host" and ":" in value and not value.startswith("/"):
+            params["host"], params["port"] = _host_port(value)
+        else:
+            params[name] = value if isinstance(value, str) else value[-1]
+    return make_conninfo("", **params)
+
+
+def _host_port(item: str) -> tuple[str, str]:
+    """``h:5432`` -> (``h``, ``5432``); ``h`` -> (``h``, ``""``); a socket directory as is."""
+    if item.startswith("/") or ":" not in item:
+        return item, ""
+    host, _, port = item.rpartition(":")
+    return host, port
 
 
 def with_index_plans(conninfo: str) -> str:
@@ -197,6 +239,8 @@ class PgSql:
         self._allow_us = allow_us
         self.statements = 0
         """Statements sent (for tests and benchmarks)."""
+        self.warning: str | None = None
+        """Why acknowledged writes could be lost on failover, as of the last ping."""
         # Two batches of each kind in flight keep the connection busy while
         # the next one gathers; the pool is shared with the single statements.
         in_flight = max(1, pool_size // 4)
@@ -336,7 +380,10 @@ class PgSql:
         return await self.fetch(sql, params)
 
     async def ping(self) -> None:
-        await self.execute(self.st.now, {}, tuple_row)
+        """The server answers; also reads whether it replicates synchronously (``warning``)."""
+        rows = await self.execute(QUERY, {}, tuple_row)
+        standbys, names, commit = rows[0]
+        self.warning = replication_warning(int(standbys), str(names), str(commit))
 
     async def close(self) -> None:
         await self.pool.close()
