@@ -12,7 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 from leaderelection_service.backends.sql.engine import engine_url
 from leaderelection_service.backends.sql.postgresql import libpq_conninfo
 from leaderelection_service.backends.sql.replication import replication_warning
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.readiness import Readiness
 
 
