@@ -27,7 +27,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from leaderelection_service import metrics
 from leaderelection_service.api.deps import Backend
-from leaderelection_service.api.schemas import ErrorBody, Lease
+from leaderelection_service.api.schemas import ErrorBody, Lease, Timestamp
 from leaderelection_service.api.security import Caller, ReadableKey, scoped_prefix
 from leaderelection_service.errors import BackendUnavailable, InvalidRequest, LeaseNotFound
 from leaderelection_service.events import EVENT_TYPES, WatchEvent, describe
@@ -77,8 +77,8 @@ class LeaseEvent(BaseModel):
 class TermBody(BaseModel):
     holder: str
     fencing_token: int
-    acquired_at: str = Field(description="RFC 3339 UTC.")
-    ended_at: str | None = Field(description="RFC 3339 UTC; null while the term lasts.")
+    acquired_at: Timestamp = Field(description="RFC 3339 UTC.")
+    ended_at: Timestamp | None = Field(description="RFC 3339 UTC; null while the term lasts.")
     ended_by: str | None = Field(description="released | expired; null while the term lasts.")
 
 

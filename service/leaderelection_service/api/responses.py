@@ -1,0 +1,137 @@
+"""What each route declares it answers: one catalogue of refusals, examples on every answer.
+
+Example::
+
+    @router.post(
+        "/{key}/renew",
+        operation_id="renewLease",
+        responses=answer("The lease, renewed", LEASE)
+        | refused(*WRITES, "not_found", lease_lost="another holder or term has it"),
+    )
+
+Every error answer has the body ``ErrorBody``; a status is declared with the
+codes a route can give under it, each with an example made by the service's
+rules (``api.examples``), and the headers that come with it (``Retry-After``
+on 503, ``WWW-Authenticate`` on 401). These declarations only document: the
+routes answer through ``api.errors`` exactly as before.
+
+A watch stream's 200 names its event model (``LeaseEvent``) by reference.
+FastAPI puts a declared ``model`` of any answer under the route's media type
+or ``application/json``, never ``text/event-stream`` next to JSON errors, so
+the stream declares a plain ``$ref`` and ``with_models`` adds the model to the
+document's components (``LeaseApp.openapi``). Inlining
+``model_json_schema()`` there was the alternative: it carries its own
+``$defs`` and a ``$ref: '#/$defs/Lease'`` that no OpenAPI tool resolves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.openapi.constants import REF_PREFIX
+from pydantic import BaseModel
+
+from leaderelection_service.api.examples import ERRORS
+from leaderelection_service.api.schemas import ErrorBody
+
+Responses = dict[int | str, dict[str, Any]]
+
+_REFUSALS: dict[str, tuple[int, str]] = {
+    "unauthorized": (401, "no valid API token (the service has tokens configured)"),
+    "forbidden": (403, "the token may not do this: read-only, or the key outside its prefix"),
+    "not_found": (404, "the key was never acquired; `lease` is null"),
+    "lease_held": (409, "another holder has the lease; `lease` is its record"),
+    "lease_lost": (409, "another holder or term has the lease, or it was released"),
+    "body_too_large": (413, "the body is larger than the service accepts (invalid_request)"),
+    "invalid_request": (422, "malformed body, bad key or parameter, ttl out of range"),
+    "internal": (500, "a bug: logged with its trace by the service, answered without one"),
+    "backend_unavailable": (503, "the backend cannot be reached or answered in time"),
+}
+"""Each example of ``api.examples.ERRORS``: its status, and what it means by default."""
+
+COMMON = ("unauthorized", "forbidden", "invalid_request", "internal", "backend_unavailable")
+"""What any lease route may answer besides its own refusals."""
+WRITES = (*COMMON, "body_too_large")
+"""The same for a route with a request body."""
+
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": 'The bearer challenge: `Bearer realm="leaderelection"`.',
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "Whole seconds to wait before retrying, at least 1.",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+            "example": 1,
+        }
+    },
+}
+
+
+def answer(
+    description: str, example: Any, *, summary: str | None = None, media_type: str | None = None
+) -> Responses:
+    """The 200 answer: its description and an example (in the route's JSON by default)."""
+    content: dict[str, Any] = {"examples": {"answer": {"summary": summary or description}}}
+    content["examples"]["answer"]["value"] = example
+    if media_type is not None:
+        content["schema"] = {"type": "string"}
+    return {200: {"description": description, "content": {media_type or "application/json": content}}}
+
+
+def stream(description: str, model: type[BaseModel], example: dict[str, Any]) -> Responses:
+    """The 200 of a Server-Sent Events route: ``data:`` of every event is ``model``."""
+    return {
+        200: {
+            "description": description,
+            "content": {
+                "text/event-stream": {
+                    "schema": {"$ref": f"{REF_PREFIX}{model.__name__}"},
+                    "examples": {
+                        "event": {"summary": "The `data:` of one event", "value": example}
+                    },
+                }
+            },
+        }
+    }
+
+
+def refused(*names: str, **texts: str) -> Responses:
+    """The error answers of a route: ``names`` with their default text, ``texts`` with its own.
+
+    Codes that share a status are listed together under it, each with its example.
+    """
+    cases = {name: _REFUSALS[name][1] for name in names} | texts
+    out: Responses = {}
+    for name, text in cases.items():
+        status = _REFUSALS[name][0]
+        code = ERRORS[name]["error"]
+        entry = out.setdefault(
+            status,
+            {"model": ErrorBody, "description": "", "content": {"application/json": {}}},
+        )
+        entry["description"] += f"{'; ' if entry['description'] else ''}`{code}`: {text}"
+        examples = entry["content"]["application/json"].setdefault("examples", {})
+        examples[name] = {"summary": text, "value": ERRORS[name]}
+        if status in _HEADERS:
+            entry["headers"] = _HEADERS[status]
+    return out
+
+
+def with_models(document: dict[str, Any], *models: type[BaseModel]) -> dict[str, Any]:
+    """Add ``models`` (and the models they use) to the document's components."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        schema = model.model_json_schema(
+            ref_template=REF_PREFIX + "{model}", mode="serialization"
+        )
+        for name, used in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, used)
+        schemas[model.__name__] = schema
+    document["components"]["schemas"] = dict(sorted(schemas.items()))
+    return document
