@@ -107,9 +107,7 @@ ERRORS: dict[str, dict[str, Any]] = {
     "not_found": _error(refusals.never_acquired("cron-weekly")),
     "invalid_request": _plain("invalid_request", "ttl: must be between 0.5 and 3600 seconds"),
     "body_too_large": _plain("invalid_request", "request body larger than 16384 bytes"),
-    "unauthorized": _plain(
-        "unauthorized", "missing API token: send Authorization: Bearer <token>"
-    ),
+    "unauthorized": _plain("unauthorized", "missing API token: send Authorization: Bearer <token>"),
     "forbidden": _plain(
         "forbidden",
         "key 'billing.cron' is outside the prefix 'cron-' of token #2 (write, prefix 'cron-')",

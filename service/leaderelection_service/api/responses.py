@@ -19,17 +19,22 @@ A watch stream's 200 names its event model (``LeaseEvent``) by reference.
 FastAPI puts a declared ``model`` of any answer under the route's media type
 or ``application/json``, never ``text/event-stream`` next to JSON errors, so
 the stream declares a plain ``$ref`` and ``with_models`` adds the model to the
-document's components (``LeaseApp.openapi``). Inlining
+document's components (``LeaseApp.openapi``, which also restores the nulls of
+examples: ``with_examples``). Inlining
 ``model_json_schema()`` there was the alternative: it carries its own
 ``$defs`` and a ``$ref: '#/$defs/Lease'`` that no OpenAPI tool resolves.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi.openapi.constants import REF_PREFIX
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
 from leaderelection_service.api.examples import ERRORS
 from leaderelection_service.api.schemas import ErrorBody
@@ -38,11 +43,14 @@ Responses = dict[int | str, dict[str, Any]]
 
 _REFUSALS: dict[str, tuple[int, str]] = {
     "unauthorized": (401, "no valid API token (the service has tokens configured)"),
-    "forbidden": (403, "the token may not do this: read-only, or the key outside its prefix"),
+    "forbidden": (
+        403,
+        "the token may not do this: it is read-only, or the key is outside its prefix",
+    ),
     "not_found": (404, "the key was never acquired; `lease` is null"),
     "lease_held": (409, "another holder has the lease; `lease` is its record"),
     "lease_lost": (409, "another holder or term has the lease, or it was released"),
-    "body_too_large": (413, "the body is larger than the service accepts (invalid_request)"),
+    "body_too_large": (413, "the body is larger than the service accepts"),
     "invalid_request": (422, "malformed body, bad key or parameter, ttl out of range"),
     "internal": (500, "a bug: logged with its trace by the service, answered without one"),
     "backend_unavailable": (503, "the backend cannot be reached or answered in time"),
@@ -81,7 +89,9 @@ def answer(
     content["examples"]["answer"]["value"] = example
     if media_type is not None:
         content["schema"] = {"type": "string"}
-    return {200: {"description": description, "content": {media_type or "application/json": content}}}
+    return {
+        200: {"description": description, "content": {media_type or "application/json": content}}
+    }
 
 
 def stream(description: str, model: type[BaseModel], example: dict[str, Any]) -> Responses:
@@ -120,16 +130,35 @@ def refused(*names: str, **texts: str) -> Responses:
         examples[name] = {"summary": text, "value": ERRORS[name]}
         if status in _HEADERS:
             entry["headers"] = _HEADERS[status]
-    return out
+    return dict(sorted(out.items()))
+
+
+def with_examples(document: dict[str, Any], routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    """Put back the answers' examples as the routes declare them.
+
+    FastAPI drops every null from the document it builds, the values of
+    examples included: an error's ``"lease": null`` and a last page's
+    ``"next_cursor": null`` would vanish, and the examples would no longer be
+    what the wire carries nor match their schemas.
+    """
+    for route in routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        for method in route.methods:
+            operation = document["paths"][route.path_format][method.lower()]
+            for status, declared in route.responses.items():
+                for media_type, content in declared.get("content", {}).items():
+                    if "examples" in content:
+                        served = operation["responses"][str(status)]["content"][media_type]
+                        served["examples"] = copy.deepcopy(content["examples"])
+    return document
 
 
 def with_models(document: dict[str, Any], *models: type[BaseModel]) -> dict[str, Any]:
     """Add ``models`` (and the models they use) to the document's components."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for model in models:
-        schema = model.model_json_schema(
-            ref_template=REF_PREFIX + "{model}", mode="serialization"
-        )
+        schema = model.model_json_schema(ref_template=REF_PREFIX + "{model}", mode="serialization")
         for name, used in schema.pop("$defs", {}).items():
             schemas.setdefault(name, used)
         schemas[model.__name__] = schema
