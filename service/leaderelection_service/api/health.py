@@ -15,8 +15,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from leaderelection_service import __version__
+from leaderelection_service.api import examples
 from leaderelection_service.api.deps import Backend
-from leaderelection_service.api.schemas import ErrorBody, Health, Ready
+from leaderelection_service.api.responses import answer, refused
+from leaderelection_service.api.schemas import Health, Ready
 from leaderelection_service.errors import BackendUnavailable
 
 log = logging.getLogger("leaderelection")
@@ -24,7 +26,13 @@ log = logging.getLogger("leaderelection")
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health, summary="The process is alive")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    operation_id="health",
+    responses=answer("Alive, and its version", examples.HEALTH) | refused("internal"),
+    summary="The process is alive",
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
@@ -32,7 +40,12 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=Ready,
-    responses={503: {"model": ErrorBody, "description": "backend_unavailable"}},
+    operation_id="ready",
+    responses=answer("The backend answered; its kind", examples.READY)
+    | refused(
+        "internal",
+        backend_unavailable="the backend does not answer; the service log says why",
+    ),
     summary="The backend answers",
 )
 async def readyz(backend: Backend) -> JSONResponse:

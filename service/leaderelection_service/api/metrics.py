@@ -8,8 +8,9 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from leaderelection_service import metrics
+from leaderelection_service.api import examples
 from leaderelection_service.api.deps import AppSettings, Backend
-from leaderelection_service.api.schemas import ErrorBody
+from leaderelection_service.api.responses import answer, refused
 from leaderelection_service.api.security import Caller
 from leaderelection_service.errors import Forbidden, LeaseError
 from leaderelection_service.records import LeaseView
@@ -22,11 +23,9 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={
-        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
-        401: {"model": ErrorBody, "description": "unauthorized: no valid API token"},
-        403: {"model": ErrorBody, "description": "forbidden: a token limited to a prefix"},
-    },
+    operation_id="metrics",
+    responses=answer("Prometheus text format", examples.METRICS, media_type="text/plain")
+    | refused("unauthorized", "internal", forbidden="a token limited to a prefix"),
     summary="Prometheus metrics of this process (all workers' with --workers N)",
 )
 async def prometheus_metrics(backend: Backend, settings: AppSettings, who: Caller) -> Response:

@@ -95,9 +95,11 @@ class LeaseList(BaseModel):
 class ErrorBody(BaseModel):
     """Every error answer, whatever the status."""
 
-    error: ErrorCode
-    message: str
-    lease: Lease | None = None
+    error: ErrorCode = Field(description="What went wrong, for programs: one code per kind.")
+    message: str = Field(description="What went wrong, for people.")
+    lease: Lease | None = Field(
+        description="The current record for `lease_held` and `lease_lost`; otherwise null."
+    )
 
 
 class Health(BaseModel):

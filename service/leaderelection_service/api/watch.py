@@ -26,8 +26,10 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from leaderelection_service import metrics
+from leaderelection_service.api import examples
 from leaderelection_service.api.deps import Backend
-from leaderelection_service.api.schemas import ErrorBody, Lease, Timestamp
+from leaderelection_service.api.responses import COMMON, answer, refused, stream
+from leaderelection_service.api.schemas import Lease, Timestamp
 from leaderelection_service.api.security import Caller, ReadableKey, scoped_prefix
 from leaderelection_service.errors import BackendUnavailable, InvalidRequest, LeaseNotFound
 from leaderelection_service.events import EVENT_TYPES, WatchEvent, describe
@@ -51,7 +53,10 @@ def get_hub(request: Request) -> WatchHub:
 Hub = Annotated[WatchHub, Depends(get_hub)]
 Renewed = Annotated[
     bool,
-    Query(description="Also send `renewed` events (every renewal of every watched lease)."),
+    Query(
+        description="Also send `renewed` events (every renewal of every watched lease).",
+        examples=[False],
+    ),
 ]
 LastEventId = Annotated[
     str | None,
@@ -59,6 +64,7 @@ LastEventId = Annotated[
         alias="Last-Event-ID",
         max_length=200,
         description="`KEY:VERSION` of the last event received: resume after it.",
+        examples=[examples.LAST_EVENT_ID],
     ),
 ]
 
@@ -88,18 +94,21 @@ class LeaseHistory(BaseModel):
     terms: list[TermBody] = Field(description="Oldest first; the last is the current term.")
 
 
-_SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "An endless `text/event-stream`: `event:` one of "
-        + ", ".join(EVENT_TYPES)
-        + "; `id:` KEY:VERSION; `data:` a LeaseEvent as JSON.",
-        "content": {"text/event-stream": {"schema": LeaseEvent.model_json_schema()}},
-    },
-    401: {"model": ErrorBody, "description": "unauthorized: no valid API token"},
-    403: {"model": ErrorBody, "description": "forbidden: the key or prefix is outside the token's"},
-    422: {"model": ErrorBody, "description": "invalid_request: bad key, prefix or Last-Event-ID"},
-    503: {"model": ErrorBody, "description": "backend_unavailable, or too many open streams"},
-}
+_STREAM = (
+    "An endless `text/event-stream`: `event:` one of "
+    + ", ".join(EVENT_TYPES)
+    + "; `id:` KEY:VERSION; `data:` a LeaseEvent as JSON. A stream begins with the current "
+    "state of each key it covers (`replay` true). One event as sent:\n\n```\n"
+    + examples.STREAM
+    + "```"
+)
+_STREAM_REFUSALS = refused(
+    *COMMON,
+    forbidden="the key or prefix is outside the token's prefix",
+    invalid_request="bad key or prefix, or a Last-Event-ID that is not KEY:VERSION of this stream",
+    backend_unavailable="the backend cannot be reached, or this process has no room for "
+    "another stream (`Retry-After: 5`)",
+)
 
 
 def parse_last_event_id(value: str | None) -> tuple[str, int] | None:
@@ -170,7 +179,8 @@ def _subscribe(hub: WatchHub, **what: Any) -> Subscription:
 @router.get(
     "/leases/{key}/watch",
     response_class=EventSourceResponse,
-    responses=_SSE_RESPONSES,
+    operation_id="watchLease",
+    responses=stream(_STREAM, LeaseEvent, examples.LEASE_EVENT) | _STREAM_REFUSALS,
     summary="Watch one lease: its current state, then every change (Server-Sent Events)",
 )
 async def watch_key(
@@ -197,7 +207,8 @@ async def watch_key(
 @router.get(
     "/watch",
     response_class=EventSourceResponse,
-    responses=_SSE_RESPONSES,
+    operation_id="watchLeases",
+    responses=stream(_STREAM, LeaseEvent, examples.LEASE_EVENT) | _STREAM_REFUSALS,
     summary="Watch every lease under a key prefix (Server-Sent Events)",
 )
 async def watch_prefix(
@@ -205,7 +216,12 @@ async def watch_prefix(
     hub: Hub,
     who: Caller,
     prefix: Annotated[
-        str, Query(pattern=PREFIX_PATTERN, description="Key prefix; empty: every key.")
+        str,
+        Query(
+            pattern=PREFIX_PATTERN,
+            description="Key prefix; empty: every key.",
+            examples=[examples.PREFIX],
+        ),
     ] = "",
     renewed: Renewed = False,
     last_event_id: LastEventId = None,
@@ -224,13 +240,9 @@ async def watch_prefix(
 @router.get(
     "/leases/{key}/history",
     response_model=LeaseHistory,
-    responses={
-        401: {"model": ErrorBody, "description": "unauthorized: no valid API token"},
-        403: {"model": ErrorBody, "description": "forbidden: the key is outside the token's"},
-        404: {"model": ErrorBody, "description": "not_found: the key was never acquired"},
-        422: {"model": ErrorBody, "description": "invalid_request: bad key"},
-        503: {"model": ErrorBody, "description": "backend_unavailable, with Retry-After"},
-    },
+    operation_id="leaseHistory",
+    responses=answer("The key's terms, oldest first", examples.HISTORY)
+    | refused(*COMMON, "not_found"),
     summary=f"A key's last {HISTORY_LIMIT} leadership terms, kept by the backend",
 )
 async def history(key: ReadableKey, backend: Backend) -> dict[str, Any]:
