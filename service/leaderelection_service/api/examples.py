@@ -25,7 +25,13 @@ from typing import Any
 from leaderelection_service import refusals
 from leaderelection_service.events import describe
 from leaderelection_service.leases import decide_acquire, decide_release, decide_renew
-from leaderelection_service.records import HISTORY_LIMIT, LeaseRecord, LeaseView
+from leaderelection_service.records import (
+    HISTORY_LIMIT,
+    KEY_PATTERN,
+    PREFIX_PATTERN,
+    LeaseRecord,
+    LeaseView,
+)
 
 KEY = "cron-nightly"
 HOLDER = "host-a-4242-9f1c"
@@ -105,7 +111,16 @@ ERRORS: dict[str, dict[str, Any]] = {
     "lease_held": _error(refusals.held(KEY, LeaseView(_RENEWED, _NOW))),
     "lease_lost": _error(refusals.lost(KEY, LeaseView(_RENEWED, _NOW), OTHER, 1)),
     "not_found": _error(refusals.never_acquired("cron-weekly")),
-    "invalid_request": _plain("invalid_request", "ttl: must be between 0.5 and 3600 seconds"),
+    "invalid_body": _plain("invalid_request", "ttl: must be between 0.5 and 3600 seconds, got 0.1"),
+    "invalid_key": _plain(
+        "invalid_request", f"path.key: String should match pattern '{KEY_PATTERN}'"
+    ),
+    "invalid_prefix": _plain(
+        "invalid_request", f"query.prefix: String should match pattern '{PREFIX_PATTERN}'"
+    ),
+    "invalid_last_event_id": _plain(
+        "invalid_request", "Last-Event-ID: must be KEY:VERSION as sent in an event's id"
+    ),
     "body_too_large": _plain("invalid_request", "request body larger than 16384 bytes"),
     "unauthorized": _plain("unauthorized", "missing API token: send Authorization: Bearer <token>"),
     "forbidden": _plain(

@@ -118,7 +118,9 @@ async def release(
     response_model=Lease,
     operation_id="getLease",
     responses=answer("The lease as the service's clock sees it now", examples.LEASE)
-    | refused(*COMMON, "not_found"),
+    | refused(
+        *COMMON, "invalid_key", "not_found", forbidden="the key is outside the token's prefix"
+    ),
     summary="Look up a lease",
 )
 async def lookup(key: ReadableKey, backend: Backend) -> Response:
@@ -152,7 +154,7 @@ def decode_cursor(cursor: str) -> str:
     response_model=LeaseList,
     operation_id="listLeases",
     responses=answer("A page of leases; `next_cursor` null on the last", examples.LEASE_LIST)
-    | refused(*COMMON),
+    | refused(*COMMON, "invalid_prefix", forbidden="the prefix is outside the token's prefix"),
     summary="List leases by key prefix, ordered by key, a page at a time",
 )
 async def list_leases(

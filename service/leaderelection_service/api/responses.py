@@ -51,16 +51,19 @@ _REFUSALS: dict[str, tuple[int, str]] = {
     "lease_held": (409, "another holder has the lease; `lease` is its record"),
     "lease_lost": (409, "another holder or term has the lease, or it was released"),
     "body_too_large": (413, "the body is larger than the service accepts"),
-    "invalid_request": (422, "malformed body, bad key or parameter, ttl out of range"),
+    "invalid_key": (422, "the key does not match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
+    "invalid_body": (422, "a malformed body, or a ttl out of the service's range"),
+    "invalid_prefix": (422, "a prefix, limit or cursor out of its range"),
+    "invalid_last_event_id": (422, "a Last-Event-ID not KEY:VERSION, or naming another key"),
     "internal": (500, "a bug: logged with its trace by the service, answered without one"),
     "backend_unavailable": (503, "the backend cannot be reached or answered in time"),
 }
 """Each example of ``api.examples.ERRORS``: its status, and what it means by default."""
 
-COMMON = ("unauthorized", "forbidden", "invalid_request", "internal", "backend_unavailable")
+COMMON = ("unauthorized", "forbidden", "internal", "backend_unavailable")
 """What any lease route may answer besides its own refusals."""
-WRITES = (*COMMON, "body_too_large")
-"""The same for a route with a request body."""
+WRITES = (*COMMON, "invalid_key", "invalid_body", "body_too_large")
+"""The same for acquire, renew and release."""
 
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {
@@ -114,22 +117,25 @@ def stream(description: str, model: type[BaseModel], example: dict[str, Any]) ->
 def refused(*names: str, **texts: str) -> Responses:
     """The error answers of a route: ``names`` with their default text, ``texts`` with its own.
 
-    Codes that share a status are listed together under it, each with its example.
+    Cases that share a status are declared together under it, each with its
+    example; the description names each code with what it means here.
     """
     cases = {name: _REFUSALS[name][1] for name in names} | texts
     out: Responses = {}
+    meanings: dict[int, dict[str, list[str]]] = {}
     for name, text in cases.items():
         status = _REFUSALS[name][0]
         code = ERRORS[name]["error"]
-        entry = out.setdefault(
-            status,
-            {"model": ErrorBody, "description": "", "content": {"application/json": {}}},
-        )
-        entry["description"] += f"{'; ' if entry['description'] else ''}`{code}`: {text}"
+        entry = out.setdefault(status, {"model": ErrorBody, "content": {"application/json": {}}})
         examples = entry["content"]["application/json"].setdefault("examples", {})
         examples[name] = {"summary": text, "value": ERRORS[name]}
+        meanings.setdefault(status, {}).setdefault(code, []).append(text)
         if status in _HEADERS:
             entry["headers"] = _HEADERS[status]
+    for status, by_code in meanings.items():
+        out[status]["description"] = "; ".join(
+            f"`{code}`: {', or '.join(said)}" for code, said in by_code.items()
+        )
     return dict(sorted(out.items()))
 
 

@@ -102,10 +102,9 @@ _STREAM = (
     + examples.STREAM
     + "```"
 )
-_STREAM_REFUSALS = refused(
-    *COMMON,
+_OUTSIDE = "the key is outside the token's prefix"
+_STREAM_TEXTS = dict(
     forbidden="the key or prefix is outside the token's prefix",
-    invalid_request="bad key or prefix, or a Last-Event-ID that is not KEY:VERSION of this stream",
     backend_unavailable="the backend cannot be reached, or this process has no room for "
     "another stream (`Retry-After: 5`)",
 )
@@ -180,7 +179,8 @@ def _subscribe(hub: WatchHub, **what: Any) -> Subscription:
     "/leases/{key}/watch",
     response_class=EventSourceResponse,
     operation_id="watchLease",
-    responses=stream(_STREAM, LeaseEvent, examples.LEASE_EVENT) | _STREAM_REFUSALS,
+    responses=stream(_STREAM, LeaseEvent, examples.LEASE_EVENT)
+    | refused(*COMMON, "invalid_key", "invalid_last_event_id", **_STREAM_TEXTS),
     summary="Watch one lease: its current state, then every change (Server-Sent Events)",
 )
 async def watch_key(
@@ -208,7 +208,8 @@ async def watch_key(
     "/watch",
     response_class=EventSourceResponse,
     operation_id="watchLeases",
-    responses=stream(_STREAM, LeaseEvent, examples.LEASE_EVENT) | _STREAM_REFUSALS,
+    responses=stream(_STREAM, LeaseEvent, examples.LEASE_EVENT)
+    | refused(*COMMON, "invalid_prefix", "invalid_last_event_id", **_STREAM_TEXTS),
     summary="Watch every lease under a key prefix (Server-Sent Events)",
 )
 async def watch_prefix(
@@ -242,7 +243,7 @@ async def watch_prefix(
     response_model=LeaseHistory,
     operation_id="leaseHistory",
     responses=answer("The key's terms, oldest first", examples.HISTORY)
-    | refused(*COMMON, "not_found"),
+    | refused(*COMMON, "invalid_key", "not_found", forbidden=_OUTSIDE),
     summary=f"A key's last {HISTORY_LIMIT} leadership terms, kept by the backend",
 )
 async def history(key: ReadableKey, backend: Backend) -> dict[str, Any]:
