@@ -11,6 +11,7 @@ runs it against a live service.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,10 @@ def test_every_example_is_valid_against_its_schema(doc: dict[str, Any]) -> None:
             errors = [e.message for e in validator.iter_errors(example)]
             assert not errors, f"{pointer}: {errors}"
             checked += 1
+            if pointer.endswith("/text~1event-stream/schema"):  # data: JSON of its own schema
+                data = _validator(doc, f"{pointer}/properties/data/contentSchema")
+                data.validate(json.loads(example["data"]))
+                checked += 1
     assert checked > 50
 
 

@@ -18,8 +18,8 @@ routes answer through ``api.errors`` exactly as before.
 A watch stream's 200 names its event model (``LeaseEvent``) by reference.
 FastAPI puts a declared ``model`` of any answer under the route's media type
 or ``application/json``, never ``text/event-stream`` next to JSON errors, so
-the stream declares a plain ``$ref`` and ``with_models`` adds the model to the
-document's components (``LeaseApp.openapi``, which also restores the nulls of
+the stream declares a plain ``$ref`` (``stream``) and ``with_models`` adds the
+model to the document's components (``LeaseApp.openapi``, which also restores the nulls of
 examples: ``with_examples``). Inlining
 ``model_json_schema()`` there was the alternative: it carries its own
 ``$defs`` and a ``$ref: '#/$defs/Lease'`` that no OpenAPI tool resolves.
@@ -28,6 +28,7 @@ examples: ``with_examples``). Inlining
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -97,17 +98,42 @@ def answer(
     }
 
 
-def stream(description: str, model: type[BaseModel], example: dict[str, Any]) -> Responses:
-    """The 200 of a Server-Sent Events route: ``data:`` of every event is ``model``."""
+def stream(
+    description: str, model: type[BaseModel], types: tuple[str, ...], example: dict[str, Any]
+) -> Responses:
+    """The 200 of a Server-Sent Events route whose every event's ``data:`` is ``model`` as JSON.
+
+    The schema describes one event (its ``event``, ``id`` and ``data`` fields),
+    as OpenAPI 3.2 does a stream's ``itemSchema`` and as schemathesis reads a
+    ``text/event-stream`` schema; ``data`` is a string of JSON whose
+    ``contentSchema`` is the model. ``example`` is one event's data.
+    """
+    event = {
+        "type": "object",
+        "required": ["event", "id", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": list(types)},
+            "id": {"type": "string", "description": "KEY:VERSION"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": f"{REF_PREFIX}{model.__name__}"},
+            },
+            "retry": {"type": "integer", "description": "Milliseconds to wait to reconnect."},
+        },
+    }
+    value = {
+        "event": example["type"],
+        "id": f"{example['key']}:{example['version']}",
+        "data": json.dumps(example, separators=(",", ":")),
+    }
     return {
         200: {
             "description": description,
             "content": {
                 "text/event-stream": {
-                    "schema": {"$ref": f"{REF_PREFIX}{model.__name__}"},
-                    "examples": {
-                        "event": {"summary": "The `data:` of one event", "value": example}
-                    },
+                    "schema": event,
+                    "examples": {"event": {"summary": "One event", "value": value}},
                 }
             },
         }

@@ -179,7 +179,7 @@ def _subscribe(hub: WatchHub, **what: Any) -> Subscription:
     "/leases/{key}/watch",
     response_class=EventSourceResponse,
     operation_id="watchLease",
-    responses=stream(_STREAM, LeaseEvent, examples.LEASE_EVENT)
+    responses=stream(_STREAM, LeaseEvent, EVENT_TYPES, examples.LEASE_EVENT)
     | refused(*COMMON, "invalid_key", "invalid_last_event_id", **_STREAM_TEXTS),
     summary="Watch one lease: its current state, then every change (Server-Sent Events)",
 )
@@ -208,7 +208,7 @@ async def watch_key(
     "/watch",
     response_class=EventSourceResponse,
     operation_id="watchLeases",
-    responses=stream(_STREAM, LeaseEvent, examples.LEASE_EVENT)
+    responses=stream(_STREAM, LeaseEvent, EVENT_TYPES, examples.LEASE_EVENT)
     | refused(*COMMON, "invalid_prefix", "invalid_last_event_id", **_STREAM_TEXTS),
     summary="Watch every lease under a key prefix (Server-Sent Events)",
 )
