@@ -105,11 +105,14 @@ def test_openapi_declares_bearer_on_every_operation_but_the_probes(
     http: httpx.Client, tokens: TokenSet
 ) -> None:
     doc = http.get("/openapi.json", headers=tokens.header("reader")).json()
-    assert doc["components"]["securitySchemes"]["bearer"] == {
+    scheme = doc["components"]["securitySchemes"]["bearer"]
+    assert {k: v for k, v in scheme.items() if k != "description"} == {
         "type": "http",
         "scheme": "bearer",
-        "description": doc["components"]["securitySchemes"]["bearer"]["description"],
     }
+    # the description tells a client where tokens come from and which routes need none
+    for words in ("token file", "LEADERELECTION_AUTH_FILE", "/healthz", "/readyz"):
+        assert words in scheme["description"], (words, scheme["description"])
     for path, item in doc["paths"].items():
         for method, op in item.items():
             declared = op.get("security") == [{"bearer": []}]
@@ -205,6 +208,29 @@ def test_scoped_write_token_works_inside_its_prefix_only(
         headers=a,
     )
     assert released.status_code == 200 and released.json()["held"] is False
+
+
+def test_scoped_read_token_cannot_write_inside_its_own_prefix(
+    http: httpx.Client, tokens: TokenSet
+) -> None:
+    """The prefix widens nothing: inside it a read token still only reads."""
+    held = acquire(http, tokens, "admin", "team-a.ro", holder="owner")
+    ra = tokens.header("team_a_reader")
+    assert public(http.get("/v1/leases/team-a.ro", headers=ra).json()) == public(held)
+    token = {"holder": "owner", "fencing_token": held["fencing_token"]}
+    for path, body in [
+        ("/v1/leases/team-a.ro/acquire", {"holder": "owner", "ttl": 5}),
+        ("/v1/leases/team-a.ro/acquire", {"holder": "other", "ttl": 5}),
+        ("/v1/leases/team-a.ro/renew", token),
+        ("/v1/leases/team-a.ro/release", token),
+        ("/v1/leases/team-a.ro-new/acquire", {"holder": "x", "ttl": 5}),
+    ]:
+        r = http.post(path, json=body, headers=ra)
+        assert_error(r, 403, "forbidden")
+        assert "may only read" in r.json()["message"], r.json()
+    admin = tokens.header("admin")
+    assert public(http.get("/v1/leases/team-a.ro", headers=admin).json()) == public(held)
+    assert http.get("/v1/leases/team-a.ro-new", headers=admin).status_code == 404
 
 
 def test_scoped_listing_is_narrowed_or_refused(http: httpx.Client, tokens: TokenSet) -> None:

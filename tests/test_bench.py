@@ -35,3 +35,20 @@ def test_bench_throughput_section_runs_on_the_file_backend(tmp_path: Path) -> No
         # distinct keys, each renewed by its holder with its token: every answer a 200
         assert r["ok"] == r["requests"] > 0, r
         assert r["errors"] == r["conflict"] == 0, r
+
+
+def test_bench_attack_runs_one_attack(tmp_path: Path) -> None:
+    out = tmp_path / "attack.json"
+    cmd = [sys.executable, str(REPO / "bench" / "attack.py"), "--attacks", "slowloris",
+           "--duration", "1", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "p99 ms" in proc.stdout  # the table was printed
+    rows = json.loads(out.read_text())
+    assert [(r["attack"], r["attackers"]) for r in rows] == [
+        ("none", 0),
+        ("slowloris", 1),
+        ("slowloris", 4),
+    ]
+    assert all(r["renewals"] > 0 for r in rows), rows
+    assert rows[1]["attack_ops"] > 0 and rows[2]["attack_ops"] > 0, rows  # the attack ran

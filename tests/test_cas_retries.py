@@ -11,7 +11,7 @@ import pytest
 from leaderelection_service import leases
 from leaderelection_service.backends.memory import MemoryStore
 from leaderelection_service.errors import BackendUnavailable
-from leaderelection_service.leases import BACKOFF_CAP, CasLeases, backoff
+from leaderelection_service.leases import CasLeases, backoff
 from leaderelection_service.records import LeaseRecord
 
 
@@ -44,8 +44,8 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return seen
 
 
-async def held_by_a(store: RivalStore) -> tuple[CasLeases, int]:
-    lease = CasLeases(store)
+async def held_by_a(store: RivalStore, max_attempts: int = 16) -> tuple[CasLeases, int]:
+    lease = CasLeases(store, max_attempts=max_attempts)
     view = await lease.acquire("k", "a", 10.0)
     store.attempts = 0
     return lease, view.record.fencing_token
@@ -56,24 +56,32 @@ async def test_renew_wins_after_losing_races(waits: list[float]) -> None:
     lease, token = await held_by_a(store)
     view = await lease.renew("k", "a", token, None)
     assert view.record.holder == "a" and view.record.fencing_token == token
-    assert store.attempts == 6
-    # the first retry goes at once; each later one waits a jittered, capped time
+    assert store.attempts == 6  # five lost, the sixth won
+    # the first retry goes at once; each of the three later ones waits at most 50 ms
     assert len(waits) == 4
-    assert all(0.0 <= w <= BACKOFF_CAP for w in waits)
+    assert all(0.0 <= w <= 0.05 for w in waits), waits
 
 
-async def test_every_attempt_lost_is_unavailable_not_lost(waits: list[float]) -> None:
+@pytest.mark.parametrize("max_attempts", [1, 2, 7])
+async def test_every_attempt_lost_is_unavailable_not_lost(
+    waits: list[float], max_attempts: int
+) -> None:
     store = RivalStore(losses=10_000)
-    lease, token = await held_by_a(store)
+    lease, token = await held_by_a(store, max_attempts)
     with pytest.raises(BackendUnavailable, match="contended"):
         await lease.renew("k", "a", token, None)
-    assert store.attempts == 16
-    assert len(waits) == 14
+    assert store.attempts == max_attempts
+    assert len(waits) == max(0, max_attempts - 2)  # no wait before the first retry
 
 
-def test_backoff_doubles_up_to_the_cap() -> None:
-    for attempt in range(2, 20):
-        bound = min(BACKOFF_CAP, leases.BACKOFF_BASE * 2**attempt)
-        samples = [backoff(attempt) for _ in range(200)]
-        assert all(0.0 <= s <= bound for s in samples)
-        assert max(samples) > bound / 2  # jitter spans the range, not one point
+# Upper bound of the wait before attempt n (0-based): 1 ms doubling, capped at 50 ms.
+BOUNDS = {2: 0.004, 3: 0.008, 4: 0.016, 5: 0.032, 6: 0.05, 7: 0.05, 19: 0.05}
+
+
+@pytest.mark.parametrize(("attempt", "bound"), sorted(BOUNDS.items()))
+def test_backoff_doubles_up_to_the_cap(attempt: int, bound: float) -> None:
+    samples = [backoff(attempt) for _ in range(400)]
+    assert all(0.0 <= s <= bound for s in samples), max(samples)
+    # full jitter spans the range: a sample in its top quarter and one in its bottom
+    # quarter (each misses 400 draws with probability 0.75**400, about 1e-50)
+    assert max(samples) > 0.75 * bound and min(samples) < 0.25 * bound

@@ -20,14 +20,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.needs import missing
 from support.procs import ServiceProcess, wait_until
 from support.tokens import TokenSet
 
 TTL = 5.0
 RETRY = 0.5
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="the parent-death signal is Linux only"
-)
+
+
+@pytest.fixture(autouse=True)
+def _linux_only() -> None:
+    # The parent-death signal (prctl PR_SET_PDEATHSIG) is Linux only.
+    if not sys.platform.startswith("linux"):
+        missing(f"Linux's parent-death signal (this is {sys.platform})", "Run on Linux.")
+
 
 CHILD = """\
 import os, signal, sys, time

@@ -159,7 +159,11 @@ def _answer(status: int, body: object, headers: dict[str, str] | None = None) ->
             lambda e: e.message == "x",
         ),
         (_answer(200, {"not": "a lease"}), InternalError, lambda e: "not a lease" in e.message),
-        (_answer(200, b"garbage"), InternalError, lambda e: True),
+        (
+            _answer(200, b"garbage"),
+            InternalError,
+            lambda e: e.status == 200 and "not a lease" in e.message,
+        ),
     ],
 )
 def test_answers_map_to_the_tree(

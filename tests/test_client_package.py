@@ -29,6 +29,7 @@ PUBLIC = [
     "LeaseNotFound",
     "RequestTimeout",
     "ServiceError",
+    "TooManyRequests",
     "TransportError",
     "Unauthorized",
     "Watch",
@@ -36,10 +37,30 @@ PUBLIC = [
 ]
 
 
+# the exceptions whose names do not end in "Error"
+ERRORS = [
+    "BackendUnavailable",
+    "Forbidden",
+    "LeaseHeld",
+    "LeaseLost",
+    "LeaseNotFound",
+    "RequestTimeout",
+    "Unauthorized",
+]
+
+
 def test_public_names_are_pinned() -> None:
     assert sorted(leaderelection.__all__) == PUBLIC
     for name in PUBLIC:
-        assert getattr(leaderelection, name) is not None
+        if name == "__version__":
+            continue  # tests/test_version.py checks it against pyproject.toml
+        obj = getattr(leaderelection, name)
+        # each name is the class of that name from one of the package's own modules
+        assert isinstance(obj, type) and obj.__name__ == name, name
+        assert obj.__module__.startswith("leaderelection."), (name, obj.__module__)
+    errors = [n for n in PUBLIC if n.endswith("Error") or n in ERRORS]
+    for name in errors:
+        assert issubclass(getattr(leaderelection, name), Exception), name
 
 
 def test_module_docstrings_open_with_an_example() -> None:

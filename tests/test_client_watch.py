@@ -15,7 +15,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from leaderelection import AsyncLeaseClient, Config, InvalidRequest, LeaseClient, LeaseEvent
 from leaderelection.watch import SseParser
@@ -24,6 +26,16 @@ from support.procs import ServiceProcess, wait_until
 
 SLOW_RETRY = Config(term=10, renew=3, retry=10)
 HANDOFF_BOUND = 5.0  # far below the 7.5 s a polling follower waits at least
+
+
+def streams(url: str) -> float:
+    """The service's open watch streams (its ``leaderelection_watch_subscribers`` gauge)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "leaderelection_watch_subscribers":
+                return sample.value
+    raise AssertionError("no leaderelection_watch_subscribers in /metrics")
 
 
 @pytest.fixture(scope="module")
@@ -116,16 +128,20 @@ def test_follower_takes_over_at_once_after_a_graceful_release(
     electors: Electors, svc: ServiceProcess, client: LeaseClient
 ) -> None:
     key = f"cw.handoff-{electors.kind}"
-    leader = electors.new(svc.url, key, identity="leader", config=SLOW_RETRY)
+    # the leader does not watch: the one stream counted below is the follower's
+    leader = electors.new(svc.url, key, identity="leader", config=SLOW_RETRY, watch=False)
     leader.start()
     assert leader.wait_for_leadership(10)
     took_over = threading.Event()
     follower = electors.new(svc.url, key, identity="follower", config=SLOW_RETRY,
                             on_elected=lambda me, cancel: took_over.set())  # fmt: skip
+    wait_until(lambda: streams(svc.url) == 0, 10, what="no watch stream open")
     follower.start()
     try:
-        wait_until(lambda: client.get(key).holder == "leader", 5, what="the leader to hold")
-        time.sleep(0.5)  # the follower has tried once and now waits its 7.5-10 s
+        # the follower was refused once and now waits on its watch stream (and
+        # would otherwise wait its 7.5-10 s)
+        wait_until(lambda: streams(svc.url) == 1, 10, what="the follower's watch stream")
+        assert client.get(key).holder == "leader"
         started = time.monotonic()
         leader.stop()
         assert took_over.wait(HANDOFF_BOUND), "the follower did not wake on the release"

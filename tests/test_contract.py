@@ -8,12 +8,19 @@ Expiry is waited for by polling with a deadline, on the backend's own clock.
 from __future__ import annotations
 
 import asyncio
+import secrets
+import shutil
 import time
+from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 
-from leaderelection_service.errors import LeaseHeld, LeaseLost, LeaseNotFound
+from leaderelection_service.errors import BackendUnavailable, LeaseHeld, LeaseLost, LeaseNotFound
+from leaderelection_service.registry import open_backend
+from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
+from support.procs import free_port
 
 SHORT = 0.3  # seconds; the backends take any ttl, the HTTP layer enforces bounds
 
@@ -217,6 +224,47 @@ async def test_list_is_ordered_filtered_and_paginated(lease_backend: LeaseBacken
     assert await lease_backend.list("zzz", None, 10) == []
 
 
+LONGEST = 128  # the contract's longest key
+
+
+async def test_longest_keys_acquire_renew_lookup_and_release(lease_backend: LeaseBackend) -> None:
+    key = "team-a." + "z" * (LONGEST - len("team-a."))
+    a = await lease_backend.acquire(key, "a", 5.0)
+    assert a.record.key == key and a.record.fencing_token == 1
+    r = await lease_backend.renew(key, "a", a.record.fencing_token, 6.0)
+    assert r.record.fencing_token == 1 and r.record.ttl == 6.0
+    assert (await lease_backend.get(key)).record.holder == "a"
+    with pytest.raises(LeaseHeld):
+        await lease_backend.acquire(key, "b", 5.0)
+    assert [v.record.key for v in await lease_backend.list("team-a.", None, 10)] == [key]
+    released = await lease_backend.release(key, "a", 1)
+    assert not released.held
+    b = await lease_backend.acquire(key, "b", 5.0)
+    assert b.record.fencing_token == 2
+
+
+async def test_keys_of_every_length_list_in_key_order(lease_backend: LeaseBackend) -> None:
+    # Around the lengths where a backend might change how it names a key
+    # (the file backend: hex up to 124 characters, another form above), and
+    # keys that differ only in their last character or in case.
+    keys = [("k" * n)[: n - 1] + c for n in (1, 2, 123, 124, 125, 126, 127, 128) for c in "Aa9"]
+    keys += ["k" * 127 + c for c in "-_."] + ["K" * 128, "k" * 124 + "." + "0" * 3]
+    for key in keys:
+        await lease_backend.acquire(key, "h", 60.0)
+    listed = [v.record.key for v in await lease_backend.list("", None, 1000)]
+    assert listed == sorted(set(keys))
+    assert [v.record.key for v in await lease_backend.list("k" * 124, None, 1000)] == sorted(
+        k for k in keys if k.startswith("k" * 124)
+    )
+    # Pages that begin after a longest key, and after the longest hex-named one.
+    for after in ("k" * 123 + "a", "k" * 127 + "-"):
+        page = [v.record.key for v in await lease_backend.list("k", after, 4)]
+        assert page == [k for k in sorted(set(keys)) if k.startswith("k") and k > after][:4]
+        assert len(page) == 4
+    for key in keys:
+        assert (await lease_backend.get(key)).record.key == key
+
+
 async def test_holder_with_quotes_and_sql_round_trips(lease_backend: LeaseBackend) -> None:
     holder = 'x\'); DROP TABLE leases; -- "quoted" ; SELECT * FROM pg_user ✓'
     view = await lease_backend.acquire("k", holder, 5.0)
@@ -224,9 +272,35 @@ async def test_holder_with_quotes_and_sql_round_trips(lease_backend: LeaseBacken
     assert (await lease_backend.get("k")).record.holder == holder
 
 
-async def test_ping(lease_backend: LeaseBackend) -> None:
-    await lease_backend.ping()
+def unreachable_twin(url: str, tmp_path: Path) -> str | None:
+    """A URL of the same kind whose store is not there (None: the kind has no such state).
+
+    memory is in the process; an SQLite file is created on open, so only its
+    reachable half is checked here.
+    """
+    if url.startswith("file:"):
+        return (tmp_path / "never-created").as_uri()  # removed after opening, below
+    if url.startswith("gs://"):
+        return "gs://le-no-such-bucket-" + secrets.token_hex(4) + "/leases"
+    if url.startswith(("postgresql", "mariadb", "mysql")):
+        return make_url(url).set(port=free_port()).render_as_string(hide_password=False)
+    return None
+
+
+async def test_ping(lease_backend: LeaseBackend, backend_url: str, tmp_path: Path) -> None:
+    assert await lease_backend.ping() is None
     assert lease_backend.description
+    twin_url = unreachable_twin(backend_url, tmp_path)
+    if twin_url is None:
+        return
+    (tmp_path / "never-created").mkdir()
+    twin = open_backend(twin_url, Settings(backend_url=twin_url))
+    try:
+        shutil.rmtree(tmp_path / "never-created")  # the file backend made its directory
+        with pytest.raises(BackendUnavailable):
+            await twin.ping()
+    finally:
+        await twin.close()
 
 
 async def test_refusals_say_why_in_the_same_words(lease_backend: LeaseBackend) -> None:

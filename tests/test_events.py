@@ -7,13 +7,17 @@ tested against real service processes in test_watch.py.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from leaderelection_service.backends.memory import MemoryStore
 from leaderelection_service.backends.sql.notify import Changes
 from leaderelection_service.events import describe, seen, transition
 from leaderelection_service.leases import CasLeases
 from leaderelection_service.records import LeaseRecord, LeaseView
+from leaderelection_service.subscription import TooManyForOwner
 from leaderelection_service.watch import WatchHub
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -120,6 +124,8 @@ async def test_hub_fans_out_in_order_and_filters_renewals() -> None:
     jobs = hub.subscribe(prefix="jobs.")
     one = hub.subscribe(key="cron")
     try:
+        for sub in (everything, jobs, one):
+            await hub.wait_ready(sub, 5)
         a = await backend.acquire("cron", "a", 30)
         got = [await wait_for(everything, "acquired")]
         await backend.renew("cron", "a", a.record.fencing_token, 30)
@@ -148,6 +154,8 @@ async def test_a_slow_subscriber_is_dropped_not_buffered() -> None:
     slow = hub.subscribe(prefix="", renewed=True)
     fast = hub.subscribe(prefix="", renewed=True)
     try:
+        await hub.wait_ready(slow, 5)
+        await hub.wait_ready(fast, 5)
         a = await backend.acquire("k", "a", 30)
         for _ in range(12):
             await backend.renew("k", "a", a.record.fencing_token, 30)
@@ -156,6 +164,7 @@ async def test_a_slow_subscriber_is_dropped_not_buffered() -> None:
             await asyncio.sleep(0.03)
         assert slow.dropped and hub.subscribers == 1
         assert await slow.get() is None
+        assert "fell 4 events behind" in slow.reason
         assert not fast.dropped
     finally:
         await hub.close()
@@ -176,9 +185,72 @@ async def test_a_change_signalled_between_two_waits_is_not_lost() -> None:
     async with asyncio.timeout(1):
         await changes.wait(30)  # returns at once
     waiter = asyncio.create_task(changes.wait(30))
-    for _ in range(5):
-        await asyncio.sleep(0)  # let it run until it blocks
-    assert not waiter.done()  # nothing new since: it waits
+    coro = waiter.get_coro()
+    assert coro is not None
+    for _ in range(100):  # until the task has run (a not-yet-started one is not "waiting")
+        if inspect.getcoroutinestate(coro) != inspect.CORO_CREATED:  # type: ignore[arg-type]
+            break
+        await asyncio.sleep(0)
+    for _ in range(5):  # and give it the turns to return, if it were to
+        await asyncio.sleep(0)
+    # nothing new since: it started and is suspended, waiting
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_SUSPENDED  # type: ignore[arg-type]
+    assert not waiter.done()
     changes.fire()
     async with asyncio.timeout(1):
         await waiter
+
+
+async def test_a_new_subscriber_over_many_keys_gets_no_queued_replay() -> None:
+    """The hub queues live changes only: 1,500 existing keys cost the queue nothing."""
+    backend = CasLeases(MemoryStore())
+    for n in range(1500):
+        await backend.acquire(f"k{n:05d}", "a", 60)
+    hub = WatchHub(backend, poll_interval=0.05, queue_size=16)
+    sub = hub.subscribe(prefix="k")
+    try:
+        await hub.wait_ready(sub, 5)
+        assert sub.queue.empty() and not sub.dropped
+        await backend.acquire("k99999", "b", 60)  # created after the hub's read: live
+        created = await wait_for(sub, "acquired")
+        assert created.key == "k99999" and not sub.dropped
+    finally:
+        await hub.close()
+
+
+async def test_queued_changes_and_the_replay_merge_by_version() -> None:
+    backend = CasLeases(MemoryStore())
+    a = await backend.acquire("cron", "a", 60)
+    hub = WatchHub(backend, poll_interval=0.05)
+    sub = hub.subscribe(key="cron")
+    try:
+        await hub.wait_ready(sub, 5)
+        await backend.release("cron", "a", a.record.fencing_token)
+        released = await wait_for(sub, "released")
+        replayed_new = describe(await backend.get("cron"), replay=True)
+        replayed_old = describe(a, replay=True)
+        assert sub.accept(replayed_new)  # the replay read after the release: sent
+        assert not sub.accept(released)  # the same version again: not sent twice
+        assert not sub.accept(replayed_old)  # an older state never follows a newer one
+        hub.replayed(sub)
+        b = await backend.acquire("cron", "b", 60)
+        await wait_for(sub, "acquired")
+        await backend.release("cron", "b", b.record.fencing_token)
+        await wait_for(sub, "released")
+        assert sub.last is None  # two reads after the replay: versions no longer kept
+    finally:
+        await hub.close()
+
+
+async def test_streams_are_capped_per_owner_not_only_per_process() -> None:
+    hub = WatchHub(CasLeases(MemoryStore()), poll_interval=0.05, per_owner=3)
+    try:
+        mine = [hub.subscribe(prefix="", owner="token #1") for _ in range(3)]
+        with pytest.raises(TooManyForOwner, match="token #1 already has 3 open watch streams"):
+            hub.subscribe(prefix="", owner="token #1")
+        other = hub.subscribe(prefix="", owner="token #2")  # another owner still gets one
+        hub.unsubscribe(mine[0])
+        again = hub.subscribe(prefix="", owner="token #1")  # a freed slot can be taken again
+        assert hub.subscribers == 4 and other is not again
+    finally:
+        await hub.close()

@@ -141,7 +141,7 @@ def fail_lock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("fault", [fail_lock, fail_pwrite, fail_sync], ids=lambda f: f.__name__)
-async def test_a_failed_disk_write_fails_the_whole_batch_and_changes_nothing(
+async def test_a_disk_failing_every_write_fails_them_all_and_changes_nothing(
     tmp_path: Path, store: FileStore, monkeypatch: pytest.MonkeyPatch, fault: Any
 ) -> None:
     keys = [f"k{i}" for i in range(8)]
@@ -162,6 +162,85 @@ async def test_a_failed_disk_write_fails_the_whole_batch_and_changes_nothing(
     assert open_fds() == fds
     for i, k in enumerate(keys):  # and the store works again
         assert await store.write(k, record(k, current=recs[k]), 2 if i < 4 else 1) == 2
+
+
+def block(path: Path) -> None:
+    """A real failure of one file: a directory where the file must be (even root
+    cannot open a directory for writing)."""
+    if path.exists():
+        path.unlink()
+    path.mkdir()
+
+
+@pytest.mark.parametrize("sync", ["filesystem", "file"])
+@pytest.mark.parametrize("where", ["lock", "spare", "record"])
+async def test_one_failed_write_fails_alone_and_the_others_are_durable(
+    tmp_path: Path, where: str, sync: str
+) -> None:
+    store = FileStore(tmp_path, sync=sync)  # type: ignore[arg-type]
+    try:
+        keys = ["plug"] + [f"k{i}" for i in range(8)]
+        recs = {k: record(k, current=r) for k, r in (await seed(store, keys)).items()}
+        await asyncio.gather(*(store.write(k, r, 1) for k, r in recs.items()))
+        bad = "k3"
+        before = await store.read(bad)
+        if where == "lock":
+            block(tmp_path / "locks" / f"{file_name(bad)}.lock")
+        elif where == "spare":
+            block(spare_path(tmp_path, bad))
+        else:  # a write to a key whose record cannot be read
+            block(record_path(tmp_path, bad))
+        batches = store.batches
+        results = await asyncio.gather(
+            *(store.write(k, record(k, current=recs[k]), 2) for k in keys),
+            return_exceptions=True,
+        )
+        assert store.batches == batches + 2  # the plug alone, then the eight together
+        assert isinstance(results[4], BackendUnavailable), results
+        assert [r for i, r in enumerate(results) if i != 4] == [3] * 8
+    finally:
+        await store.close()
+    reopened = FileStore(tmp_path, sync=sync)  # type: ignore[arg-type]
+    try:
+        for k in keys:
+            got = await reopened.read(k) if k != bad or where != "record" else None
+            if k == bad:
+                if where != "record":
+                    assert got is not None and before is not None
+                    assert got.version == before.version == 2  # left as it was
+            else:
+                assert got is not None and got.version == 3
+    finally:
+        await reopened.close()
+
+
+async def test_a_write_whose_data_cannot_be_synced_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--file-sync file: each spare's fdatasync is that write's own step."""
+    store = FileStore(tmp_path, sync="file")
+    try:
+        keys = ["plug"] + [f"k{i}" for i in range(4)]
+        recs = await seed(store, keys)
+        spare_of_bad = f"{file_name('k2')}.spare"
+        real = os.fdatasync
+
+        def fdatasync(fd: int) -> None:
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(spare_of_bad):
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            real(fd)
+
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
+        results = await asyncio.gather(
+            *(store.write(k, record(k, current=recs[k]), 1) for k in keys),
+            return_exceptions=True,
+        )
+        assert isinstance(results[3], BackendUnavailable), results
+        assert [r for i, r in enumerate(results) if i != 3] == [2] * 4
+        got = await store.read("k2")
+        assert got is not None and got.version == 1
+    finally:
+        await store.close()
 
 
 async def test_file_sync_makes_each_spare_durable_by_itself(
@@ -309,3 +388,24 @@ def test_two_processes_batching_the_same_keys_never_grant_twice(tmp_path: Path) 
             for pipe in (r.stdin, r.stdout):
                 if pipe is not None:
                     pipe.close()
+
+
+async def test_listings_at_once_each_see_every_key(store: FileStore) -> None:
+    """Watch streams, the watch hub and /v1/leases list in threads at the same time."""
+    leases = CasLeases(store)
+    keys = [f"k{n:04d}" for n in range(2000)]
+    for start in range(0, len(keys), 500):
+        await asyncio.gather(*(leases.acquire(k, "a", 60) for k in keys[start : start + 500]))
+
+    async def every_key() -> list[str]:
+        out: list[str] = []
+        after: str | None = None
+        while True:
+            page = await store.scan("", after, 500)
+            out.extend(r.key for r in page)
+            if len(page) < 500:
+                return out
+            after = page[-1].key
+
+    for listing in await asyncio.gather(*(every_key() for _ in range(8))):
+        assert listing == keys

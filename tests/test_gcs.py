@@ -224,7 +224,10 @@ async def test_slow_gcs_answers_backend_unavailable_in_bounded_time(
         began = time.monotonic()
         with pytest.raises(BackendUnavailable):
             await store.read("k")
-        assert time.monotonic() - began < 10.0  # the budget is 0.5 s; generous on a busy host
+        # The promise: a call takes 'timeout' (0.5 s), retries included; an attempt
+        # begun just before that deadline may run its own 0.5 s, so 1.0 s at most.
+        # Measured 0.509-0.520 s in five runs at load average 11 (2 cores, shared).
+        assert time.monotonic() - began < 2 * 0.5
         client.close()
 
 

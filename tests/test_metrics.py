@@ -139,7 +139,12 @@ def test_backend_errors_are_counted(service: ServiceProcess, data_dir: Path) -> 
 
 
 def test_workers_share_one_view_of_the_counters(data_dir: Path, tmp_path: Path) -> None:
-    svc = ServiceProcess(data_dir.as_uri(), workers=2, log_path=tmp_path / "service.log")
+    svc = ServiceProcess(
+        data_dir.as_uri(),
+        workers=2,
+        extra_args=("--metrics-refresh-interval", "0.5"),
+        log_path=tmp_path / "service.log",
+    )
     with svc:
         for i in range(12):  # a new connection each: either worker may answer
             r = httpx.post(f"{svc.url}/v1/leases/w{i}/acquire", json={"holder": "a", "ttl": 60})
@@ -154,4 +159,12 @@ def test_workers_share_one_view_of_the_counters(data_dir: Path, tmp_path: Path) 
                 status="200",
             )
             assert total == 12  # every worker's, whichever answered the scrape
-            assert value(samples, "leaderelection_leases", state="held") == 12
+
+        def every_worker_sees_all() -> bool:
+            for _ in range(4):  # the other worker's writes: within the refresh interval
+                with httpx.Client(base_url=svc.url, timeout=10) as http:
+                    if value(scrape(http), "leaderelection_leases", state="held") != 12:
+                        return False
+            return True
+
+        wait_until(every_worker_sees_all, 15, what="both workers' lease gauges at 12")

@@ -202,19 +202,28 @@ async def test_a_batch_chosen_as_deadlock_victim_is_answered_by_single_statement
 
 async def test_callers_that_give_up_leave_the_others_answered(backend: SqlLeases) -> None:
     views = [await backend.acquire(f"k{i}", f"h{i}", 60.0) for i in range(10)]
+    batcher = pg(backend).renewals
+    assert batcher is not None
+    batches, items = batcher.batches, batcher.items
     renewals = [
         asyncio.create_task(backend.renew(f"k{i}", f"h{i}", views[i].record.fencing_token, 20.0))
         for i in range(10)
     ]
-    await asyncio.sleep(0)  # let each renewal start: the first batch is formed, the rest wait
+    await asyncio.sleep(0)  # let each renewal start
+    # pool_size=4 allows one batch in flight: k0's is formed (alone), the nine others wait
+    assert (batcher.batches - batches, batcher.items - items) == (1, 1)
     renewals[0].cancel()  # its batch is formed
     renewals[3].cancel()  # still waiting
     done = await asyncio.gather(*renewals, return_exceptions=True)
+    # one more batch carried the eight still wanted: the cancelled waiter was left out
+    assert (batcher.batches - batches, batcher.items - items) == (2, 9)
     for i, view in enumerate(done):
         if i in (0, 3):
             assert isinstance(view, asyncio.CancelledError)
         else:
             assert isinstance(view, LeaseView) and view.record.ttl == 20.0
+    assert (await backend.get("k0")).record.ttl == 20.0  # its batch ran all the same
+    assert (await backend.get("k3")).record.ttl == 60.0  # never sent
     for i in range(10):  # and every connection is usable afterwards
         again = await backend.renew(f"k{i}", f"h{i}", views[i].record.fencing_token, 25.0)
         assert again.record.ttl == 25.0

@@ -35,6 +35,7 @@ from leaderelection.errors import (
     LeaseNotFound,
     RequestTimeout,
     ServiceError,
+    TooManyRequests,
     TransportError,
     Unauthorized,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "LeaseNotFound",
     "RequestTimeout",
     "ServiceError",
+    "TooManyRequests",
     "TransportError",
     "Unauthorized",
     "Watch",

@@ -28,6 +28,7 @@ from leaderelection.errors import (
     LeaseError,
     RequestTimeout,
     ServiceError,
+    TooManyRequests,
     TransportError,
 )
 from leaderelection.lease import Lease
@@ -131,6 +132,10 @@ def error_for(response: httpx.Response) -> ServiceError:
             lease = None
     if cls is BackendUnavailable:
         return BackendUnavailable(
+            message, status=response.status_code, lease=lease, retry_after=_retry_after(response)
+        )
+    if cls is TooManyRequests:
+        return TooManyRequests(
             message, status=response.status_code, lease=lease, retry_after=_retry_after(response)
         )
     return cls(message, status=response.status_code, lease=lease)

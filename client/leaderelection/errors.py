@@ -22,6 +22,7 @@ The tree (the service's error code and HTTP status on the right)::
           │                                                      for a bad key)
           ├── Unauthorized              unauthorized        401
           ├── Forbidden                 forbidden           403
+          ├── TooManyRequests           too_many_requests   429 (``retry_after``)
           ├── BackendUnavailable        backend_unavailable 503 (``retry_after``)
           └── InternalError             internal            500, or any answer
                                                             outside the contract
@@ -101,6 +102,23 @@ class Forbidden(ServiceError):
     code = "forbidden"
 
 
+class TooManyRequests(ServiceError):
+    """This caller holds as many watch streams as one caller may; retry after ``retry_after``."""
+
+    code = "too_many_requests"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        lease: Lease | None = None,
+        retry_after: float = 5.0,
+    ) -> None:
+        super().__init__(message, status=status, lease=lease)
+        self.retry_after = retry_after
+
+
 class BackendUnavailable(ServiceError):
     """The service cannot reach its backend; try again after ``retry_after`` seconds."""
 
@@ -133,6 +151,7 @@ ERRORS_BY_CODE: dict[str, type[ServiceError]] = {
         InvalidRequest,
         Unauthorized,
         Forbidden,
+        TooManyRequests,
         BackendUnavailable,
         InternalError,
     )
@@ -143,11 +162,17 @@ ERRORS_BY_STATUS: dict[int, type[ServiceError]] = {
     404: LeaseNotFound,
     413: InvalidRequest,
     422: InvalidRequest,
+    429: TooManyRequests,
     503: BackendUnavailable,
 }
 
-TRANSIENT: tuple[type[LeaseError], ...] = (TransportError, BackendUnavailable, InternalError)
-"""Errors worth retrying: the next attempt may well succeed."""
+TRANSIENT: tuple[type[LeaseError], ...] = (
+    TransportError,
+    BackendUnavailable,
+    TooManyRequests,
+    InternalError,
+)
+"""Errors worth retrying: the next attempt may well succeed (a stream slot frees up)."""
 
 PERMANENT: tuple[type[LeaseError], ...] = (InvalidRequest, Unauthorized, Forbidden)
 """Errors no retry can fix: the same request gets the same answer until someone

@@ -22,11 +22,14 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leaderelection_service import __version__, metrics
-from leaderelection_service.api import dashboard, errors, health, hot, leases, watch
+from leaderelection_service.api import dashboard, docs, errors, health, hot, leases, watch
 from leaderelection_service.api import metrics as metrics_api
 from leaderelection_service.api.responses import with_examples, with_models
 from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
+from leaderelection_service.failures import Failures
+from leaderelection_service.lease_gauges import LeaseGauges
+from leaderelection_service.readiness import Readiness
 from leaderelection_service.registry import open_backend, redact
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
@@ -89,8 +92,14 @@ def create_app(
     if backend is None:
         backend = open_backend(settings.backend_url, settings)
     active: LeaseBackend = metrics.InstrumentedBackend(backend)
+    lease_gauges = LeaseGauges(active, refresh=settings.metrics_refresh_interval)
+    active.observers.append(lease_gauges.observe)
     tokens = TokenTable.load(settings.auth_file) if settings.auth_file else None
-    hub = WatchHub(active, poll_interval=settings.watch_poll_interval)
+    hub = WatchHub(
+        active,
+        poll_interval=settings.watch_poll_interval,
+        per_owner=settings.watch_streams_per_token,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -106,10 +115,12 @@ def create_app(
         else:
             log.info("authentication off: no auth file, every caller may change every lease")
         await hub.start()
+        lease_gauges.start()
         try:
             yield
         finally:
             await hub.close()
+            await lease_gauges.close()
             await active.close()
             metrics.process_exited()
 
@@ -118,17 +129,21 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # api/docs.py serves /docs with local assets, not a CDN's
         redoc_url=None,
     )
     app.state.settings = settings
     app.state.backend = active
     app.state.tokens = tokens
     app.state.hub = hub
+    app.state.failures = Failures(redact(active.description))
+    app.state.readiness = Readiness(active)
+    app.state.lease_gauges = lease_gauges
     errors.install(app)
     app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
     for router in ROUTERS:
         app.include_router(router)
+    docs.install(app)  # before the dashboard's /static mount
     dashboard.install(app)
     # In front of the framework, outermost first: metrics see every answer; the
     # gate lets no request without a token further; the hot routes answer theirs.

@@ -9,7 +9,9 @@ Example::
     leaderelection run --key cron -- ./job.sh  # run ./job.sh only while leading "cron"
 
 Each subcommand imports only what it needs: ``serve`` the server libraries,
-the client commands ``httpx`` alone.
+the client commands ``httpx`` alone. Where only the client is installed
+(``pip install leaderelection``, no ``server`` extra), ``serve``, ``migrate``
+and ``openapi`` say so in one line and exit 2 instead of a traceback.
 """
 
 from __future__ import annotations
@@ -25,10 +27,26 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leaderelection_service import __version__
 from leaderelection_service.commands import run, status
+
+if TYPE_CHECKING:
+    from leaderelection_service.connections import Budget
+    from leaderelection_service.settings import Settings
+
+SERVER_COMMANDS = frozenset({"serve", "migrate", "openapi"})
+"""The subcommands that need the ``server`` extra."""
+
+
+def _needs_server(command: str, exc: ModuleNotFoundError) -> str:
+    """The one line for a server command run where the server libraries are missing."""
+    return (
+        f"leaderelection {command}: the server libraries are not installed "
+        f"(no module named {exc.name!r}); install them with: "
+        "pip install 'leaderelection[server]'"
+    )
 
 
 def _backend_url(value: str) -> str:
@@ -73,6 +91,11 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"leaderelection: {exc}", file=sys.stderr)
         return 2
+    try:
+        budget = _connection_budget(settings)
+    except ValueError as exc:
+        print(f"leaderelection: bad configuration: {exc}", file=sys.stderr)
+        return 2
     _metrics_dir(settings.workers)
     uvicorn.run(
         "leaderelection_service.app:create_app",
@@ -84,8 +107,51 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=log_config,
         access_log=False,  # off: no request lines in the log
         timeout_graceful_shutdown=5,
+        # The front door's limits: see http_protocol and docs/security.md.
+        http="leaderelection_service.http_protocol:GuardedHttpToolsProtocol",
+        ws="none",  # no WebSocket route: an Upgrade is an ordinary request
+        timeout_keep_alive=settings.idle_timeout,  # type: ignore[arg-type]  # a float works
+        backlog=budget.backlog,
     )
     return 0
+
+
+def _connection_budget(settings: Settings) -> Budget:
+    """Raise the open file limit to the hard one; the connection cap and backlog that fit.
+
+    The workers inherit the limit and read the cap from the environment.
+    """
+    from leaderelection_service.connections import connection_budget
+    from leaderelection_service.settings import apply_env, env_for
+
+    soft = _raise_file_limit()
+    explicit = "max_connections" in settings.model_fields_set
+    budget = connection_budget(soft, settings.max_connections, explicit=explicit)
+    if budget.clamped:
+        logging.getLogger("leaderelection").warning(
+            "max_connections lowered from %d to %d per worker to fit the open file limit (%d)",
+            settings.max_connections,
+            budget.cap,
+            soft,
+        )
+    settings.max_connections = budget.cap
+    apply_env(env_for(max_connections=budget.cap))
+    return budget
+
+
+def _raise_file_limit() -> int:
+    """Set RLIMIT_NOFILE's soft limit to the hard one (at most what the system allows)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # e.g. above the kernel's nr_open: keep what we have
+            pass
+    return soft
 
 
 def _metrics_dir(workers: int) -> None:
@@ -153,7 +219,10 @@ class _Deferred(argparse.ArgumentParser):
     def _ready(self) -> None:
         if self._flags is not None:
             add, self._flags = self._flags, None
-            add(self)
+            try:
+                add(self)
+            except ModuleNotFoundError as exc:  # the flags come from Settings (pydantic)
+                self.exit(2, _needs_server(self.prog.split()[-1], exc) + "\n")
 
     def parse_known_args(self, *args: Any, **kw: Any) -> Any:
         self._ready()
@@ -200,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(
             "run",
             help="run a command only while this process leads a key",
-            usage="leaderelection run --key K [--ttl S] [--server URL] [--token T] -- CMD ARGS…",
+            usage=(
+                "leaderelection run --key K [--ttl S] [--no-wait] [--timeout D] [--hold-after D]"
+                " [--server URL] [--token T] -- CMD ARGS…"
+            ),
         )
     )
     return parser
@@ -208,7 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ModuleNotFoundError as exc:
+        if args.command not in SERVER_COMMANDS:
+            raise  # a client command needs httpx alone: this is a bug, not an install
+        print(_needs_server(args.command, exc), file=sys.stderr)
+        return 2
     return code
 
 

@@ -7,9 +7,11 @@
      ├── InvalidRequest             invalid_request     422
      ├── Unauthorized               unauthorized        401
      ├── Forbidden                  forbidden           403
+     ├── TooManyRequests            too_many_requests   429 (+ Retry-After)
      └── BackendUnavailable         backend_unavailable 503 (+ Retry-After)
 
-The HTTP layer maps these to ``{"error", "message", "lease"}`` in one handler.
+The HTTP layer maps these to ``{"error", "message", "lease"}`` in one handler;
+a ``BackendUnavailable`` answers the kind of failure only (``failures``).
 ``WriteConflict`` is not an API error: a store raises it when a
 compare-and-set lost a race, and the lease rules read again and decide anew.
 """
@@ -61,13 +63,28 @@ class Forbidden(LeaseError):
     status = 403
 
 
+class TooManyRequests(LeaseError):
+    """The caller holds as many of a limited resource as one caller may (watch streams)."""
+
+    code = "too_many_requests"
+    status = 429
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class BackendUnavailable(LeaseError):
     code = "backend_unavailable"
     status = 503
 
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+    def __init__(self, message: str, retry_after: float = 1.0, *, kind: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.kind = kind
+        """What the answer says. None: ``failures.kind_of`` names the kind from
+        the backend and the cause, and ``message`` (a host, a path) stays in
+        the log."""
 
 
 class WriteConflict(Exception):

@@ -120,7 +120,11 @@ def decide_release(
 def _contended(key: str) -> BackendUnavailable:
     # Every attempt lost its compare-and-set to another process: the state is
     # changing too fast to decide; the caller retries (never a wrong lease_lost).
-    return BackendUnavailable(f"lease {key!r} is contended; retry", retry_after=1.0)
+    return BackendUnavailable(
+        f"lease {key!r} is contended; retry",
+        retry_after=1.0,
+        kind="the lease is contended by concurrent writes; retry",
+    )
 
 
 BACKOFF_BASE = 0.001

@@ -4,7 +4,7 @@ Example::
 
     app.add_middleware(RequestMetrics)          # requests by route template and status
     backend = InstrumentedBackend(backend)      # backend latency and errors
-    body = render_process() + render_leases(views, top=50)
+    body = render_process() + render_leases(await gauges.counts(top=50), 50, backend.answering)
 
 | metric | type | labels |
 |---|---|---|
@@ -18,6 +18,7 @@ Example::
 | ``leaderelection_leases`` | gauge | state (held, released, expired) |
 | ``leaderelection_lease_transitions`` | gauge | key (top N keys, then ``_other``) |
 | ``leaderelection_backend_up`` | gauge | |
+| ``leaderelection_leases_age_seconds`` | gauge | |
 
 Cardinality is bounded: ``route`` is the route's template (``/v1/leases/{key}``),
 never the raw path (``unmatched`` for anything else); ``method`` is one of the
@@ -25,8 +26,11 @@ HTTP verbs or ``other``; ``key`` names at most N keys (setting
 ``metrics_key_labels``) with the most transitions, and ``_other`` sums the rest
 (no key can be called ``_other``: keys start with a letter or digit).
 
-The last three are read from the backend when scraped (a full listing: one
-scan per scrape), so they are the same whichever replica answers. The rest are
+The lease gauges come from ``lease_gauges.LeaseGauges``: this process's
+writes and every expiry count at once, other replicas' writes within two
+``metrics_refresh_interval`` (a listing of the backend in the background, never
+one per scrape); ``leaderelection_leases_age_seconds`` says how old that
+listing is. The rest are
 per process; with ``--workers N`` the CLI sets ``PROMETHEUS_MULTIPROC_DIR`` and
 every worker's answer sums all workers (prometheus-client multiprocess mode).
 """
@@ -35,8 +39,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -53,7 +56,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.errors import BackendUnavailable, LeaseError
+from leaderelection_service.lease_gauges import LeaseCounts
 from leaderelection_service.records import LeaseView
 from leaderelection_service.storage import LeaseBackend
 
@@ -158,32 +162,48 @@ class InstrumentedBackend:
         self.inner = backend
         self.capabilities = backend.capabilities
         self.description = backend.description
+        self.observers: list[Callable[[LeaseView], None]] = []
+        """Told of every lease a write of this process answered (the lease gauges)."""
+        self.answering = True
+        """False while the last operation failed with backend_unavailable (backend_up)."""
+
+    def _observed(self, view: LeaseView) -> LeaseView:
+        for observe in self.observers:
+            observe(view)
+        return view
 
     async def _timed(self, operation: str, call: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await call
+            result = await call
         except BackendUnavailable:
             BACKEND_ERRORS.labels(operation).inc()
+            self.answering = False
             raise
+        except LeaseError:
+            self.answering = True  # an answer of the lease rules: the backend answered
+            raise
+        else:
+            self.answering = True
+            return result
         finally:
             BACKEND_LATENCY.labels(operation).observe(time.perf_counter() - started)
 
     async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView:
         view: LeaseView = await self._timed("acquire", self.inner.acquire(key, holder, ttl))
-        return view
+        return self._observed(view)
 
     async def renew(
         self, key: str, holder: str, fencing_token: int, ttl: float | None
     ) -> LeaseView:
         call = self.inner.renew(key, holder, fencing_token, ttl)
         view: LeaseView = await self._timed("renew", call)
-        return view
+        return self._observed(view)
 
     async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView:
         call = self.inner.release(key, holder, fencing_token)
         view: LeaseView = await self._timed("release", call)
-        return view
+        return self._observed(view)
 
     async def get(self, key: str) -> LeaseView:
         view: LeaseView = await self._timed("get", self.inner.get(key))
@@ -234,44 +254,49 @@ def process_exited() -> None:
 
 
 class _LeaseCollector(Collector):
-    def __init__(self, views: Iterable[LeaseView] | None, top: int) -> None:
-        self.views = None if views is None else list(views)
+    def __init__(self, counts: LeaseCounts | None, top: int, up: bool) -> None:
+        self.counts = counts
         self.top = top
+        self.up = up and counts is not None
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         up = GaugeMetricFamily(
-            "leaderelection_backend_up", "1 if the backend answered this scrape's listing."
+            "leaderelection_backend_up",
+            "1 if the backend answered this process's last operation and last listing.",
         )
-        up.add_metric([], 0 if self.views is None else 1)
+        up.add_metric([], 1 if self.up else 0)
         yield up
-        if self.views is None:
+        if self.counts is None:
             return
-        states: Tally[str] = Tally(held=0, released=0, expired=0)
-        for v in self.views:
-            states["released" if v.record.released else "held" if v.held else "expired"] += 1
+        c = self.counts
+        age = GaugeMetricFamily(
+            "leaderelection_leases_age_seconds",
+            "Seconds since the listing of the backend the lease gauges rest on began "
+            "(this process's writes and expiries count at once).",
+        )
+        age.add_metric([], round(c.age, 3))
+        yield age
         leases = GaugeMetricFamily(
             "leaderelection_leases", "Leases in the backend, by state.", labels=["state"]
         )
-        for st in ("held", "released", "expired"):
-            leases.add_metric([st], states[st])
+        for st, n in (("held", c.held), ("released", c.released), ("expired", c.expired)):
+            leases.add_metric([st], n)
         yield leases
-        ranked = sorted(self.views, key=lambda v: (-v.record.transitions, v.record.key))
         transitions = GaugeMetricFamily(
             "leaderelection_lease_transitions",
             f"Times the holder changed, for the {self.top} keys with the most; "
             f"{OTHER} sums the rest.",
             labels=["key"],
         )
-        for v in ranked[: self.top]:
-            transitions.add_metric([v.record.key], v.record.transitions)
-        rest = ranked[self.top :]
-        if rest:
-            transitions.add_metric([OTHER], sum(v.record.transitions for v in rest))
+        for key, n in c.top:
+            transitions.add_metric([key], n)
+        if c.other is not None:
+            transitions.add_metric([OTHER], c.other)
         yield transitions
 
 
-def render_leases(views: Iterable[LeaseView] | None, top: int) -> bytes:
-    """Gauges read from the backend at scrape time (None: the backend did not answer)."""
+def render_leases(counts: LeaseCounts | None, top: int, up: bool = True) -> bytes:
+    """The lease gauges (None: the backend could not be listed) and backend_up."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_LeaseCollector(views, top))
+    registry.register(_LeaseCollector(counts, top, up))
     return generate_latest(registry)

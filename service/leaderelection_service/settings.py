@@ -83,6 +83,37 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         16384, ge=256, le=1 << 20, description="Largest request body accepted, bytes."
     )
+    max_head_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=1 << 20,
+        description="Largest request head (request line and headers), bytes; a larger one "
+        "is answered 431 and its connection closed before more of it is read.",
+    )
+    read_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a request may take to arrive, head and body: from a connection's "
+        "opening for its first request, from its first byte for the next ones. Then 408 (or, "
+        "if nothing came, a silent close) and the connection is closed.",
+    )
+    idle_timeout: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="Seconds a kept-alive connection may stay silent after an answer before "
+        "it is closed (longer than common clients keep an idle connection, httpx 5 s, Go 90 s, "
+        "so that the client closes first and never sends on a connection being closed).",
+    )
+    max_connections: int = Field(
+        4096,
+        ge=1,
+        le=1 << 20,
+        description="Open client connections per worker process; over it the oldest that "
+        "never completed a request, then the longest idle, is closed (never one with a "
+        "request in progress). Lowered at start to fit the open file limit.",
+    )
     log_level: str = Field("info", description="debug, info, warning or error.")
     sql_table: str = Field(
         DEFAULT_TABLE,
@@ -120,6 +151,22 @@ class Settings(BaseSettings):
         le=60,
         description="Seconds between two reads of the backend by the watch stream when the "
         "backend does not push changes (all but PostgreSQL) and no lease is about to lapse.",
+    )
+    watch_streams_per_token: int = Field(
+        256,
+        ge=1,
+        le=1024,
+        description="Open watch streams one API token may have (without authentication: "
+        "one client address); more are answered 429 too_many_requests. The process "
+        "takes 1024 at most, so one reader cannot take every slot.",
+    )
+    metrics_refresh_interval: float = Field(
+        15.0,
+        ge=0.1,
+        le=3600,
+        description="Seconds after which /metrics lists the backend again, in the background, "
+        "for the lease gauges; they count this process's writes and every expiry at once, "
+        "other replicas' writes within twice this.",
     )
     metrics_key_labels: int = Field(
         50,

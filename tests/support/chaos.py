@@ -10,8 +10,10 @@ Example (from the repository root; any duration)::
     assert report.ok, report.problems
 
 The stage, per backend: ``file`` is one service on a directory; ``postgres`` is
-a throwaway PostgreSQL server (restartable, never the shared one) and
-``gcs`` a fake-gcs-server in filesystem mode, each with two service replicas.
+a throwaway PostgreSQL server (restartable, never the shared one), ``mysql`` a
+throwaway MariaDB server (SIGKILLed and started again), ``sqlite`` one database
+file, and ``gcs`` a fake-gcs-server in filesystem mode, each with two service
+replicas.
 Every elector (``support/elector_proc.py``, default 5) reaches its replica
 through its own ``TcpProxy``, so its network can be cut alone.
 
@@ -21,7 +23,8 @@ random order before any repeats:
 - ``kill_leader``: SIGKILL the elector that leads; a new one replaces it;
 - ``pause_leader``: SIGSTOP it for longer than the term, then SIGCONT;
 - ``restart_service``: SIGKILL a service replica and start it again;
-- ``restart_backend``: PostgreSQL ``immediate`` restart; emulator stop/start;
+- ``restart_backend``: PostgreSQL ``immediate`` restart; MariaDB SIGKILL and start;
+  emulator stop/start (SQLite has no server: it is left out);
 - ``cut_connection``: the leader's proxy resets every connection for a while.
 
 The harness records when each fault left which electors without a path to a
@@ -52,7 +55,7 @@ from support.tcpproxy import TcpProxy
 
 KEY = "chaos"
 KINDS = ("kill_leader", "pause_leader", "restart_service", "restart_backend", "cut_connection")
-STAGES = ("file", "postgres", "gcs")
+STAGES = ("file", "postgres", "gcs", "sqlite", "mysql")
 
 
 class Stage:
@@ -89,6 +92,21 @@ class Stage:
                 emu.start()
 
             self.restart_backend = restart
+        elif self.backend == "sqlite":
+            # two replicas on one database file (SQLite's own locking between processes);
+            # there is no server to restart
+            url, count = f"sqlite:///{self.workdir / 'leases.db'}", 2
+        elif self.backend == "mysql":
+            from support.sqlservers import MariadbServer
+
+            maria = self._stack.enter_context(MariadbServer.start_new())
+            url, count = maria.url, 2
+
+            def crash_and_start() -> None:
+                maria.stop()  # SIGKILL: no clean shutdown
+                maria.start()
+
+            self.restart_backend = crash_and_start
         else:
             raise ValueError(f"unknown backend {self.backend!r}; use one of {STAGES}")
         for i in range(count):

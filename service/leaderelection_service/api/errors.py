@@ -2,12 +2,14 @@
 
 One handler per exception family maps it to a status and a code; no stack
 trace ever reaches a client (unexpected errors are logged and answered as
-``internal``). ``BodyLimit`` refuses oversized bodies before they are read whole.
+``internal``), and no backend detail either: ``backend_unavailable`` answers
+name the kind of failure, the log keeps the detail (``failures``).
+``BodyLimit`` refuses oversized bodies (413), with or without a declared
+length, before they are read whole.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from typing import Any
@@ -16,13 +18,25 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from leaderelection_service.errors import BackendUnavailable, LeaseError, Unauthorized
+from leaderelection_service.api.bodies import read_body, replay
+from leaderelection_service.errors import (
+    BackendUnavailable,
+    LeaseError,
+    TooManyRequests,
+    Unauthorized,
+)
+from leaderelection_service.failures import Failures
 
 log = logging.getLogger("leaderelection")
 
-_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
+_HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    429: "too_many_requests",
+}
 
 
 def error_response(
@@ -37,14 +51,18 @@ def error_response(
     )
 
 
-def lease_error_response(exc: LeaseError) -> JSONResponse:
+def lease_error_response(exc: LeaseError, failures: Failures) -> JSONResponse:
+    """The answer to ``exc``; a backend's failure answers its kind only and is logged."""
     headers = None
-    if isinstance(exc, BackendUnavailable):
+    message = exc.message
+    if isinstance(exc, BackendUnavailable | TooManyRequests):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        if isinstance(exc, BackendUnavailable):
+            message = failures.public(exc)
     elif isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer realm="leaderelection"'}
     lease = exc.lease.to_public() if exc.lease is not None else None
-    return error_response(exc.status, exc.code, exc.message, lease, headers)
+    return error_response(exc.status, exc.code, message, lease, headers)
 
 
 def unexpected_error_response(method: str, path: str) -> JSONResponse:
@@ -69,9 +87,7 @@ def _describe(errors: list[Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(LeaseError)
     async def _lease_error(request: Request, exc: LeaseError) -> JSONResponse:
-        if isinstance(exc, BackendUnavailable):
-            log.warning("backend unavailable: %s", exc.message)
-        return lease_error_response(exc)
+        return lease_error_response(exc, request.app.state.failures)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -117,24 +133,17 @@ class BodyLimit:
                     # The server holds the body to its declared length: nothing to count.
                     await self.app(scope, receive, send)
                 return
-        # No length declared (chunked): count what arrives. FastAPI turns the
-        # overflow into a 400 while it reads the body; anything else is refused here.
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            with contextlib.suppress(RuntimeError, OSError):  # the answer may have begun
-                await self._refuse(send)
+        if not any(name == b"transfer-encoding" for name, _ in scope.get("headers", ())):
+            await self.app(scope, receive, send)  # no body at all
+            return
+        # No length declared (chunked): the body is read here, to the limit, and
+        # handed on. Counting in a wrapped ``receive`` instead comes too late:
+        # FastAPI turns what that raises while it reads the body into its own 400.
+        body, tail = await read_body(receive, self.limit)
+        if body is None:
+            await self._refuse(send)
+            return
+        await self.app(scope, replay(body, tail, receive), send)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
@@ -156,7 +165,3 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass

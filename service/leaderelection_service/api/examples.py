@@ -127,8 +127,14 @@ ERRORS: dict[str, dict[str, Any]] = {
         "forbidden",
         "key 'billing.cron' is outside the prefix 'cron-' of token #2 (write, prefix 'cron-')",
     ),
-    "backend_unavailable": _plain(
-        "backend_unavailable", "the backend does not answer in time; retry"
+    "backend_unavailable": _plain("backend_unavailable", "the database cannot be reached"),
+    "not_ready": _plain(
+        "backend_unavailable", "the backend cannot be read or written; the service log says why"
+    ),
+    "too_many_requests": _plain(
+        "too_many_requests",
+        "cannot open a watch stream: token #2 (read, prefix 'cron-') already has 256 open "
+        "watch streams, the most one caller may have",
     ),
     "internal": _plain("internal", "internal error; see the service log"),
 }

@@ -3,25 +3,25 @@
 Both answer without a token, also when the service has tokens: kubelet and
 Docker health checks send none. So neither says more than a probe needs:
 ``/readyz`` names the backend's kind (its URL scheme), never its host, path or
-bucket, and an outage's details go to the service log, not to the caller.
+bucket, and an outage's details go to the service log, not to the caller (not
+even the kind of failure: a probe needs only ready or not). The check
+(``readiness``) is the backend's ping, which writes where a backend's disk
+can fill up, shared by every probe for a second.
 """
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from leaderelection_service import __version__
 from leaderelection_service.api import examples
 from leaderelection_service.api.deps import Backend
+from leaderelection_service.api.errors import error_response
 from leaderelection_service.api.responses import answer, refused
 from leaderelection_service.api.schemas import Health, Ready
-from leaderelection_service.errors import BackendUnavailable
-
-log = logging.getLogger("leaderelection")
 
 router = APIRouter(tags=["health"])
 
@@ -41,20 +41,19 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     response_model=Ready,
     operation_id="ready",
-    responses=answer("The backend answered; its kind", examples.READY)
-    | refused(
-        "internal",
-        backend_unavailable="the backend does not answer; the service log says why",
-    ),
-    summary="The backend answers",
+    responses=answer("The backend answered and can write; its kind", examples.READY)
+    | refused("internal", "not_ready"),
+    summary="The backend answers and can write",
 )
-async def readyz(backend: Backend) -> JSONResponse:
-    try:
-        await backend.ping()
-    except BackendUnavailable as exc:
-        log.warning("readyz: backend unavailable: %s", exc.message)
-        raise BackendUnavailable(
-            "the backend does not answer; the service log says why", exc.retry_after
-        ) from exc
+async def readyz(request: Request, backend: Backend) -> JSONResponse:
+    failure = await request.app.state.readiness.check()
+    if failure is not None:
+        request.app.state.failures.public(failure, where="readyz")  # the log line
+        return error_response(
+            503,
+            "backend_unavailable",
+            "the backend cannot be read or written; the service log says why",
+            headers={"Retry-After": str(max(1, round(failure.retry_after)))},
+        )
     kind = urlsplit(backend.description).scheme or backend.description.split()[0]
     return JSONResponse({"status": "ready", "backend": kind})

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from leaderelection_service.api.bodies import read_body, replay
 from leaderelection_service.api.deps import check_holder, check_ttl
 from leaderelection_service.api.errors import lease_error_response, unexpected_error_response
 from leaderelection_service.api.schemas import AcquireBody, ReleaseBody, RenewBody
 from leaderelection_service.auth import OPEN, ApiToken, Role
-from leaderelection_service.errors import BackendUnavailable, LeaseError
+from leaderelection_service.errors import LeaseError
 from leaderelection_service.records import KEY_PATTERN, LeaseView
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
@@ -77,7 +78,8 @@ class HotRoutes:
     async def _serve(
         self, key: str, op: _Op, name: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        body, tail = await _read_body(receive)
+        read, tail = await read_body(receive)
+        body = read or b""
         app = scope["app"]
         who = _caller(scope, app.state.tokens is not None)
         try:
@@ -88,7 +90,7 @@ class HotRoutes:
             except ValidationError:
                 raise _PassOn from None  # the route describes what is wrong (422)
         except _PassOn:
-            await self.app(scope, _replay(body, tail, receive), send)
+            await self.app(scope, replay(body, tail, receive), send)
             return
         scope["route"] = op.route
         backend: LeaseBackend = app.state.backend
@@ -103,9 +105,7 @@ class HotRoutes:
             else:
                 view = await backend.release(key, holder, req.fencing_token)
         except LeaseError as exc:
-            if isinstance(exc, BackendUnavailable):
-                log.warning("backend unavailable: %s", exc.message)
-            await lease_error_response(exc)(scope, receive, send)
+            await lease_error_response(exc, app.state.failures)(scope, receive, send)
             return
         except Exception:  # nothing sent yet: answered as the framework's handler would
             await unexpected_error_response("POST", scope["path"])(scope, receive, send)
@@ -133,32 +133,6 @@ def _caller(scope: Scope, authenticating: bool) -> ApiToken | None:
         return OPEN
     caller: ApiToken | None = scope.get("state", {}).get("caller")
     return caller
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
-    """The whole body, and a message that ended the request early (a disconnect), if any."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), message
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), None
-
-
-def _replay(body: bytes, tail: Message | None, receive: Receive) -> Receive:
-    """A ``receive`` that gives the route the body already read, then the real stream."""
-    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
-    if tail is not None:
-        pending.append(tail)
-
-    async def replayed() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replayed
 
 
 async def _answer(view: LeaseView, send: Send) -> None:

@@ -1,22 +1,26 @@
-"""``GET /metrics``: Prometheus text exposition (see ``leaderelection_service.metrics``)."""
+"""``GET /metrics``: Prometheus text exposition (see ``leaderelection_service.metrics``).
+
+Example::
+
+    curl -s -H "Authorization: Bearer $TOKEN" localhost:8080/metrics
+
+The lease gauges are answered from memory (``lease_gauges``), not from a
+listing of the backend per scrape.
+"""
 
 from __future__ import annotations
 
-import logging
-
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from leaderelection_service import metrics
 from leaderelection_service.api import examples
-from leaderelection_service.api.deps import AppSettings, Backend
+from leaderelection_service.api.deps import AppSettings
 from leaderelection_service.api.responses import answer, refused
 from leaderelection_service.api.security import Caller
-from leaderelection_service.errors import Forbidden, LeaseError
-from leaderelection_service.records import LeaseView
-from leaderelection_service.watch import scan
+from leaderelection_service.errors import Forbidden
+from leaderelection_service.lease_gauges import LeaseGauges
 
-log = logging.getLogger("leaderelection")
 router = APIRouter(tags=["health"])
 
 
@@ -28,15 +32,12 @@ router = APIRouter(tags=["health"])
     | refused("unauthorized", "internal", forbidden="a token limited to a prefix"),
     summary="Prometheus metrics of this process (all workers' with --workers N)",
 )
-async def prometheus_metrics(backend: Backend, settings: AppSettings, who: Caller) -> Response:
+async def prometheus_metrics(request: Request, settings: AppSettings, who: Caller) -> Response:
     if who.prefix:
         raise Forbidden(f"/metrics names every key: {who.label} is limited to {who.prefix!r}")
-    views: list[LeaseView] | None
-    try:
-        views = await scan(backend, "")
-    except Exception as exc:  # a scrape always answers; backend_up 0 says the rest is missing
-        message = exc.message if isinstance(exc, LeaseError) else repr(exc)
-        log.warning("metrics: cannot list the leases: %s", message)
-        views = None
-    body = metrics.render_process() + metrics.render_leases(views, settings.metrics_key_labels)
+    gauges: LeaseGauges = request.app.state.lease_gauges
+    top = settings.metrics_key_labels
+    counts = await gauges.counts(top)
+    answering = getattr(request.app.state.backend, "answering", True)
+    body = metrics.render_process() + metrics.render_leases(counts, top, answering)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

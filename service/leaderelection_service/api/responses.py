@@ -56,8 +56,14 @@ _REFUSALS: dict[str, tuple[int, str]] = {
     "invalid_body": (422, "a malformed body, or a ttl out of the service's range"),
     "invalid_prefix": (422, "a prefix, limit or cursor out of its range"),
     "invalid_last_event_id": (422, "a Last-Event-ID not KEY:VERSION, or naming another key"),
+    "too_many_requests": (
+        429,
+        "this token (or client address without tokens) has as many open watch streams as one "
+        "caller may (`watch_streams_per_token`)",
+    ),
     "internal": (500, "a bug: logged with its trace by the service, answered without one"),
     "backend_unavailable": (503, "the backend cannot be reached or answered in time"),
+    "not_ready": (503, "the backend cannot be read or written; the service log says why"),
 }
 """Each example of ``api.examples.ERRORS``: its status, and what it means by default."""
 
@@ -66,6 +72,12 @@ COMMON = ("unauthorized", "forbidden", "internal", "backend_unavailable")
 WRITES = (*COMMON, "invalid_key", "invalid_body", "body_too_large")
 """The same for acquire, renew and release."""
 
+_RETRY_AFTER = {
+    "description": "Whole seconds to wait before retrying, at least 1.",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+    "example": 1,
+}
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {
         "WWW-Authenticate": {
@@ -74,14 +86,8 @@ _HEADERS: dict[int, dict[str, Any]] = {
             "schema": {"type": "string"},
         }
     },
-    503: {
-        "Retry-After": {
-            "description": "Whole seconds to wait before retrying, at least 1.",
-            "required": True,
-            "schema": {"type": "integer", "minimum": 1},
-            "example": 1,
-        }
-    },
+    503: {"Retry-After": _RETRY_AFTER},
+    429: {"Retry-After": _RETRY_AFTER},
 }
 
 

@@ -22,6 +22,7 @@ ErrorCode = Literal[
     "invalid_request",
     "unauthorized",
     "forbidden",
+    "too_many_requests",
     "backend_unavailable",
     "internal",
 ]

@@ -7,18 +7,25 @@ Example::
     curl http://127.0.0.1:8080/v1/leases/cron/history
 
 A stream first sends the current state of every key it covers (events with
-``"replay": true``), then each change as it happens. Each event's SSE ``id``
+``"replay": true``), read a page at a time while the changes since it
+subscribed queue apart (see ``watch``), then each change as it happens. Each event's SSE ``id``
 is ``KEY:VERSION`` (see ``events``); on reconnect a client sends the last one
 as ``Last-Event-ID`` and is not sent that key's state again unless it changed.
 A prefix stream replays every other key's current state on reconnect: clients
 keep the highest version per key and drop what is not newer (the SDK and the
 dashboard do). Keep-alive comments every 15 s keep proxies from closing an
-idle stream.
+idle stream. A stream the service ends (the reader fell too far behind, or
+shutdown) ends with a comment that says why (``: closed: …``).
+
+Caps: ``MAX_SUBSCRIBERS`` open streams per process (503, like any exhausted
+resource of the service) and ``watch_streams_per_token`` per token, or per
+client address without authentication (429 ``too_many_requests``), so one
+reader cannot take every slot.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -31,10 +38,18 @@ from leaderelection_service.api.deps import Backend
 from leaderelection_service.api.responses import COMMON, answer, refused, stream
 from leaderelection_service.api.schemas import Lease, Timestamp
 from leaderelection_service.api.security import Caller, ReadableKey, scoped_prefix
-from leaderelection_service.errors import BackendUnavailable, InvalidRequest, LeaseNotFound
+from leaderelection_service.auth import OPEN, ApiToken
+from leaderelection_service.errors import (
+    BackendUnavailable,
+    InvalidRequest,
+    LeaseNotFound,
+    TooManyRequests,
+)
 from leaderelection_service.events import EVENT_TYPES, WatchEvent, describe
 from leaderelection_service.records import HISTORY_LIMIT, PREFIX_PATTERN, LeaseView, valid_key
-from leaderelection_service.watch import Subscription, TooManySubscribers, WatchHub, scan
+from leaderelection_service.storage import LeaseBackend
+from leaderelection_service.subscription import Subscription, TooManyForOwner, TooManySubscribers
+from leaderelection_service.watch import PAGE, WatchHub
 
 router = APIRouter(prefix="/v1", tags=["watch"])
 
@@ -43,6 +58,12 @@ SEND_TIMEOUT = 30.0
 """A client that accepts no bytes for this long is disconnected."""
 RETRY_MS = 1000
 """What browsers wait before reconnecting a broken stream."""
+READY_TIMEOUT = 30.0
+"""Longest a new stream waits for the hub's first read of its keys (a full
+listing of the prefix: about a second at 20,000 keys on the file backend)."""
+
+Pages = Callable[[str | None], Awaitable[list[LeaseView]]]
+"""Reads the page of the replay after a key (None: the first page)."""
 
 
 def get_hub(request: Request) -> WatchHub:
@@ -106,7 +127,7 @@ _OUTSIDE = "the key is outside the token's prefix"
 _STREAM_TEXTS = dict(
     forbidden="the key or prefix is outside the token's prefix",
     backend_unavailable="the backend cannot be reached, or this process has no room for "
-    "another stream (`Retry-After: 5`)",
+    "another stream, or is shutting down (`Retry-After: 5`)",
 )
 
 
@@ -133,27 +154,49 @@ class _EndOnShutdown:
         self.sub = sub
 
     def set(self) -> None:
-        self.sub.end()
+        self.sub.end("the service is shutting down")
+
+
+def _closing(sub: Subscription) -> ServerSentEvent:
+    return ServerSentEvent(comment=f"closed: {sub.reason or 'the stream ended'}")
 
 
 def _stream(
-    hub: WatchHub, sub: Subscription, views: list[LeaseView], resume: tuple[str, int] | None
+    hub: WatchHub,
+    sub: Subscription,
+    first: list[LeaseView],
+    pages: Pages,
+    resume: tuple[str, int] | None,
 ) -> EventSourceResponse:
     async def frames() -> AsyncIterator[ServerSentEvent]:
-        last: dict[str, int] = dict([resume]) if resume else {}
+        if resume:
+            sub.last = dict([resume])
         try:
             yield ServerSentEvent(comment="watching", retry=RETRY_MS)
-            for view in views:
-                event = describe(view, replay=True)
-                if event.version > last.get(event.key, -1):
-                    last[event.key] = event.version
-                    yield _frame(event)
+            page = first
+            while True:
+                # Changes queued while the page was read go first: a key's
+                # replayed state is then sent only if it is newer still.
+                for got in sub.drain():
+                    if got is None:
+                        yield _closing(sub)
+                        return
+                    if sub.accept(got):
+                        yield _frame(got)
+                for view in page:
+                    event = describe(view, replay=True)
+                    if sub.accept(event):
+                        yield _frame(event)
+                if len(page) < PAGE:
+                    break
+                page = await pages(page[-1].record.key)
+            hub.replayed(sub)
             while True:
                 got = await sub.get()
                 if got is None:
+                    yield _closing(sub)
                     return
-                if got.version > last.get(got.key, -1):
-                    last[got.key] = got.version
+                if sub.accept(got):
                     yield _frame(got)
         finally:
             hub.unsubscribe(sub)
@@ -168,11 +211,31 @@ def _stream(
     )
 
 
-def _subscribe(hub: WatchHub, **what: Any) -> Subscription:
+def owner(who: ApiToken, request: Request) -> str:
+    """Whose cap a stream counts against: the token, or the client address without auth."""
+    if who is not OPEN:
+        return who.label
+    return f"address {request.client.host}" if request.client else "address unknown"
+
+
+async def _open(
+    hub: WatchHub, request: Request, who: ApiToken, pages: Pages, **what: Any
+) -> tuple[Subscription, list[LeaseView]]:
+    """Subscribe, wait until the hub covers it, read the first page (errors answer here)."""
     try:
-        return hub.subscribe(**what)
+        sub = hub.subscribe(owner=owner(who, request), **what)
+    except TooManyForOwner as exc:
+        raise TooManyRequests(f"cannot open a watch stream: {exc}") from exc
     except TooManySubscribers as exc:
-        raise BackendUnavailable(f"cannot open a watch stream: {exc}", retry_after=5.0) from exc
+        message = f"cannot open a watch stream: {exc}"
+        raise BackendUnavailable(message, retry_after=5.0, kind=message) from exc
+    try:
+        await hub.wait_ready(sub, READY_TIMEOUT)
+        first = await pages(None)
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
+    return sub, first
 
 
 @router.get(
@@ -180,28 +243,39 @@ def _subscribe(hub: WatchHub, **what: Any) -> Subscription:
     response_class=EventSourceResponse,
     operation_id="watchLease",
     responses=stream(_STREAM, LeaseEvent, EVENT_TYPES, examples.LEASE_EVENT)
-    | refused(*COMMON, "invalid_key", "invalid_last_event_id", **_STREAM_TEXTS),
+    | refused(
+        *COMMON, "invalid_key", "invalid_last_event_id", "too_many_requests", **_STREAM_TEXTS
+    ),
     summary="Watch one lease: its current state, then every change (Server-Sent Events)",
 )
 async def watch_key(
     key: ReadableKey,
     backend: Backend,
     hub: Hub,
+    who: Caller,
+    request: Request,
     renewed: Renewed = False,
     last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     resume = parse_last_event_id(last_event_id)
     if resume is not None and resume[0] != key:
         raise InvalidRequest(f"Last-Event-ID: names key {resume[0]!r}, not {key!r}")
-    sub = _subscribe(hub, key=key, renewed=renewed)
-    try:
-        views = [await backend.get(key)]
-    except LeaseNotFound:
-        views = []  # never acquired yet: the stream waits for its first acquire
-    except BaseException:
-        hub.unsubscribe(sub)
-        raise
-    return _stream(hub, sub, views, resume)
+
+    async def pages(after: str | None) -> list[LeaseView]:
+        try:
+            return [await backend.get(key)]
+        except LeaseNotFound:
+            return []  # never acquired yet: the stream waits for its first acquire
+
+    sub, first = await _open(hub, request, who, pages, key=key, renewed=renewed)
+    return _stream(hub, sub, first, pages, resume)
+
+
+def _prefix_pages(backend: LeaseBackend, prefix: str) -> Pages:
+    async def pages(after: str | None) -> list[LeaseView]:
+        return await backend.list(prefix, after, PAGE)
+
+    return pages
 
 
 @router.get(
@@ -209,13 +283,16 @@ async def watch_key(
     response_class=EventSourceResponse,
     operation_id="watchLeases",
     responses=stream(_STREAM, LeaseEvent, EVENT_TYPES, examples.LEASE_EVENT)
-    | refused(*COMMON, "invalid_prefix", "invalid_last_event_id", **_STREAM_TEXTS),
+    | refused(
+        *COMMON, "invalid_prefix", "invalid_last_event_id", "too_many_requests", **_STREAM_TEXTS
+    ),
     summary="Watch every lease under a key prefix (Server-Sent Events)",
 )
 async def watch_prefix(
     backend: Backend,
     hub: Hub,
     who: Caller,
+    request: Request,
     prefix: Annotated[
         str,
         Query(
@@ -229,13 +306,9 @@ async def watch_prefix(
 ) -> EventSourceResponse:
     resume = parse_last_event_id(last_event_id)
     prefix = scoped_prefix(prefix, who)  # a scoped token watches within its scope
-    sub = _subscribe(hub, prefix=prefix, renewed=renewed)
-    try:
-        views = await scan(backend, prefix)
-    except BaseException:
-        hub.unsubscribe(sub)
-        raise
-    return _stream(hub, sub, views, resume)
+    pages = _prefix_pages(backend, prefix)
+    sub, first = await _open(hub, request, who, pages, prefix=prefix, renewed=renewed)
+    return _stream(hub, sub, first, pages, resume)
 
 
 @router.get(

@@ -23,6 +23,7 @@ spare being rewritten under it finds the checksum wrong and reads again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Literal
@@ -32,6 +33,7 @@ import anyio.to_thread
 from leaderelection_service.backends.file_commit import Committer, GroupCommit, read_file
 from leaderelection_service.backends.file_format import (
     LOCKS_DIR,
+    LONG_PREFIX,
     RECORD_SUFFIX,
     RECORDS_DIR,
     Torn,
@@ -44,6 +46,9 @@ from leaderelection_service.errors import BackendUnavailable
 from leaderelection_service.records import LeaseRecord
 from leaderelection_service.storage import Capabilities, Versioned
 
+PROBE_PREFIX = "probe."
+_PROBE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+_PROBE_DATA = b" " * 512  # about one record
 _READ_ATTEMPTS = 16
 """A torn read needs a write to the same key while it reads; a few tries suffice."""
 
@@ -80,7 +85,7 @@ class FileStore:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendUnavailable("the file backend is closed")
+            raise BackendUnavailable("the file backend is closed", kind="the backend is closed")
 
     def _read_now(self, key: str) -> Versioned | None:
         self._check_open()
@@ -98,7 +103,9 @@ class FileStore:
                 continue
             record = LeaseRecord.from_storage(fields)
             return Versioned(record, record.revision)
-        raise BackendUnavailable(f"lease file of {key!r} is damaged")
+        raise BackendUnavailable(
+            f"lease file of {key!r} is damaged", kind="the lease's record is damaged"
+        )
 
     def _check_present(self) -> None:
         """The open directory is still the one at its path (not removed, not replaced)."""
@@ -107,27 +114,50 @@ class FileStore:
         except OSError as exc:
             raise BackendUnavailable(f"{self._records}: {exc.strerror}") from exc
         if (here.st_dev, here.st_ino) != (held.st_dev, held.st_ino):
-            raise BackendUnavailable(f"{self._records} was removed or replaced")
+            raise BackendUnavailable(
+                f"{self._records} was removed or replaced",
+                kind="the storage directory was removed or replaced",
+            )
 
     def _scan_now(self, prefix: str, after: str | None, limit: int) -> list[LeaseRecord]:
         self._check_open()
         self._check_present()  # listing a removed directory would answer "no leases"
         hex_prefix = prefix.encode().hex()
-        hex_after = after.encode().hex() if after else None
         try:
-            listing = os.listdir(self._records_fd)
+            # A descriptor of its own: os.listdir(fd) reads through a dup of the
+            # fd, which shares its position with every other listing in flight
+            # (watch streams, the hub, /v1/leases run at once in threads), so
+            # two listings of the shared fd skip and repeat each other's names.
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self._records_fd)
+            try:
+                listing = os.listdir(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise BackendUnavailable(f"cannot list lease files: {exc.strerror}") from exc
-        names = sorted(
-            n[: -len(RECORD_SUFFIX)]
-            for n in listing
-            if n.endswith(RECORD_SUFFIX) and n.startswith(hex_prefix)
-        )
-        out: list[LeaseRecord] = []
-        for name in names:
-            if hex_after is not None and name <= hex_after:
+        found: list[tuple[str, str]] = []  # (key, name), the name not yet checked
+        for n in listing:
+            if not n.endswith(RECORD_SUFFIX):
                 continue
-            got = self._read_now(key_of(name))
+            stem = n[: -len(RECORD_SUFFIX)]
+            if stem.startswith(LONG_PREFIX):
+                key = key_of(stem)
+            elif stem.startswith(hex_prefix):  # a hex name outside the prefix is skipped
+                # Decoded cheaply here; checked by key_of only if it is listed.
+                try:
+                    key = bytes.fromhex(stem).decode()
+                except ValueError:
+                    continue
+            else:
+                continue
+            if key is not None and key.startswith(prefix) and (after is None or key > after):
+                found.append((key, stem))
+        found.sort()
+        out: list[LeaseRecord] = []
+        for key, stem in found:
+            if key_of(stem) != key:
+                continue  # a stray file, not the name of its key
+            got = self._read_now(key)
             if got is not None:
                 out.append(got.record)
             if len(out) >= limit:
@@ -148,12 +178,30 @@ class FileStore:
         return await anyio.to_thread.run_sync(self._scan_now, prefix, after, limit)
 
     async def ping(self) -> None:
-        def check() -> None:
-            self._check_present()
-            if not os.access(self._records, os.W_OK | os.X_OK):
-                raise BackendUnavailable(f"{self._records} is not writable")
+        """The directory is in place and takes a new file's data (the readiness probe)."""
+        self._check_open()
+        await anyio.to_thread.run_sync(self._probe_now)
 
-        await anyio.to_thread.run_sync(check)
+    def _probe_now(self) -> None:
+        self._check_present()
+        # What a new key's write needs: a new file, a block for its data, and
+        # that data synced. Reading alone passes on a full or read-only disk,
+        # and the spares are rewritten in place, so renewals may pass too.
+        # Named outside the key space (no .json), per process; not kept.
+        name = f"{PROBE_PREFIX}{os.getpid()}"
+        try:
+            fd = os.open(name, _PROBE_FLAGS, 0o644, dir_fd=self._records_fd)
+            try:
+                os.pwrite(fd, _PROBE_DATA, 0)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=self._records_fd)
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"cannot write {self._records}/{name}: {exc.strerror}"
+            ) from exc
 
     async def close(self) -> None:
         if self._closed:

@@ -5,7 +5,8 @@ Example::
     commit = GroupCommit(Committer(records_fd, locks_fd))
     await commit.write("cron", "63726f6e", encode(record), expected=3, revision=4)
     # returns once the record is on disk; WriteConflict if the revision on
-    # disk was not 3; BackendUnavailable if the disk refused the batch
+    # disk was not 3; BackendUnavailable if the disk refused this write or
+    # the batch's sync
 
 Writes queue in the event loop. When no batch is running, every queued write
 (on distinct keys, at most ``max_batch``) goes to one worker thread as one
@@ -31,10 +32,18 @@ One batch, in the worker thread (``Committer.commit``):
 7. unlock; the event loop then answers each caller.
 
 Nothing is renamed before its data is durable, so a crash leaves each record
-as it was or as it was written, never empty. A disk error in steps 1-4 fails
-every write of the batch with ``BackendUnavailable`` and leaves every record
-as it was; one in steps 5-6 also fails them all, though some records may show
-the new state, as when a database commits and the answer is lost.
+as it was or as it was written, never empty.
+
+A failure of one write's own step (its lock file, its record, its spare, its
+``fdatasync``, its exchange) fails that write alone with
+``BackendUnavailable``, and leaves its record as it was; the other writes of
+the batch go on and are durable when answered. Otherwise one bad write would
+fail every write that happened to share its batch: another tenant's renewals
+(isolation, I4). A failure common to the batch fails every write still going:
+``syncfs`` (step 4), which cannot say whose data it lost, leaves every record
+as it was; the directory's ``fsync`` (step 6) comes after the exchanges, so
+some records may show the new state, as when a database commits and the
+answer is lost.
 
 Why a spare rewritten in place, not a new temporary file renamed over the
 record: a new file's blocks are allocated, and the replaced record's blocks
@@ -141,15 +150,21 @@ class Committer:
         locks: list[int] = []
         try:
             ordered = sorted(batch, key=lambda p: p.name)
+            locked = []
             for p in ordered:  # 1.
-                fd = os.open(p.name + LOCK_SUFFIX, _LOCK_FLAGS, 0o644, dir_fd=self.locks_fd)
-                locks.append(fd)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            staged = [(p, exchange) for p in ordered if (exchange := self._check(p)) is not None]
+                try:
+                    fd = os.open(p.name + LOCK_SUFFIX, _LOCK_FLAGS, 0o644, dir_fd=self.locks_fd)
+                    locks.append(fd)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError as exc:
+                    p.error = _failed("cannot lock lease file", exc)
+                    continue
+                locked.append(p)
+            staged = [(p, exchange) for p in locked if (exchange := self._check(p)) is not None]
             if staged:
                 self._write(staged)
         except OSError as exc:
-            raise BackendUnavailable(f"cannot write lease files: {exc.strerror}") from exc
+            raise _failed("cannot write lease files", exc) from exc
         finally:
             for fd in locks:
                 os.close(fd)  # 7. closing drops the flock
@@ -161,7 +176,7 @@ class Committer:
         except FileNotFoundError:
             revision, checked = None, False
         except OSError as exc:
-            p.error = BackendUnavailable(f"cannot read lease file: {exc.strerror}")
+            p.error = _failed("cannot read lease file", exc)
             return None
         else:
             try:
@@ -169,7 +184,9 @@ class Committer:
                 revision = int(fields["revision"])
             except (Torn, KeyError, TypeError, ValueError):
                 # Under the lock nothing rewrites the record: it is damaged.
-                p.error = BackendUnavailable(f"lease file of {p.key!r} is damaged")
+                p.error = BackendUnavailable(
+                    f"lease file of {p.key!r} is damaged", kind="the lease's record is damaged"
+                )
                 return None
         if revision != p.expected:
             p.error = WriteConflict(p.key)
@@ -179,23 +196,45 @@ class Committer:
         return checked and self.use_exchange
 
     def _write(self, staged: list[tuple[Pending, bool]]) -> None:
-        fds: list[int] = []
+        """Steps 3-6. A step of one file that fails fails that write alone; the
+        filesystem's sync and the directory's fsync fail every write still going."""
+        written: list[tuple[Pending, bool, int]] = []
         try:
-            for p, _ in staged:  # 3.
-                fd = os.open(p.name + SPARE_SUFFIX, _SPARE_FLAGS, 0o644, dir_fd=self.records_fd)
-                fds.append(fd)
-                _write_all(fd, padded(p.data, os.fstat(fd).st_size))
-            self._sync_data(fds)  # 4.
+            for p, exchange in staged:  # 3.
+                try:
+                    fd = os.open(p.name + SPARE_SUFFIX, _SPARE_FLAGS, 0o644, dir_fd=self.records_fd)
+                except OSError as exc:
+                    p.error = _failed("cannot write lease file", exc)
+                    continue
+                written.append((p, exchange, fd))
+                try:
+                    _write_all(fd, padded(p.data, os.fstat(fd).st_size))
+                except OSError as exc:
+                    p.error = _failed("cannot write lease file", exc)
+            self._sync_data([(p, fd) for p, _, fd in written if p.error is None])  # 4.
         finally:
-            for fd in fds:
+            for _, _, fd in written:
                 os.close(fd)
-        for p, exchange in staged:  # 5.
+        renamed = False
+        for p, exchange, _ in written:  # 5.
+            if p.error is not None:
+                continue
             spare, record = p.name + SPARE_SUFFIX, p.name + RECORD_SUFFIX
-            if not (exchange and self._exchange(spare, record)):
-                os.replace(spare, record, src_dir_fd=self.records_fd, dst_dir_fd=self.records_fd)
-        os.fsync(self.records_fd)  # 6.
+            try:
+                if not (exchange and self._exchange(spare, record)):
+                    os.replace(
+                        spare, record, src_dir_fd=self.records_fd, dst_dir_fd=self.records_fd
+                    )
+            except OSError as exc:
+                p.error = _failed("cannot rename lease file", exc)
+                continue
+            renamed = True
+        if renamed:
+            os.fsync(self.records_fd)  # 6.
 
-    def _sync_data(self, fds: list[int]) -> None:
+    def _sync_data(self, files: list[tuple[Pending, int]]) -> None:
+        if not files:
+            return
         if self.use_syncfs and _syncfs is not None:
             try:
                 _check(_syncfs(self.records_fd))
@@ -204,8 +243,11 @@ class Committer:
                 if exc.errno not in _NOT_SUPPORTED:
                     raise
                 self.use_syncfs = False
-        for fd in fds:
-            os.fdatasync(fd)
+        for p, fd in files:
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:  # this file's data alone is not durable
+                p.error = _failed("cannot write lease file", exc)
 
     def _exchange(self, a: str, b: str) -> bool:
         """Swap two names atomically; False where the filesystem cannot."""
@@ -220,6 +262,13 @@ class Committer:
             self.use_exchange = False
             return False
         return True
+
+
+def _failed(what: str, exc: OSError) -> BackendUnavailable:
+    """A write's own failure; the OSError stays its cause (the answer names its kind)."""
+    error = BackendUnavailable(f"{what}: {exc.strerror}")
+    error.__cause__ = exc
+    return error
 
 
 def read_file(dir_fd: int, name: str) -> bytes:
@@ -258,7 +307,7 @@ class GroupCommit:
     ) -> int:
         """``revision`` once ``data`` is durable as the record of ``key``."""
         if self._closed:
-            raise BackendUnavailable("the file backend is closed")
+            raise BackendUnavailable("the file backend is closed", kind="the backend is closed")
         loop = asyncio.get_running_loop()
         item = Pending(key, name, data, expected, revision, loop.create_future())
         self._queue.append(item)
@@ -295,7 +344,7 @@ class GroupCommit:
         self._running = False
         failure = None if done.cancelled() else done.exception()
         if done.cancelled():
-            failure = BackendUnavailable("the file backend is closed")
+            failure = BackendUnavailable("the file backend is closed", kind="the backend is closed")
         for item in batch:
             if item.done.done():
                 continue
@@ -313,7 +362,9 @@ class GroupCommit:
         self._closed = True
         for item in self._queue:
             if not item.done.done():
-                item.done.set_exception(BackendUnavailable("the file backend is closed"))
+                item.done.set_exception(
+                    BackendUnavailable("the file backend is closed", kind="the backend is closed")
+                )
         self._queue = []
         if self._running:
             await self._idle.wait()
@@ -324,7 +375,7 @@ def _own(error: BaseException) -> BaseException:
     """A batch's failure, one object per caller (one object raised in many tasks
     would collect all their tracebacks)."""
     if isinstance(error, BackendUnavailable):
-        own = BackendUnavailable(error.message, retry_after=error.retry_after)
+        own = BackendUnavailable(error.message, retry_after=error.retry_after, kind=error.kind)
         own.__cause__ = error.__cause__
         return own
     return error

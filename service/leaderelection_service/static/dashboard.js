@@ -8,14 +8,29 @@
 // A prefix stream starts with the current state of every key (replay) and then
 // sends each change; events carry a per-key version, and anything not newer
 // than what the page shows is ignored, so reconnects never move a row backwards.
+//
+// Fleet size: events only update the data (a Map, a sorted key list and the
+// state counts, each in O(log n) or one splice); the table is drawn at most once
+// per animation frame and holds the first PAGE_ROWS keys in key order ("Show
+// more" adds a page; the prefix filter narrows the stream itself). So a replay
+// of 10,000 keys costs 10,000 map updates and one drawing of 200 rows, where
+// inserting every row into the DOM in order (the first version) took seconds
+// of a frozen page. A virtual scroller was rejected: rows have variable height
+// (history, phone layout) and a page of rows keeps the table plain HTML.
 "use strict";
 
 const TOKEN_KEY = "leaderelection.token";
 const PREFIX_KEY = "leaderelection.prefix";
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10000;
+const PAGE_ROWS = 200;
 
-const leases = new Map(); // key -> {lease, version, type, changedAt, row, historyRow}
+const leases = new Map(); // key -> {lease, version, type, state, changedAt, row, historyRow, dirty, flash}
+const order = []; // every key, sorted
+const counts = { held: 0, expired: 0, released: 0 };
+let shown = PAGE_ROWS; // rows drawn at most
+let drawQueued = false;
+let connects = 0; // streams opened since the page loaded (data-connects on #conn)
 let clockOffsetMs = 0; // server clock minus this browser's clock
 let controller = null;
 let retryMs = RETRY_MIN_MS;
@@ -55,6 +70,8 @@ function currentPrefix() {
 function connect() {
   if (controller) controller.abort();
   controller = new AbortController();
+  connects += 1;
+  $("conn").dataset.connects = String(connects);
   stream(controller.signal, currentPrefix()).catch((err) => {
     if (controller && controller.signal.aborted) return;
     setConn("connecting", `Reconnecting in ${Math.round(retryMs / 1000)} s…`);
@@ -149,18 +166,33 @@ function apply(type, event) {
   clockOffsetMs = Date.parse(event.lease.server_time) - Date.now();
   const entry = known || { row: null, historyRow: null };
   const before = known ? known.lease.holder : null;
+  if (known) counts[known.state] -= 1;
+  else insertKey(key);
   entry.lease = event.lease;
   entry.version = event.version;
   entry.type = type;
   entry.state = stateOf(type, event.lease);
   entry.changedAt = Date.parse(changedAt(type, event.lease));
+  entry.dirty = true;
+  counts[entry.state] += 1;
   leases.set(key, entry);
-  render(key, entry, !event.replay && type !== "renewed");
   if (!event.replay && type !== "renewed") {
+    entry.flash = true;
     announce(describe(type, event.lease, before));
     if (entry.historyRow) loadHistory(key, entry);
   }
-  summarize();
+  scheduleDraw();
+}
+
+function insertKey(key) {
+  let lo = 0;
+  let hi = order.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (order[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  order.splice(lo, 0, key);
 }
 
 function describe(type, lease, before) {
@@ -179,18 +211,55 @@ function announce(text) {
 
 // -- rendering ------------------------------------------------------------------
 
-function render(key, entry, flash) {
-  if (!entry.row) {
-    const row = $("row-template").content.firstElementChild.cloneNode(true);
-    row.classList.add("lease");
-    row.dataset.key = key;
-    row.querySelector(".key").textContent = key;
-    const toggle = row.querySelector(".history-toggle");
-    toggle.setAttribute("aria-label", `History of ${key}`);
-    toggle.addEventListener("click", () => toggleHistory(key));
-    insertSorted(row, key);
-    entry.row = row;
+function scheduleDraw() {
+  if (drawQueued) return;
+  drawQueued = true;
+  requestAnimationFrame(draw);
+}
+
+function draw() {
+  drawQueued = false;
+  const nodes = [];
+  for (const key of order.slice(0, shown)) {
+    const entry = leases.get(key);
+    if (!entry.row) createRow(key, entry);
+    if (entry.dirty) updateRow(entry);
+    nodes.push(entry.row);
+    if (entry.historyRow) nodes.push(entry.historyRow);
   }
+  const rows = $("rows");
+  const same = rows.children.length === nodes.length && nodes.every((n, i) => rows.children[i] === n);
+  if (!same) rows.replaceChildren(...nodes);
+  for (const key of order.slice(0, shown)) {
+    const entry = leases.get(key);
+    if (entry.flash) {
+      entry.flash = false;
+      entry.row.classList.remove("flash");
+      void entry.row.offsetWidth; // restart the animation
+      entry.row.classList.add("flash");
+    }
+  }
+  $("empty").hidden = leases.size > 0;
+  const rest = order.length - Math.min(shown, order.length);
+  $("more").hidden = rest <= 0;
+  $("show-more").textContent = `Show ${Math.min(PAGE_ROWS, rest)} more (${rest} not shown)`;
+  summarize();
+}
+
+function createRow(key, entry) {
+  const row = $("row-template").content.firstElementChild.cloneNode(true);
+  row.classList.add("lease");
+  row.dataset.key = key;
+  row.querySelector(".key").textContent = key;
+  const toggle = row.querySelector(".history-toggle");
+  toggle.setAttribute("aria-label", `History of ${key}`);
+  toggle.addEventListener("click", () => toggleHistory(key));
+  entry.row = row;
+  entry.dirty = true;
+}
+
+function updateRow(entry) {
+  entry.dirty = false;
   const row = entry.row;
   const lease = entry.lease;
   row.dataset.state = entry.state;
@@ -204,23 +273,6 @@ function render(key, entry, flash) {
   time.dateTime = new Date(entry.changedAt).toISOString();
   time.title = `${entry.type} at ${new Date(entry.changedAt).toLocaleString()}`;
   tickRow(entry);
-  if (flash) {
-    row.classList.remove("flash");
-    void row.offsetWidth; // restart the animation
-    row.classList.add("flash");
-  }
-  $("empty").hidden = leases.size > 0;
-}
-
-function insertSorted(row, key) {
-  const rows = $("rows");
-  for (const other of rows.querySelectorAll("tr.lease")) {
-    if (other.dataset.key > key) {
-      rows.insertBefore(row, other);
-      return;
-    }
-  }
-  rows.appendChild(row);
 }
 
 function formatLeft(ms) {
@@ -247,14 +299,17 @@ function tickRow(entry) {
 }
 
 function tick() {
-  for (const entry of leases.values()) tickRow(entry);
+  for (const key of order.slice(0, shown)) {
+    const entry = leases.get(key);
+    if (entry.row) tickRow(entry);
+  }
 }
 
 function summarize() {
-  const counts = { held: 0, expired: 0, released: 0 };
-  for (const entry of leases.values()) counts[entry.state] += 1;
+  const paged = order.length > shown ? ` (the first ${shown} shown)` : "";
   $("summary").textContent =
-    `${leases.size} leases: ${counts.held} held, ${counts.expired} expired, ${counts.released} released`;
+    `${leases.size} leases: ${counts.held} held, ${counts.expired} expired, ` +
+    `${counts.released} released${paged}`;
 }
 
 // -- history --------------------------------------------------------------------
@@ -276,6 +331,7 @@ function toggleHistory(key) {
   row.appendChild(cell);
   entry.row.after(row);
   entry.historyRow = row;
+  scheduleDraw();
   toggle.setAttribute("aria-expanded", "true");
   toggle.setAttribute("aria-controls", cell.id);
   loadHistory(key, entry);
@@ -320,6 +376,9 @@ async function loadHistory(key, entry) {
 
 function resetRows() {
   leases.clear();
+  order.length = 0;
+  counts.held = counts.expired = counts.released = 0;
+  shown = PAGE_ROWS;
   lastEventId = null;
   $("rows").replaceChildren();
   $("empty").hidden = false;
@@ -340,6 +399,10 @@ function start() {
     }, 250);
   });
   $("filter").addEventListener("submit", (e) => e.preventDefault());
+  $("show-more").addEventListener("click", () => {
+    shown += PAGE_ROWS;
+    scheduleDraw();
+  });
   $("auth").addEventListener("submit", (e) => {
     e.preventDefault();
     const token = $("token").value.trim();

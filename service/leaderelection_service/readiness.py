@@ -1,0 +1,72 @@
+"""``/readyz``'s check of the backend, shared by every probe for a moment.
+
+Example::
+
+    readiness = Readiness(backend, ttl=1.0)
+    failure = await readiness.check()  # None when ready, else the BackendUnavailable
+
+The backend's ``ping`` is the check, and a backend makes it as strong as its
+writes need: the file backend writes, syncs and removes a small probe file,
+because a full or read-only disk still lets it read every lease (it answered
+200 on a full disk while every write failed with 503). A probe costs a write
+and a sync, and probes come from many places (a kubelet, a load balancer, a
+dashboard, each every second or so), so the outcome is kept for ``ttl``
+seconds and concurrent probes wait for the same check: at most one ping per
+``ttl`` per process, however many ask.
+
+Rejected: judging readiness by recent write failures. A failure of one write
+is now that write's own (a damaged record, a conflict), an idle service has
+no writes to judge by, and the first caller after the disk filled would pay
+for the news; a probe is one cheap write that tells at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.storage import LeaseBackend
+
+TTL = 1.0
+"""Seconds a check's outcome answers every probe."""
+
+
+class Readiness:
+    def __init__(
+        self,
+        backend: LeaseBackend,
+        *,
+        ttl: float = TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self._ttl = ttl
+        self._clock = clock
+        self._checked_at: float | None = None
+        self._outcome: BackendUnavailable | None = None
+        self._running: asyncio.Future[BackendUnavailable | None] | None = None
+        self.checks = 0
+        """How many pings ran (for tests)."""
+
+    async def check(self) -> BackendUnavailable | None:
+        """None when the backend is ready, else why not (the detail is for the log)."""
+        if self._checked_at is not None and self._clock() - self._checked_at < self._ttl:
+            return self._outcome
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._ping())
+        # A probe that gives up does not cancel the check the others wait for.
+        return await asyncio.shield(self._running)
+
+    async def _ping(self) -> BackendUnavailable | None:
+        self.checks += 1
+        outcome: BackendUnavailable | None = None
+        try:
+            await self._backend.ping()
+        except BackendUnavailable as exc:
+            outcome = exc
+        finally:
+            self._running = None
+        self._outcome, self._checked_at = outcome, self._clock()
+        return outcome

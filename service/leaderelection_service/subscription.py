@@ -1,0 +1,96 @@
+"""One watch stream's side of the hub: its queue, readiness and de-duplication.
+
+Example::
+
+    sub = Subscription(key=None, prefix="jobs.", renewed=False)
+    if sub.accept(event):          # newer than what was sent for event.key
+        send(event)
+    sub.end("the service is shutting down")   # the reader gets None next
+
+A subscription's queue holds live events only (``QUEUE_SIZE``); the replay
+of the current state is read by the stream itself, a page at a time, and
+``accept`` keeps the two in version order per key (see ``watch``). The
+versions sent are kept in a dict only while the replay may overlap the hub's
+events; a set of keys per stream for good was rejected as memory that grows
+with the fleet for every open stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from leaderelection_service.events import WatchEvent
+
+QUEUE_SIZE = 1024
+"""Live events a subscriber may have waiting before it is dropped."""
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One open watch stream: a key or a prefix, and its queue of live events."""
+
+    key: str | None
+    prefix: str
+    renewed: bool
+    queue: asyncio.Queue[WatchEvent | None] = field(
+        default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
+    )
+    owner: str = ""
+    dropped: bool = False
+    reason: str = ""
+    """Why the stream ended, when the service ended it (sent as a last comment)."""
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: str = ""
+    """Set when the hub could not read the backend while this one waited to be ready."""
+    last: dict[str, int] | None = field(default_factory=dict)
+    """Version sent per key, while a replay may still overlap the hub's events."""
+    replay_done: int | None = None
+    """The hub's read count when the replay ended."""
+
+    def matches(self, key: str) -> bool:
+        return key == self.key if self.key is not None else key.startswith(self.prefix)
+
+    def wants(self, event: WatchEvent) -> bool:
+        return self.matches(event.key) and (
+            event.type != "renewed" or self.renewed or event.revived
+        )
+
+    def stale(self, event: WatchEvent) -> bool:
+        """Already sent this key's state at this version or a newer one."""
+        return self.last is not None and event.version <= self.last.get(event.key, -1)
+
+    def accept(self, event: WatchEvent) -> bool:
+        """True if ``event`` is to be sent now (newer than what was sent for its key)."""
+        if self.stale(event):
+            return False
+        if self.last is not None:
+            self.last[event.key] = event.version
+        return True
+
+    async def get(self) -> WatchEvent | None:
+        """The next event, or None once the stream is over (dropped or closed)."""
+        return await self.queue.get()
+
+    def drain(self) -> list[WatchEvent | None]:
+        """What is queued now, without waiting (a None ends the stream)."""
+        out: list[WatchEvent | None] = []
+        while not self.queue.empty():
+            out.append(self.queue.get_nowait())
+        return out
+
+    def end(self, reason: str = "") -> None:
+        """End the stream: what is queued is dropped, the reader gets None next."""
+        self.reason = self.reason or reason
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+        self.ready.set()
+
+
+class TooManySubscribers(Exception):
+    pass
+
+
+class TooManyForOwner(TooManySubscribers):
+    """The caller's own cap, not the process's."""

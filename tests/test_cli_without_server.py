@@ -1,0 +1,86 @@
+"""``leaderelection`` where only the client is installed (no ``server`` extra).
+
+The interpreter is the suite's own, with a finder in front that answers every
+server library as Python answers a package that is not installed
+(``ModuleNotFoundError`` with its name), as in tests/test_client_package.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SERVER_LIBRARIES = [
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "psycopg",
+    "pymysql",
+    "google",
+    "pydantic",
+    "pydantic_settings",
+    "prometheus_client",
+    "sse_starlette",
+    "yaml",
+]
+
+CLIENT_ONLY = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    BLOCKED = {blocked!r}
+
+    class NotInstalled(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            top = name.split(".")[0]
+            if top in BLOCKED:
+                raise ModuleNotFoundError(f"No module named {{top!r}}", name=top)
+            return None
+
+    sys.meta_path.insert(0, NotInstalled())
+    from leaderelection_service.cli import main
+
+    sys.argv = ["leaderelection", *{argv!r}]
+    sys.exit(main())
+    """
+)
+HINT = "install them with: pip install 'leaderelection[server]'"
+
+
+def client_only(*argv: str) -> subprocess.CompletedProcess[str]:
+    script = CLIENT_ONLY.format(blocked=SERVER_LIBRARIES, argv=list(argv))
+    return subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve"],
+        ["serve", "--port", "9000"],
+        ["serve", "--help"],
+        ["migrate", "--backend-url", "sqlite:////tmp/never.db"],
+        ["openapi"],
+    ],
+)
+def test_server_commands_say_how_to_install_the_server_extra(argv: list[str]) -> None:
+    out = client_only(*argv)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr  # one line, no traceback
+    assert lines[0].startswith(f"leaderelection {argv[0]}: the server libraries are not installed")
+    assert HINT in lines[0] and "no module named" in lines[0]
+    assert out.stdout == ""
+
+
+def test_client_commands_still_work_there() -> None:
+    """The finder does block: the client commands, which need httpx alone, are unaffected."""
+    out = client_only("status", "--help")
+    assert out.returncode == 0 and "--prefix" in out.stdout, out.stderr
+    out = client_only("run", "--key", "k", "--hold-after", "2m", "--help")
+    assert out.returncode == 0 and "--no-wait" in out.stdout, out.stderr
