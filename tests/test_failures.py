@@ -14,8 +14,8 @@ import os
 
 import pytest
 
-from leaderelection_service.errors import BackendUnavailable
 from leaderelection_service.failures import Failures, kind_of
+from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.readiness import Readiness
 
 

@@ -23,8 +23,8 @@ import pytest
 from leaderelection_service.backends import file_commit
 from leaderelection_service.backends.file import FileStore
 from leaderelection_service.backends.file_format import Torn, decode, encode, file_name
-from leaderelection_service.errors import BackendUnavailable, WriteConflict
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
+from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import LeaseRecord
 from support.procs import REPO
 

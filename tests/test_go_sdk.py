@@ -288,3 +288,26 @@ def test_adapter_with_api_tokens(
             assert proc.of("elected") == []
     finally:
         proc.close()
+
+
+def test_the_main_readmes_go_fragment_builds(
+    go: str, go_env: dict[str, str], tmp_path: Path
+) -> None:
+    """README.md's "Other languages" Go lines, as the body of a main with their imports."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("\n### Go\n") :]
+    match = re.search(r"^```go\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    assert match is not None, "no ```go block under ### Go in README.md"
+    imports = ["context", "log", "os/signal", "syscall", "time"]
+    module = "github.com/leaderelection/leaderelection/client/go"
+    source = "package main\n\nimport (\n"
+    source += "".join(f'\t"{name}"\n' for name in imports)
+    source += f'\n\tleaderelection "{module}"\n)\n\nfunc main() {{\n{match.group(1)}}}\n'
+    (tmp_path / "main.go").write_text(source)
+    (tmp_path / "go.mod").write_text(
+        f"module example\n\ngo 1.19\n\nrequire {module} v0.0.0\n\nreplace {module} => {GO_DIR}\n"
+    )
+    done = subprocess.run(
+        [go, "vet", "."], cwd=tmp_path, env=go_env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -5,7 +5,7 @@ gets the answer its single statement would give.
   released, lapsed) acquired at once: each answered as the contract says, in
   fewer statements than calls, a refusal answered in the same round trip;
 - one key wanted by many at once: exactly one winner, every loser
-  ``lease_held`` with the winner's record, round after round (S1, S2);
+  ``lease_held`` with the winner's record, round after round (one leader (I1), fencing (I2));
 - a lapsed lease taken over inside a batch: the token grows by one, once;
 - a batch that PostgreSQL picks as a deadlock's victim (a transaction that
   locks keys in the other order) is answered by single statements;
@@ -23,7 +23,7 @@ import pytest
 
 from leaderelection_service.backends.sql import SqlLeases
 from leaderelection_service.backends.sql.postgresql import PgSql
-from leaderelection_service.errors import LeaseHeld
+from leaderelection_service.lease_errors import LeaseHeld
 from leaderelection_service.records import LeaseView
 
 

@@ -3,11 +3,11 @@
 - three ``leaderelection serve`` processes on one database: 100 concurrent
   acquirers spread over them for one free key, exactly one wins; 200 rounds
   of contended acquire/release spread over them give strictly increasing
-  tokens (S1, S2 with many replicas);
+  tokens (one leader (I1), fencing (I2), with many replicas);
 - a throwaway PostgreSQL stopped like a crash while a leader renews: 503
   ``backend_unavailable`` with Retry-After and ``/readyz`` 503 during the
   outage, the service process stays up, answers again within seconds once the
-  database is back, no acknowledged write is lost and no token repeats (S3).
+  database is back, no acknowledged write is lost and no token repeats (durability (I3)).
 """
 
 from __future__ import annotations

@@ -21,19 +21,21 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from leaderelection_service import __version__, metrics
-from leaderelection_service.api import dashboard, docs, errors, health, hot, leases, watch
+from leaderelection_service import __version__, metrics_rendering
+from leaderelection_service.api import answers, dashboard, docs, health, hot, leases, watch
 from leaderelection_service.api import metrics as metrics_api
 from leaderelection_service.api.responses import with_examples, with_models
 from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
 from leaderelection_service.failures import Failures
+from leaderelection_service.instrumented_backend import InstrumentedBackend
 from leaderelection_service.lease_gauges import LeaseGauges
 from leaderelection_service.readiness import Readiness
 from leaderelection_service.registry import open_backend, redact
+from leaderelection_service.request_metrics import RequestMetrics
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
-from leaderelection_service.watch import WatchHub
+from leaderelection_service.watch_hub import WatchHub
 
 log = logging.getLogger("leaderelection")
 
@@ -91,7 +93,7 @@ def create_app(
     settings = settings or Settings()
     if backend is None:
         backend = open_backend(settings.backend_url, settings)
-    active: LeaseBackend = metrics.InstrumentedBackend(backend)
+    active: LeaseBackend = InstrumentedBackend(backend)
     lease_gauges = LeaseGauges(active, refresh=settings.metrics_refresh_interval)
     active.observers.append(lease_gauges.observe)
     tokens = TokenTable.load(settings.auth_file) if settings.auth_file else None
@@ -122,7 +124,7 @@ def create_app(
             await hub.close()
             await lease_gauges.close()
             await active.close()
-            metrics.process_exited()
+            metrics_rendering.process_exited()
 
     app = LeaseApp(
         title="leaderelection",
@@ -139,8 +141,8 @@ def create_app(
     app.state.failures = Failures(redact(active.description))
     app.state.readiness = Readiness(active)
     app.state.lease_gauges = lease_gauges
-    errors.install(app)
-    app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
+    answers.install(app)
+    app.add_middleware(answers.BodyLimit, limit=settings.max_body_bytes)
     for router in ROUTERS:
         app.include_router(router)
     docs.install(app)  # before the dashboard's /static mount
@@ -152,5 +154,5 @@ def create_app(
         framework = hot.HotRoutes(framework, routes=leases.operation_routes())
     if tokens is not None:
         framework = AuthGate(framework, tokens=tokens)
-    app.front = metrics.RequestMetrics(framework)
+    app.front = RequestMetrics(framework)
     return app

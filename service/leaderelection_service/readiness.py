@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.storage import LeaseBackend
 
 TTL = 1.0

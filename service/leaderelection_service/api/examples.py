@@ -6,7 +6,7 @@ Example::
     ERRORS["lease_held"]       # {"error": "lease_held", "message": ..., "lease": {...}}
 
 One short story of the key ``cron-nightly`` is played through the lease rules
-(``leases.decide_*``), the refusals (``refusals``), the record's wire form
+(``lease_rules.decide_*``), the refusals (``refusals``), the record's wire form
 (``LeaseRecord.to_public``) and the watch events (``events.describe``); every
 example is read off it. So an example is what the service really answers
 (times in RFC 3339 with microseconds and ``Z``, tokens that agree between a
@@ -24,7 +24,7 @@ from typing import Any
 
 from leaderelection_service import refusals
 from leaderelection_service.events import describe
-from leaderelection_service.leases import decide_acquire, decide_release, decide_renew
+from leaderelection_service.lease_rules import decide_acquire, decide_release, decide_renew
 from leaderelection_service.records import (
     HISTORY_LIMIT,
     KEY_PATTERN,

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 
 from leaderelection_service import __version__
 from leaderelection_service.api import examples
+from leaderelection_service.api.answers import error_response
 from leaderelection_service.api.deps import Backend
-from leaderelection_service.api.errors import error_response
 from leaderelection_service.api.responses import answer, refused
 from leaderelection_service.api.schemas import Health, Ready
 

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi.routing import APIRoute
 
 from leaderelection_service.api import examples
-from leaderelection_service.api.deps import AppSettings, Backend, check_holder, check_ttl
+from leaderelection_service.api.deps import AppSettings, Backend
+from leaderelection_service.api.operations import OPERATIONS, perform
 from leaderelection_service.api.responses import COMMON, WRITES, answer, refused
 from leaderelection_service.api.schemas import (
     AcquireBody,
@@ -26,7 +27,7 @@ from leaderelection_service.api.security import (
     WritableKey,
     scoped_prefix,
 )
-from leaderelection_service.errors import InvalidRequest
+from leaderelection_service.lease_errors import InvalidRequest
 from leaderelection_service.records import PREFIX_PATTERN, LeaseView, valid_key
 
 router = APIRouter(prefix="/v1/leases", tags=["leases"])
@@ -59,8 +60,7 @@ async def acquire(
     backend: Backend,
     settings: AppSettings,
 ) -> Response:
-    view = await backend.acquire(key, check_holder(body.holder), check_ttl(body.ttl, settings))
-    return lease_json(view)
+    return lease_json(await perform("acquire", key, body, backend, settings))
 
 
 @router.post(
@@ -84,9 +84,7 @@ async def renew(
     backend: Backend,
     settings: AppSettings,
 ) -> Response:
-    ttl = None if body.ttl is None else check_ttl(body.ttl, settings)
-    view = await backend.renew(key, check_holder(body.holder), body.fencing_token, ttl)
-    return lease_json(view)
+    return lease_json(await perform("renew", key, body, backend, settings))
 
 
 @router.post(
@@ -108,9 +106,9 @@ async def release(
         ),
     ],
     backend: Backend,
+    settings: AppSettings,
 ) -> Response:
-    view = await backend.release(key, check_holder(body.holder), body.fencing_token)
-    return lease_json(view)
+    return lease_json(await perform("release", key, body, backend, settings))
 
 
 @router.get(
@@ -129,7 +127,7 @@ async def lookup(key: ReadableKey, backend: Backend) -> Response:
 
 def operation_routes() -> dict[str, APIRoute]:
     """The acquire, renew and release routes, by operation (for ``api.hot``)."""
-    wanted = {f"{router.prefix}/{{key}}/{op}": op for op in ("acquire", "renew", "release")}
+    wanted = {f"{router.prefix}/{{key}}/{op}": op for op in OPERATIONS}
     return {
         wanted[r.path]: r for r in router.routes if isinstance(r, APIRoute) and r.path in wanted
     }

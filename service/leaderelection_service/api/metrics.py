@@ -1,4 +1,4 @@
-"""``GET /metrics``: Prometheus text exposition (see ``leaderelection_service.metrics``).
+"""``GET /metrics``: Prometheus text exposition (see ``leaderelection_service.metric_families``).
 
 Example::
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from leaderelection_service import metrics
 from leaderelection_service.api import examples
 from leaderelection_service.api.deps import AppSettings
 from leaderelection_service.api.responses import answer, refused
 from leaderelection_service.api.security import Caller
-from leaderelection_service.errors import Forbidden
+from leaderelection_service.lease_errors import Forbidden
 from leaderelection_service.lease_gauges import LeaseGauges
+from leaderelection_service.metrics_rendering import render_leases, render_process
 
 router = APIRouter(tags=["health"])
 
@@ -39,5 +39,5 @@ async def prometheus_metrics(request: Request, settings: AppSettings, who: Calle
     top = settings.metrics_key_labels
     counts = await gauges.counts(top)
     answering = getattr(request.app.state.backend, "answering", True)
-    body = metrics.render_process() + metrics.render_leases(counts, top, answering)
+    body = render_process() + render_leases(counts, top, answering)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

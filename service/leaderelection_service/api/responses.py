@@ -13,7 +13,7 @@ Every error answer has the body ``ErrorBody``; a status is declared with the
 codes a route can give under it, each with an example made by the service's
 rules (``api.examples``), and the headers that come with it (``Retry-After``
 on 503, ``WWW-Authenticate`` on 401). These declarations only document: the
-routes answer through ``api.errors`` exactly as before.
+routes answer through ``api.answers`` exactly as before.
 
 A watch stream's 200 names its event model (``LeaseEvent``) by reference.
 FastAPI puts a declared ``model`` of any answer under the route's media type

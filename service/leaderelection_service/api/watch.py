@@ -8,7 +8,7 @@ Example::
 
 A stream first sends the current state of every key it covers (events with
 ``"replay": true``), read a page at a time while the changes since it
-subscribed queue apart (see ``watch``), then each change as it happens. Each event's SSE ``id``
+subscribed queue apart (see ``watch_hub``), then each change as it happens. Each event's SSE ``id``
 is ``KEY:VERSION`` (see ``events``); on reconnect a client sends the last one
 as ``Last-Event-ID`` and is not sent that key's state again unless it changed.
 A prefix stream replays every other key's current state on reconnect: clients
@@ -32,24 +32,24 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from leaderelection_service import metrics
+from leaderelection_service import metric_families
 from leaderelection_service.api import examples
 from leaderelection_service.api.deps import Backend
 from leaderelection_service.api.responses import COMMON, answer, refused, stream
 from leaderelection_service.api.schemas import Lease, Timestamp
 from leaderelection_service.api.security import Caller, ReadableKey, scoped_prefix
 from leaderelection_service.auth import OPEN, ApiToken
-from leaderelection_service.errors import (
+from leaderelection_service.events import EVENT_TYPES, WatchEvent, describe
+from leaderelection_service.lease_errors import (
     BackendUnavailable,
     InvalidRequest,
     LeaseNotFound,
     TooManyRequests,
 )
-from leaderelection_service.events import EVENT_TYPES, WatchEvent, describe
 from leaderelection_service.records import HISTORY_LIMIT, PREFIX_PATTERN, LeaseView, valid_key
 from leaderelection_service.storage import LeaseBackend
 from leaderelection_service.subscription import Subscription, TooManyForOwner, TooManySubscribers
-from leaderelection_service.watch import PAGE, WatchHub
+from leaderelection_service.watch_hub import PAGE, WatchHub
 
 router = APIRouter(prefix="/v1", tags=["watch"])
 
@@ -141,7 +141,7 @@ def parse_last_event_id(value: str | None) -> tuple[str, int] | None:
 
 
 def _frame(event: WatchEvent) -> ServerSentEvent:
-    metrics.WATCH_EVENTS.labels(event.type).inc()
+    metric_families.WATCH_EVENTS.labels(event.type).inc()
     return ServerSentEvent(data=event.json(), event=event.type, id=event.id)
 
 

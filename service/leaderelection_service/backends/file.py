@@ -11,7 +11,7 @@ the key's ``fcntl.flock``, shared by every process on the host, so
 group-committed (``backends.file_commit``): those that arrive together are
 checked, written and made durable as one batch by one worker thread, with one
 ``syncfs`` (``sync="file"``: one ``fdatasync`` per record) and one directory
-``fsync`` for the whole batch, before any of them is answered (S3). The
+``fsync`` for the whole batch, before any of them is answered (durability (I3)). The
 layout and the record encoding are in ``backends.file_format``.
 
 Reads take no lock and run in the event loop itself: a record is one small
@@ -42,7 +42,7 @@ from leaderelection_service.backends.file_format import (
     file_name,
     key_of,
 )
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.records import LeaseRecord
 from leaderelection_service.storage import Capabilities, Versioned
 

@@ -28,7 +28,7 @@ One batch, in the worker thread (``Committer.commit``):
    atomic: a reader opens the old record or the new one, whole). A key with
    no record yet, or with one written by an earlier version of the service,
    gets ``os.replace`` instead;
-6. ``fsync`` the directory once: every exchange is durable (S3);
+6. ``fsync`` the directory once: every exchange is durable (durability (I3));
 7. unlock; the event loop then answers each caller.
 
 Nothing is renamed before its data is durable, so a crash leaves each record
@@ -86,7 +86,7 @@ from leaderelection_service.backends.file_format import (
     decode,
     padded,
 )
-from leaderelection_service.errors import BackendUnavailable, WriteConflict
+from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 
 _RENAME_EXCHANGE = 2
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC

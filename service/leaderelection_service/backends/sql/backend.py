@@ -58,7 +58,7 @@ from leaderelection_service.backends.sql.schema import (
     tables,
 )
 from leaderelection_service.backends.sql.statements import statements_for
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.records import LeaseView, valid_key
 from leaderelection_service.refusals import held, lost, never_acquired
 from leaderelection_service.sql_names import DEFAULT_TABLE
