@@ -17,6 +17,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from leaderelection_service import __version__, metrics_rendering
 from leaderelection_service.api import answers, dashboard, docs, health, hot, leases, watch
 from leaderelection_service.api import metrics as metrics_api
+from leaderelection_service.api.responses import with_examples, with_models
 from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
 from leaderelection_service.failures import Failures
@@ -47,6 +49,9 @@ new term of a key carries a strictly larger **fencing token**. Every error
 answers `{"error": CODE, "message": TEXT, "lease": RECORD-or-null}`.
 """
 
+ROUTERS = (leases.router, health.router, watch.router, metrics_api.router)
+"""The API's routes (the dashboard's are not part of it)."""
+
 
 class LeaseApp(FastAPI):
     """FastAPI behind ``front``: the layers every HTTP request passes first.
@@ -58,6 +63,18 @@ class LeaseApp(FastAPI):
     """
 
     front: ASGIApp | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with the examples as declared and the watch stream's model.
+
+        See ``api.responses``: FastAPI drops nulls from examples, and cannot
+        name a model under ``text/event-stream``.
+        """
+        if self.openapi_schema is None:
+            routes = [route for router in ROUTERS for route in router.routes]
+            document = with_examples(super().openapi(), routes)
+            self.openapi_schema = with_models(document, watch.LeaseEvent)
+        return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.front is not None:
@@ -131,7 +148,7 @@ def create_app(
     app.state.lease_gauges = lease_gauges
     answers.install(app)
     app.add_middleware(answers.BodyLimit, limit=settings.max_body_bytes)
-    for router in (leases.router, health.router, watch.router, metrics_api.router):
+    for router in ROUTERS:
         app.include_router(router)
     docs.install(app)  # before the dashboard's /static mount
     dashboard.install(app)

@@ -20,14 +20,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from leaderelection_service import __version__
+from leaderelection_service.api import examples
 from leaderelection_service.api.answers import error_response
 from leaderelection_service.api.deps import Backend
-from leaderelection_service.api.schemas import ErrorBody, Health, Ready
+from leaderelection_service.api.responses import answer, refused
+from leaderelection_service.api.schemas import Health, Ready
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health, summary="The process is alive")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    operation_id="health",
+    responses=answer("Alive, and its version", examples.HEALTH) | refused("internal"),
+    summary="The process is alive",
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
@@ -35,7 +43,9 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=Ready,
-    responses={503: {"model": ErrorBody, "description": "backend_unavailable"}},
+    operation_id="ready",
+    responses=answer("The backend answered and can write; its kind", examples.READY)
+    | refused("internal", "not_ready"),
     summary="The backend answers and can write",
 )
 async def readyz(request: Request, backend: Backend) -> JSONResponse:
