@@ -32,9 +32,12 @@ Per connection:
   the last queued answer says ``connection: close`` and the connection closes
   after it (a pipelining client resends what was not answered, RFC 9112 9.3.2);
 - **write stall**: an answer whose bytes the client does not take (the
-  transport's buffer above its high-water mark, no drain) for ``read_timeout``
-  seconds is aborted. Without it, a client that never reads kept its
-  connection busy, hence never evictable, for ever.
+  transport's buffer above its high-water mark, no drain) for ``idle_timeout``
+  seconds is aborted: a client that takes nothing is idle. Without it, a
+  client that never reads kept its connection busy, hence never evictable,
+  for ever. Not ``read_timeout`` (10 s): a watch stream's own send timeout
+  (30 s) must come first, so that a stalled stream ends by its rule, with
+  its reason, as before.
 
 Alternatives rejected:
 
@@ -211,7 +214,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def pause_writing(self) -> None:
         super().pause_writing()
         if self._write_timer is None and not self._closed:
-            timeout = self._limits.read_timeout
+            timeout = self.timeout_keep_alive  # idle_timeout
             self._write_timer = self.loop.call_later(timeout, self._write_stalled)
 
     def resume_writing(self) -> None:
@@ -224,7 +227,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._write_timer = None
 
     def _write_stalled(self) -> None:
-        """The client took no bytes of an answer for ``read_timeout``: free the connection."""
+        """The client took no bytes of an answer for ``idle_timeout``: free the connection."""
         self._write_timer = None
         if not self._closed:
             self._close(abort=True)
