@@ -102,6 +102,11 @@ def fill(dsn: str, table: str, keys: int) -> float:
             (keys - 1,),
         )
         conn.execute(f"ANALYZE {table}")
+        size = conn.execute(
+            f"SELECT pg_size_pretty(pg_table_size('{table}')), "
+            f"pg_size_pretty(pg_indexes_size('{table}'))"
+        ).fetchone()
+        print(f"table {size[0]}, index {size[1]}", flush=True)
     return time.perf_counter() - t0
 
 
