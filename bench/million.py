@@ -13,7 +13,8 @@ consecutive pages at the largest page size, a prefix listing deep in the key
 space, a watch of every key until its first event and its replay rate, and
 ``GET /metrics`` (whose lease gauges come from a background listing of
 every key). Prints one line per figure and the service's RSS. The keys are
-``m0000000`` … in order, all held by one holder with a long ttl.
+``m0000000`` … in order (a prefix of n characters covers up to 10^(8-n) of
+them), all held by one holder with a long ttl.
 """
 
 from __future__ import annotations
@@ -57,12 +58,14 @@ def get(port: int, path: str) -> bytes:
         conn.close()
 
 
-def watch_replay(port: int, seconds: float, head_s: float = 300) -> tuple[float, float, int, float]:
-    """A watch of every key: ms to the answer's head, ms to its first event, events read
-    within ``seconds`` after the head, and seconds from the request to the last of them."""
+def watch_replay(
+    port: int, prefix: str, seconds: float, head_s: float = 300
+) -> tuple[int, float, float, int, float]:
+    """A watch of ``prefix``: its status, ms to the answer's head, ms to its first event,
+    events read within ``seconds`` after the head, seconds from the request to the last."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=head_s)
     t0 = time.perf_counter()
-    conn.request("GET", "/v1/watch?prefix=m")
+    conn.request("GET", f"/v1/watch?prefix={prefix}")
     resp = conn.getresponse()
     head = (time.perf_counter() - t0) * 1000
     if conn.sock is not None:
@@ -82,7 +85,28 @@ def watch_replay(port: int, seconds: float, head_s: float = 300) -> tuple[float,
     except TimeoutError:
         pass  # the replay ended and the stream waits for changes
     conn.close()
-    return head, first, events, last
+    return resp.status, head, first, events, last
+
+
+def first_render(url: str, timeout_s: float) -> str:
+    """The dashboard in headless Chromium: seconds until its first lease row shows."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return "not available: playwright (pip install -e '.[test]')"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 640})
+            t0 = time.perf_counter()
+            page.goto(url + "/")
+            try:
+                page.locator("tr[data-key]").first.wait_for(timeout=timeout_s * 1000)
+            except Exception:  # playwright's TimeoutError: say so, keep the other figures
+                return f"no lease row within {timeout_s:g} s"
+            return f"{time.perf_counter() - t0:.2f} s to the first lease row"
+        finally:
+            browser.close()
 
 
 def fill(dsn: str, table: str, keys: int) -> float:
@@ -119,6 +143,7 @@ def main() -> int:
     p.add_argument("--keys", type=int, default=1_000_000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--watch-seconds", type=float, default=10.0)
+    p.add_argument("--chromium", action="store_true", help="time the dashboard's first render")
     p.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/test")
     a = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-million-") as tmp:
@@ -159,13 +184,17 @@ def main() -> int:
                 figures["GET / (dashboard HTML)"] = timed(lambda: get(port, "/"))
                 for name, ms in figures.items():
                     print(f"{name:<40}{ms:>10.1f} ms", flush=True)
-                head, first, events, last = watch_replay(port, a.watch_seconds)
-                print(
-                    f"watch of every key: head after {head:.0f} ms, "
-                    f"first event after {first:.0f} ms, "
-                    f"{events} events in {last:.1f} s ({events / max(last, 1e-9):.0f}/s replay)",
-                    flush=True,
-                )
+                if a.chromium:
+                    print(f"dashboard in Chromium: {first_render(svc.url, 30)}", flush=True)
+                for prefix in ("m05000", "m0500", "m050", "m05", "m"):
+                    status, head, first, events, last = watch_replay(port, prefix, a.watch_seconds)
+                    covers = min(a.keys, 10 ** (8 - len(prefix)))
+                    print(
+                        f"watch prefix {prefix!r} ({covers} keys): {status} "
+                        f"after {head:.0f} ms, first event {first:.0f} ms, {events} events "
+                        f"in {last:.1f} s",
+                        flush=True,
+                    )
                 after = timed(lambda: get(port, "/metrics"))
                 print(f"{'GET /metrics, after the watch':<40}{after:>10.1f} ms")
                 use = svc.usage()
