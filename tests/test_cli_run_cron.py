@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from leaderelection_service.commands.run import HELD, TIMED_OUT
+from support.cli_runs import CliRun, reaped, run_argv
 from support.procs import ServiceProcess, wait_until
 
 TTL = 5.0
@@ -32,8 +33,10 @@ sys.exit(status)
 """
 
 
-class Run:
+class Run(CliRun):
     """``leaderelection run … -- python -c MARK DIR STATUS`` in a child process."""
+
+    WAIT = 60.0
 
     def __init__(
         self,
@@ -46,34 +49,21 @@ class Run:
         go: Path | None = None,
     ) -> None:
         self.holder = holder
-        self.err = tmp / f"{holder}.err"
         self.marks = tmp / "marks"
         self.marks.mkdir(exist_ok=True)
-        argv = [sys.executable, "-m", "leaderelection_service.cli", "run", "--server", server]
-        argv += ["--key", key, "--holder", holder, "--ttl", str(TTL), "--retry", str(RETRY)]
+        argv = run_argv(server, key, holder, ttl=TTL, retry=RETRY)
         cmd = [sys.executable, "-c", MARK, str(self.marks), str(status)]
         cmd += [str(go)] if go is not None else []
-        with open(self.err, "wb") as err:
-            self.proc = subprocess.Popen([*argv, *flags, "--", *cmd], stderr=err)
-
-    def says(self, text: str) -> bool:
-        return text in self.err.read_text()
+        super().__init__(tmp / f"{holder}.err", [*argv, *flags, "--", *cmd])
 
     def ran(self) -> bool:
         return (self.marks / self.holder).exists()
 
-    def wait(self, timeout: float = 60.0) -> int:
-        return self.proc.wait(timeout)
-
 
 @pytest.fixture
 def runs() -> Iterator[list[Run]]:
-    started: list[Run] = []
-    yield started
-    for run in started:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait(10)
+    with reaped() as started:
+        yield started
 
 
 def lookup(http: httpx.Client, key: str) -> dict[str, object]:

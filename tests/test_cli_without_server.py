@@ -2,16 +2,17 @@
 
 The interpreter is the suite's own, with a finder in front that answers every
 server library as Python answers a package that is not installed
-(``ModuleNotFoundError`` with its name), as in tests/test_client_package.py.
+(``ModuleNotFoundError`` with its name): tests/support/blocked_imports.py,
+as in tests/test_client_package.py.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
-import textwrap
 
 import pytest
+
+from support.blocked_imports import run_without
 
 SERVER_LIBRARIES = [
     "fastapi",
@@ -28,34 +29,17 @@ SERVER_LIBRARIES = [
     "yaml",
 ]
 
-CLIENT_ONLY = textwrap.dedent(
-    """
-    import importlib.abc, sys
+CLIENT_ONLY = """
+from leaderelection_service.cli import main
 
-    BLOCKED = {blocked!r}
-
-    class NotInstalled(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            top = name.split(".")[0]
-            if top in BLOCKED:
-                raise ModuleNotFoundError(f"No module named {{top!r}}", name=top)
-            return None
-
-    sys.meta_path.insert(0, NotInstalled())
-    from leaderelection_service.cli import main
-
-    sys.argv = ["leaderelection", *{argv!r}]
-    sys.exit(main())
-    """
-)
+sys.argv = ["leaderelection", *{argv!r}]
+sys.exit(main())
+"""
 HINT = "install them with: pip install 'leaderelection[server]'"
 
 
 def client_only(*argv: str) -> subprocess.CompletedProcess[str]:
-    script = CLIENT_ONLY.format(blocked=SERVER_LIBRARIES, argv=list(argv))
-    return subprocess.run(
-        [sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=60
-    )
+    return run_without(SERVER_LIBRARIES, CLIENT_ONLY.format(argv=list(argv)))
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.needs import missing
 from support.procs import ServiceProcess, wait_until
-from support.sqlservers import PostgresServer
+from support.sqlservers import PostgresServer, throwaway_postgres
 
 
 @pytest.fixture
@@ -103,13 +102,7 @@ def test_tokens_strictly_increase_over_200_rounds_on_three_replicas(
 
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer.start_new(fsync=True)
-    except Exception as exc:
-        missing(
-            f"PostgreSQL binaries to start a throwaway server ({exc})", "apt-get install postgresql"
-        )
-    with server:
+    with throwaway_postgres() as server:
         yield server
 
 
