@@ -6,12 +6,22 @@ Example::
         client = LeaseClient(f"http://127.0.0.1:{proxy.port}")
         proxy.cut()        # every open connection is reset; new ones are refused
         proxy.restore()    # new connections are forwarded again
+        proxy.hold()       # a black hole: connections stay open, nothing gets through
+        proxy.restore()    # what was held is delivered, late, as TCP would retransmit it
         proxy.retarget(other_svc.port)
 
 While cut, the listening socket stays bound (the port is kept) but every
 accepted connection is closed at once, so the client sees a reset, as when a
 network path fails; connections that were open are closed too, mid-request or
 idle. Nothing is buffered across a cut.
+
+While held, connections are accepted and kept open but no byte moves either
+way, so every call hangs until its own timeout, as when a partition drops
+packets without a reset (a firewall's DROP, a dead switch). On restore, the
+bytes that waited in the socket buffers flow again, so a request sent during
+the partition may reach the server late (after its client gave up), as a
+retransmission would. Rejected: an ``iptables`` DROP rule, which needs
+privileges and would hold every loopback connection, not one path.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ class TcpProxy:
         self.upstream_port = upstream_port
         self.port = port or free_port()
         self.is_cut = False
+        self.is_held = False
+        self._flowing: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -50,8 +62,15 @@ class TcpProxy:
         self.is_cut = True
         self._call(self._close_all)
 
+    def hold(self) -> None:
+        self.is_held = True
+        self._call(self._set_flowing(False))
+
     def restore(self) -> None:
         self.is_cut = False
+        if self.is_held:
+            self.is_held = False
+            self._call(self._set_flowing(True))
 
     def retarget(self, upstream_port: int) -> None:
         """Forward new connections to ``upstream_port`` (open ones are closed)."""
@@ -96,7 +115,19 @@ class TcpProxy:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
+    def _set_flowing(self, on: bool) -> object:
+        async def flip() -> None:
+            assert self._flowing is not None
+            if on:
+                self._flowing.set()
+            else:
+                self._flowing.clear()
+
+        return flip
+
     async def _serve(self) -> None:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self._ready.set()
 
@@ -104,6 +135,11 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
         await self._close_all()
+        # connections waiting out a hold: end them, so none is left pending at close
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         asyncio.get_running_loop().call_soon(asyncio.get_running_loop().stop)
 
     async def _close_all(self) -> None:
@@ -115,6 +151,9 @@ class TcpProxy:
         if self.is_cut:
             _abort(writer)
             return
+        assert self._flowing is not None
+        self._writers.add(writer)
+        await self._flowing.wait()  # held: the connection is open, and goes nowhere
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
@@ -122,16 +161,25 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(
+                _pipe(reader, up_writer, self._flowing), _pipe(up_reader, writer, self._flowing)
+            )
         finally:
             for w in (writer, up_writer):
                 self._writers.discard(w)
                 _abort(w)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     try:
-        while data := await reader.read(_CHUNK):
+        while True:
+            await flowing.wait()
+            data = await reader.read(_CHUNK)
+            await flowing.wait()  # held while this read waited: keep what it read until restored
+            if not data:
+                break
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):
