@@ -201,7 +201,8 @@ def gaps(intervals: Sequence[Interval], start: float, end: float) -> list[tuple[
     out = [(a[1], b[0]) for a, b in itertools.pairwise(led) if b[0] > a[1]]
     if led and led[-1][1] < end:
         out.append((led[-1][1], end))
-    return [(s, e) for s, e in out if e > start]
+    # after ``end`` the harness is stopping every elector: no gap counts there
+    return [(s, min(e, end)) for s, e in out if e > start and s < end]
 
 
 def counted_from(gap: tuple[float, float], unhealthy: Sequence[tuple[float, float]]) -> float:

@@ -330,8 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for elector in mine.values():
         elector.start()
     done.wait()
-    for elector in mine.values():
-        elector.stop()
+    # every key steps down at once: one by one, a process with dozens of keys
+    # would hold the last ones for many round trips after SIGTERM
+    stopping = [threading.Thread(target=e.stop) for e in mine.values()]
+    for t in stopping:
+        t.start()
+    for t in stopping:
+        t.join()
     electors.close()
     log.write("stopped")
     log.file.close()
