@@ -331,7 +331,7 @@ class Chaos:
         try:
             with httpx.Client(base_url=url, timeout=10) as http:
                 self._expect(http, 503, "/readyz on a full disk")
-                resp = http.post(f"/v1/leases/{probe}/acquire", json={"holder": "p", "ttl": 1})
+                resp = http.post(f"/v1/leases/{probe}/acquire", json={"holder": "p", "ttl": 2})
                 if resp.status_code != 503:
                     self.problems.append(
                         f"full disk: acquire of a new key answered {resp.status_code}, not 503"
@@ -341,7 +341,7 @@ class Chaos:
             free(self.stage.disk)
         with httpx.Client(base_url=url, timeout=10) as http:
             self._expect(http, 200, "/readyz after space returned")
-            resp = http.post(f"/v1/leases/{probe}/acquire", json={"holder": "p", "ttl": 1})
+            resp = http.post(f"/v1/leases/{probe}/acquire", json={"holder": "p", "ttl": 2})
             if resp.status_code != 200:
                 self.problems.append(f"full disk freed: acquire answered {resp.status_code}")
 
@@ -461,7 +461,7 @@ class Chaos:
 
                 def acquired(key: str = key, answers: list[str] = answers) -> bool:
                     try:
-                        body = {"holder": "audit", "ttl": 1}
+                        body = {"holder": "audit", "ttl": 2}  # the least gs:// takes
                         resp = http.post(f"/v1/leases/{key}/acquire", json=body)
                     except httpx.TransportError as exc:
                         answers.append(repr(exc))
