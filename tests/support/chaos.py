@@ -160,6 +160,7 @@ class Chaos:
         self._lock = threading.Lock()
         self._busy: set[str] = set()
         self._deck: list[str] = []
+        self._halt = threading.Event()  # the run is ending early (an interrupt, an error)
 
     # -- electors ------------------------------------------------------------------
 
@@ -386,7 +387,8 @@ class Chaos:
             now = time.monotonic()
             if now + pause >= cap or (now + pause >= deadline and not self._missing()):
                 return
-            time.sleep(pause)  # the faults' rhythm, not a synchronisation
+            if self._halt.wait(pause):  # the faults' rhythm, not a synchronisation
+                return
             kind = self._draw()
             try:
                 if not self._inject(kind):
@@ -486,6 +488,7 @@ class Chaos:
         try:
             yield
         finally:
+            self._halt.set()  # injectors still running (Ctrl-C) inject nothing more
             for c in self.candidates + self.retired:
                 with contextlib.suppress(Exception):
                     if c.elector.proc is not None and c.elector.proc.poll() is None:
