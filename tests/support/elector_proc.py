@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import json
 import os
 import signal
@@ -303,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = Config(args.term, args.renew, args.retry, margin=args.margin, timeout=args.timeout)
     log = Log(args.log, args.identity)
     done = threading.Event()
+    # ``kill -USR1 <pid>``: every thread's stack to stderr (the .stderr file), to
+    # see where a process that does not stop is waiting
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
 
