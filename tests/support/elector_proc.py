@@ -57,6 +57,8 @@ from support.electors import Elector, Electors
 
 GAP = 0.5
 """A sampler iteration later than this (seconds) means the process was paused."""
+KEYS_PER_CLIENT = 32
+"""Keys whose electors share one client (and its connection pool)."""
 
 
 @dataclass(frozen=True)
@@ -311,10 +313,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: done.set())
 
     electors = Electors(args.kind)
-    # one client per key: a key's requests never queue behind another key's in a pool
+    # One client per KEYS_PER_CLIENT keys: each key holds a watch stream and at
+    # most one request, well inside httpx's pool of 100 connections. Rejected:
+    # one client per key, since each builds an SSL context (the CA bundle read
+    # and parsed), and under load 48 of them kept a new process from electing
+    # for tens of seconds.
+    clients = [
+        electors.client(args.url, token=args.token)
+        for _ in range(0, len(args.key), KEYS_PER_CLIENT)
+    ]
     mine = {
-        key: elector_for(electors, electors.client(args.url, token=args.token), key, args, log)
-        for key in args.key
+        key: elector_for(electors, clients[i // KEYS_PER_CLIENT], key, args, log)
+        for i, key in enumerate(args.key)
     }
 
     def sample() -> None:
