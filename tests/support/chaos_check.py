@@ -1,4 +1,5 @@
-"""The chaos run's checker: one leader (I1), fencing (I2) and L1/L2 over the electors' own logs.
+"""The chaos run's checker: one leader (I1), fencing (I2) and L1/L2 over the electors' own logs,
+key by key.
 
 Example::
 
@@ -17,9 +18,10 @@ process):
   elector was dead, paused, cut off or behind a stopped service replica, or
   the backend was down.
 
-Checks:
+Checks, each within one key (a process may lead many keys):
 
-- **one leader (I1)** no two intervals of different electors share an instant;
+- **one leader (I1)** no two intervals of different electors share an instant, each
+  interval as its own elector saw it (its own monotonic deadline);
 - **fencing (I2)** ordered by start, each term's token is larger than the previous
   one's; an equal token is allowed only for the same elector (it stepped down
   at its own deadline and its next acquire found its own term still current,
@@ -27,16 +29,23 @@ Checks:
 - **L1/L2** every leaderless gap, measured from the later of its start and the
   end of the last unhealthy window inside it, is at most
   ``term + retry + clock_skew_allowance + slack``.
+
+The checker reads only what the electors logged and what the harness did; it
+calls nothing of the service or the client, so a bug there cannot hide itself
+here. ``by_kind`` splits the figures by fault kind: a term, handoff, overlap or
+token error counts for a kind when it began while a fault of that kind was on
+or within one gap bound after it ended (faults overlap, so a row may share
+events with another); "quiet" is what began outside every fault.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from support.elector_proc import Interval, overlaps
+from support.elector_proc import Interval, by_key, overlaps
 
 
 @dataclass(frozen=True)
@@ -76,10 +85,15 @@ class Report:
     gap_bound: float
     slow_gaps: list[tuple[float, float, float]] = field(default_factory=list)
     """(gap start, gap end, seconds counted) of gaps over the bound."""
+    keys: int = 1
+    by_kind: list[KindRow] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    """Problems found by the harness's own probes (a full disk that did not refuse, ...)."""
 
     @property
     def ok(self) -> bool:
-        return not (self.overlaps or self.token_errors or self.slow_gaps) and self.terms > 0
+        bad = self.overlaps or self.token_errors or self.slow_gaps or self.extra
+        return not bad and self.terms > 0
 
     @property
     def problems(self) -> list[str]:
@@ -91,7 +105,7 @@ class Report:
         ]
         if self.terms == 0:
             out.append("nobody ever led")
-        return out
+        return out + self.extra
 
     def rows(self) -> list[tuple[str, str]]:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.faults.items())) or "none"
@@ -99,6 +113,7 @@ class Report:
             ("backend", self.backend),
             ("duration", f"{self.duration:.0f} s"),
             ("electors", str(self.electors)),
+            ("keys", str(self.keys)),
             ("terms", str(self.terms)),
             ("handoffs", str(self.handoffs)),
             ("faults", f"{sum(self.faults.values())} ({kinds})"),
@@ -117,9 +132,47 @@ class Report:
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
+    def kind_table(self, header: bool = True) -> str:
+        """Markdown rows: backend, fault kind, terms, handoffs, faults, overlaps, token
+        errors, longest gap with a healthy candidate."""
+        out = []
+        if header:
+            out += [
+                "| backend | fault kind | terms | handoffs | faults | overlaps | "
+                "token errors | longest gap (s) |",
+                "|---|---|--:|--:|--:|--:|--:|--:|",
+            ]
+        for r in self.by_kind:
+            out.append(
+                f"| {self.backend} | {r.kind} | {r.terms} | {r.handoffs} | {r.faults} | "
+                f"{r.overlaps} | {r.token_errors} | {r.longest_gap:.2f} |"
+            )
+        return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class KindRow:
+    kind: str
+    terms: int
+    handoffs: int
+    faults: int
+    overlaps: int
+    token_errors: int
+    longest_gap: float
+
 
 def token_errors(intervals: Sequence[Interval]) -> tuple[list[tuple[Interval, Interval]], int]:
-    """Pairs of successive terms whose tokens do not increase, and resumed terms."""
+    """Pairs of successive terms of one key whose tokens do not increase, and resumed terms."""
+    bad: list[tuple[Interval, Interval]] = []
+    resumed = 0
+    for terms in by_key(intervals).values():
+        b, r = _key_token_errors(terms)
+        bad += b
+        resumed += r
+    return bad, resumed
+
+
+def _key_token_errors(intervals: Sequence[Interval]) -> tuple[list[tuple[Interval, Interval]], int]:
     ordered = sorted(intervals, key=lambda i: (i.since, i.until))
     bad: list[tuple[Interval, Interval]] = []
     resumed = 0
@@ -149,7 +202,8 @@ def gaps(intervals: Sequence[Interval], start: float, end: float) -> list[tuple[
     out = [(a[1], b[0]) for a, b in itertools.pairwise(led) if b[0] > a[1]]
     if led and led[-1][1] < end:
         out.append((led[-1][1], end))
-    return [(s, e) for s, e in out if e > start]
+    # after ``end`` the harness is stopping every elector: no gap counts there
+    return [(s, min(e, end)) for s, e in out if e > start and s < end]
 
 
 def counted_from(gap: tuple[float, float], unhealthy: Sequence[tuple[float, float]]) -> float:
@@ -162,6 +216,20 @@ def counted_from(gap: tuple[float, float], unhealthy: Sequence[tuple[float, floa
     return begin
 
 
+def handoffs(intervals: Sequence[Interval]) -> list[Interval]:
+    """The terms that began a handoff: the previous term of their key was another's."""
+    out = []
+    for terms in by_key(intervals).values():
+        ordered = sorted(terms, key=lambda i: i.since)
+        out += [b for a, b in itertools.pairwise(ordered) if a.identity != b.identity]
+    return out
+
+
+def key_gaps(intervals: Sequence[Interval], start: float, end: float) -> list[tuple[float, float]]:
+    """Every key's leaderless stretches, after the key's first election."""
+    return [g for terms in by_key(intervals).values() for g in gaps(terms, start, end)]
+
+
 def check(
     intervals: Sequence[Interval],
     faults: Sequence[Fault],
@@ -172,30 +240,75 @@ def check(
     end: float,
     backend: str = "",
     electors: int = 0,
+    extra: Sequence[str] = (),
 ) -> Report:
     ordered = sorted(intervals, key=lambda i: i.since)
-    handoffs = sum(1 for a, b in itertools.pairwise(ordered) if a.identity != b.identity)
+    began_handoff = handoffs(ordered)
     bad_tokens, resumed = token_errors(ordered)
-    all_gaps = gaps(ordered, start, end)
+    all_gaps = key_gaps(ordered, start, end)
     slow: list[tuple[float, float, float]] = []
-    longest_healthy = 0.0
+    counted: list[tuple[float, float, float]] = []
     for g in all_gaps:
-        counted = g[1] - counted_from(g, unhealthy)
-        longest_healthy = max(longest_healthy, counted)
-        if counted > bounds.gap:
-            slow.append((g[0], g[1], counted))
+        c = g[1] - counted_from(g, unhealthy)
+        counted.append((g[0], g[1], c))
+        if c > bounds.gap:
+            slow.append((g[0], g[1], c))
+    bad_pairs = overlaps(ordered)
     return Report(
         backend=backend,
         duration=end - start,
         electors=electors,
         terms=len(ordered),
-        handoffs=handoffs,
+        handoffs=len(began_handoff),
         faults=Counter(f.kind for f in faults),
-        overlaps=overlaps(ordered),
+        overlaps=bad_pairs,
         token_errors=bad_tokens,
         resumed_terms=resumed,
         longest_gap=max((e - s for s, e in all_gaps), default=0.0),
-        longest_healthy_gap=longest_healthy,
+        longest_healthy_gap=max((c for _, _, c in counted), default=0.0),
         gap_bound=bounds.gap,
         slow_gaps=slow,
+        keys=len({i.key for i in ordered}),
+        by_kind=split_by_kind(
+            ordered, began_handoff, bad_pairs, bad_tokens, counted, faults, bounds.gap
+        ),
+        extra=list(extra),
     )
+
+
+def split_by_kind(
+    terms: Sequence[Interval],
+    began_handoff: Sequence[Interval],
+    bad_pairs: Sequence[tuple[Interval, Interval]],
+    bad_tokens: Sequence[tuple[Interval, Interval]],
+    counted_gaps: Sequence[tuple[float, float, float]],
+    faults: Sequence[Fault],
+    after: float,
+) -> list[KindRow]:
+    """One row per fault kind, one for "quiet" and one for "all" (see the module doc)."""
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for f in faults:
+        windows.setdefault(f.kind, []).append((f.start, f.end + after))
+    for kind in windows:
+        windows[kind] = merge(windows[kind])
+    everywhere = merge([w for ws in windows.values() for w in ws])
+
+    def inside(t: float, ws: Sequence[tuple[float, float]]) -> bool:
+        return any(s <= t <= e for s, e in ws)
+
+    def row(kind: str, where: Callable[[float], bool], nfaults: int) -> KindRow:
+        return KindRow(
+            kind,
+            terms=sum(1 for i in terms if where(i.since)),
+            handoffs=sum(1 for i in began_handoff if where(i.since)),
+            faults=nfaults,
+            overlaps=sum(1 for _, b in bad_pairs if where(b.since)),
+            token_errors=sum(1 for _, b in bad_tokens if where(b.since)),
+            longest_gap=max((c for s, _, c in counted_gaps if where(s)), default=0.0),
+        )
+
+    count = Counter(f.kind for f in faults)
+    rows = [row(k, lambda t, ws=ws: inside(t, ws), count[k]) for k, ws in sorted(windows.items())]
+    rows.append(row("quiet", lambda t: not inside(t, everywhere), 0))
+    rows.append(row("all", lambda t: True, len(faults)))
+    return rows

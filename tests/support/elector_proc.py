@@ -1,27 +1,32 @@
-"""One ``LeaderElector`` (or ``AsyncLeaderElector``) in its own process, logging as JSON lines.
+"""``LeaderElector`` (or ``AsyncLeaderElector``) per key in its own process, logging JSON lines.
 
 Example::
 
     python tests/support/elector_proc.py --url http://127.0.0.1:8080 --key job \\
         --term 3 --renew 0.75 --retry 0.5 --identity e1 --log /tmp/e1.jsonl [--kind async]
+    python tests/support/elector_proc.py ... --key a --key b --key c   # one elector per key
     # SIGTERM or SIGINT: stop() (steps down, releases), log "stopped", exit 0
 
     events = read_log(path)                       # from a test or the chaos harness
     terms = leadership_intervals(events, open_until=killed_at)
     assert not overlaps(terms_of_all_processes)
 
-Every line has ``event``, ``identity``, ``pid``, ``mono`` (``time.monotonic()``,
-which on Linux is the system-wide CLOCK_MONOTONIC, comparable between
-processes on one host) and ``wall`` (``time.time()``, for people). Events:
+One process may run electors for many keys (``--key`` repeated), one client
+each, so one SIGKILL or SIGSTOP hits every term the process holds, as it would
+a real multi-tenant worker. Every line has ``event``, ``identity``, ``pid``,
+``mono`` (``time.monotonic()``, which on Linux is the system-wide
+CLOCK_MONOTONIC, comparable between processes on one host) and ``wall``
+(``time.time()``, for people). Events:
 
 - ``started``; ``stopped`` (after ``stop()`` returned, the lease released)
-- ``elected``: ``token``, ``since`` (monotonic start of the term, as the elector
+- ``elected``: ``key``, ``token``, ``since`` (monotonic start of the term, as the elector
   recorded it), ``deadline``
-- ``ousted``: ``token``, ``until`` (the moment the term ended, never later than
+- ``ousted``: ``key``, ``token``, ``until`` (the moment the term ended, never later than
   its deadline), ``ended_by`` ("deadline", "lost", "stopped")
-- ``error``: ``type``, ``message`` (what ``on_error`` saw)
+- ``error``: ``key``, ``type``, ``message`` (what ``on_error`` saw)
 - ``resumed``: the process did not run for a while (``gap_from`` .. ``gap_to``,
-  e.g. SIGSTOP); ``leader`` is what ``is_leader`` said first thing after
+  e.g. SIGSTOP); ``leading`` is the keys ``is_leader`` said first thing after,
+  ``leader`` whether there were any
 
 Each line is written and flushed before the callback returns, so a SIGKILL
 loses nothing already reported.
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import json
 import os
 import signal
@@ -43,10 +49,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+if __name__ == "__main__":  # run as a script: make ``support`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from leaderelection import Config
+from support.electors import Elector, Electors
 
 GAP = 0.5
 """A sampler iteration later than this (seconds) means the process was paused."""
+KEYS_PER_CLIENT = 32
+"""Keys whose electors share one client (and its connection pool)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ class Interval:
     since: float
     until: float
     ended_by: str | None
+    key: str = ""
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -79,35 +92,44 @@ def leadership_intervals(
     (renewals move the deadline and are not logged).
     """
     out: list[Interval] = []
-    current: dict[str, Any] | None = None
+    current: dict[str, dict[str, Any]] = {}  # key -> its open "elected" event
     for e in events:
+        key = e.get("key", "")
         if e["event"] == "elected":
-            assert current is None, f"elected twice without ousting: {e}"
-            current = e
+            assert key not in current, f"elected twice without ousting: {e}"
+            current[key] = e
         elif e["event"] == "ousted":
-            assert current is not None, f"ousted without elected: {e}"
-            assert e["token"] == current["token"], (current, e)
+            assert key in current, f"ousted without elected: {e}"
+            began = current.pop(key)
+            assert e["token"] == began["token"], (began, e)
             out.append(
-                Interval(e["identity"], e["token"], current["since"], e["until"], e["ended_by"])
+                Interval(e["identity"], e["token"], began["since"], e["until"], e["ended_by"], key)
             )
-            current = None
-    if current is not None:
-        end = current["deadline"] if open_until is None else open_until
-        out.append(Interval(current["identity"], current["token"], current["since"], end, None))
+    for key, began in current.items():
+        end = began["deadline"] if open_until is None else open_until
+        out.append(Interval(began["identity"], began["token"], began["since"], end, None, key))
     return out
 
 
 def overlaps(intervals: Sequence[Interval]) -> list[tuple[Interval, Interval]]:
-    """Pairs of intervals of different identities that share any instant."""
-    ordered = sorted(intervals, key=lambda i: i.since)
+    """Pairs of intervals of one key and different identities that share any instant."""
     bad = []
-    for i, a in enumerate(ordered):
-        for b in ordered[i + 1 :]:
-            if b.since >= a.until:
-                break
-            if a.identity != b.identity:
-                bad.append((a, b))
+    for terms in by_key(intervals).values():
+        ordered = sorted(terms, key=lambda i: i.since)
+        for i, a in enumerate(ordered):
+            for b in ordered[i + 1 :]:
+                if b.since >= a.until:
+                    break
+                if a.identity != b.identity:
+                    bad.append((a, b))
     return bad
+
+
+def by_key(intervals: Iterable[Interval]) -> dict[str, list[Interval]]:
+    out: dict[str, list[Interval]] = {}
+    for i in intervals:
+        out.setdefault(i.key, []).append(i)
+    return out
 
 
 class ElectorProcess:
@@ -123,7 +145,7 @@ class ElectorProcess:
     def __init__(
         self,
         url: str,
-        key: str,
+        key: str | Sequence[str],
         identity: str,
         log: Path,
         *,
@@ -137,10 +159,13 @@ class ElectorProcess:
     ) -> None:
         self.identity = identity
         self.log = log
+        self.keys = [key] if isinstance(key, str) else list(key)
         self.args = [
-            "--url", url, "--key", key, "--identity", identity, "--log", str(log),
+            "--url", url, "--identity", identity, "--log", str(log),
             "--term", str(term), "--renew", str(renew), "--retry", str(retry),
         ]  # fmt: skip
+        for k in self.keys:
+            self.args += ["--key", k]
         if margin is not None:
             self.args += ["--margin", str(margin)]
         if timeout is not None:
@@ -150,6 +175,10 @@ class ElectorProcess:
         self.args += ["--kind", kind]
         self.proc: subprocess.Popen[bytes] | None = None
         self.killed_at: float | None = None
+        self._events: list[dict[str, Any]] = []
+        self._read = 0  # bytes of the log already parsed into _events
+        self._leading: set[str] = set()
+        self._reading = threading.Lock()  # the harness's fault threads all ask
 
     def start(self) -> ElectorProcess:
         with open(self.log.with_suffix(".stderr"), "ab") as err:
@@ -166,16 +195,39 @@ class ElectorProcess:
         return self.proc.pid
 
     def events(self) -> list[dict[str, Any]]:
-        return read_log(self.log)
+        """Every event so far; the log is read on from where the last call stopped
+        (a long chaos run asks often, and its logs grow to megabytes)."""
+        with self._reading:
+            return self._read_on()
+
+    def _read_on(self) -> list[dict[str, Any]]:
+        if self.log.exists():
+            with open(self.log, "rb") as f:
+                f.seek(self._read)
+                chunk = f.read()
+            whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+            self._read += len(whole)
+            for line in whole.splitlines():
+                if line.strip():
+                    e = json.loads(line)
+                    self._events.append(e)
+                    if e["event"] == "elected":
+                        self._leading.add(e.get("key", ""))
+                    elif e["event"] == "ousted":
+                        self._leading.discard(e.get("key", ""))
+        return list(self._events)
+
+    @property
+    def leading_keys(self) -> set[str]:
+        """Keys whose last term in the log is open (it may have died since)."""
+        with self._reading:
+            self._read_on()
+            return set(self._leading)
 
     @property
     def leading(self) -> bool:
-        """Its log's last term is open (it may have died since)."""
-        state = False
-        for e in self.events():
-            if e["event"] in ("elected", "ousted"):
-                state = e["event"] == "elected"
-        return state
+        """Its log's last term of some key is open (it may have died since)."""
+        return bool(self.leading_keys)
 
     def intervals(self) -> list[Interval]:
         return leadership_intervals(self.events(), open_until=self.killed_at)
@@ -229,7 +281,7 @@ class Log:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Run one LeaderElector and log its leadership.")
     p.add_argument("--url", required=True, help="the service's base URL")
-    p.add_argument("--key", required=True)
+    p.add_argument("--key", required=True, action="append", help="repeat for one elector per key")
     p.add_argument("--identity", required=True)
     p.add_argument("--log", required=True, type=Path, help="JSON-lines file to append to")
     p.add_argument("--term", type=float, default=3.0)
@@ -254,56 +306,90 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = Config(args.term, args.renew, args.retry, margin=args.margin, timeout=args.timeout)
     log = Log(args.log, args.identity)
     done = threading.Event()
+    # ``kill -USR1 <pid>``: every thread's stack to stderr (the .stderr file), to
+    # see where a process that does not stop is waiting
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
-    from support.electors import Electors
-
     electors = Electors(args.kind)
-    client = electors.client(args.url, token=args.token)
-    elector = electors.new(
-        client, args.key, identity=args.identity, config=config, watch=args.watch,
-        on_elected=lambda me, cancel: elected(me, cancel),
-        on_ousting=lambda me, cancel: ousting(me, cancel),
-        on_error=lambda me, exc, cancel: error(me, exc, cancel),
-    )  # fmt: skip
-
-    # Callbacks run under the elector's transition lock, so ``leadership`` is the
-    # term that just began or ended.
-    def elected(identity: str, cancel: object) -> None:
-        term = elector.leadership
-        assert term is not None
-        log.write("elected", token=term.lease.fencing_token, since=term.since, deadline=term.until)
-
-    def ousting(identity: str, cancel: object) -> None:
-        term = elector.leadership
-        assert term is not None
-        log.write(
-            "ousted", token=term.lease.fencing_token, until=term.until, ended_by=term.ended_by
-        )
-
-    def error(identity: str, exc: Exception, cancel: object) -> None:
-        log.write("error", type=type(exc).__name__, message=str(exc)[:300])
+    # One client per KEYS_PER_CLIENT keys: each key holds a watch stream and at
+    # most one request, well inside httpx's pool of 100 connections. Rejected:
+    # one client per key, since each builds an SSL context (the CA bundle read
+    # and parsed), and under load 48 of them kept a new process from electing
+    # for tens of seconds.
+    clients = [
+        electors.client(args.url, token=args.token)
+        for _ in range(0, len(args.key), KEYS_PER_CLIENT)
+    ]
+    mine = {
+        key: elector_for(electors, clients[i // KEYS_PER_CLIENT], key, args, log)
+        for i, key in enumerate(args.key)
+    }
 
     def sample() -> None:
         last = time.monotonic()
         while not done.is_set():
             now = time.monotonic()
             if now - last > GAP:
-                log.write("resumed", gap_from=last, gap_to=now, leader=elector.is_leader)
+                leading = sorted(k for k, e in mine.items() if e.is_leader)
+                log.write(
+                    "resumed", gap_from=last, gap_to=now, leader=bool(leading), leading=leading
+                )
             last = now
             done.wait(0.02)
 
-    log.write("started", key=args.key, config=dataclasses.asdict(config))
+    log.write("started", keys=args.key, config=dataclasses.asdict(config))
     threading.Thread(target=sample, daemon=True).start()
-    elector.start()
+    for elector in mine.values():
+        elector.start()
     done.wait()
-    elector.stop()
+    # every key steps down at once: one by one, a process with dozens of keys
+    # would hold the last ones for many round trips after SIGTERM
+    stopping = [threading.Thread(target=e.stop) for e in mine.values()]
+    for t in stopping:
+        t.start()
+    for t in stopping:
+        t.join()
     electors.close()
     log.write("stopped")
     log.file.close()
     return 0
+
+
+def elector_for(
+    electors: Electors, client: Any, key: str, args: argparse.Namespace, log: Log
+) -> Elector:
+    config = Config(args.term, args.renew, args.retry, margin=args.margin, timeout=args.timeout)
+    elector = electors.new(
+        client, key, identity=args.identity, config=config, watch=args.watch,
+        on_elected=lambda me, cancel: elected(),
+        on_ousting=lambda me, cancel: ousting(),
+        on_error=lambda me, exc, cancel: error(exc),
+    )  # fmt: skip
+
+    # Callbacks run under the elector's transition lock, so ``leadership`` is the
+    # term that just began or ended.
+    def elected() -> None:
+        term = elector.leadership
+        assert term is not None
+        log.write(
+            "elected", key=key, token=term.lease.fencing_token, since=term.since,
+            deadline=term.until,
+        )  # fmt: skip
+
+    def ousting() -> None:
+        term = elector.leadership
+        assert term is not None
+        log.write(
+            "ousted", key=key, token=term.lease.fencing_token, until=term.until,
+            ended_by=term.ended_by,
+        )  # fmt: skip
+
+    def error(exc: Exception) -> None:
+        log.write("error", key=key, type=type(exc).__name__, message=str(exc)[:300])
+
+    return elector
 
 
 if __name__ == "__main__":

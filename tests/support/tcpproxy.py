@@ -6,6 +6,8 @@ Example::
         client = LeaseClient(f"http://127.0.0.1:{proxy.port}")
         proxy.cut()        # every open connection is reset; new ones are refused
         proxy.restore()    # new connections are forwarded again
+        proxy.hold()       # a black hole: connections stay open, nothing gets through
+        proxy.restore()    # what was held is delivered, late, as TCP would retransmit it
         proxy.black_hole() # connections stay open, bytes vanish: requests hang
         proxy.retarget(other_svc.port)
 
@@ -14,11 +16,18 @@ accepted connection is closed at once, so the client sees a reset, as when a
 network path fails; connections that were open are closed too, mid-request or
 idle. Nothing is buffered across a cut.
 
-A black hole is the other way a network fails: nothing is reset, every byte
-sent either way (on open connections and on new ones) is read and dropped, so
-a client's request hangs until its own timeout, as when a route silently
-drops packets. ``restore()`` ends it for new connections; the open ones have
-lost bytes and are closed.
+While held, connections are accepted and kept open but no byte moves either
+way, so every call hangs until its own timeout, as when a partition drops
+packets without a reset (a firewall's DROP, a dead switch). On restore, the
+bytes that waited in the socket buffers flow again, so a request sent during
+the partition may reach the server late (after its client gave up), as a
+retransmission would. Rejected: an ``iptables`` DROP rule, which needs
+privileges and would hold every loopback connection, not one path.
+
+A black hole drops instead of holding: every byte sent either way (on open
+connections and on new ones) is read and thrown away, so a request hangs until
+its own timeout and is never delivered; ``restore()`` closes the connections
+that lost bytes, and new ones are forwarded again.
 """
 
 from __future__ import annotations
@@ -38,9 +47,11 @@ class TcpProxy:
         self.upstream_port = upstream_port
         self.port = port or free_port()
         self.is_cut = False
+        self.is_held = False
         self.is_black_hole = False
         self.upstream_bytes = 0
         """Bytes forwarded to the upstream so far: > 0 once a client has sent a request."""
+        self._flowing: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -60,14 +71,21 @@ class TcpProxy:
         self.is_cut = True
         self._call(self._close_all)
 
-    def restore(self) -> None:
-        was_black_hole = self.is_black_hole
-        self.is_cut = self.is_black_hole = False
-        if was_black_hole:
-            self._call(self._close_all)
+    def hold(self) -> None:
+        self.is_held = True
+        self._call(self._set_flowing(False))
 
     def black_hole(self) -> None:
         self.is_black_hole = True
+
+    def restore(self) -> None:
+        self.is_cut = False
+        if self.is_black_hole:
+            self.is_black_hole = False
+            self._call(self._close_all)
+        if self.is_held:
+            self.is_held = False
+            self._call(self._set_flowing(True))
 
     def retarget(self, upstream_port: int) -> None:
         """Forward new connections to ``upstream_port`` (open ones are closed)."""
@@ -112,7 +130,19 @@ class TcpProxy:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
+    def _set_flowing(self, on: bool) -> object:
+        async def flip() -> None:
+            assert self._flowing is not None
+            if on:
+                self._flowing.set()
+            else:
+                self._flowing.clear()
+
+        return flip
+
     async def _serve(self) -> None:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self._ready.set()
 
@@ -120,6 +150,11 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
         await self._close_all()
+        # connections waiting out a hold: end them, so none is left pending at close
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         asyncio.get_running_loop().call_soon(asyncio.get_running_loop().stop)
 
     async def _close_all(self) -> None:
@@ -128,20 +163,20 @@ class TcpProxy:
         self._writers.clear()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # cancelled at close: no news
+            await self._forward(reader, writer)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.is_cut:
             _abort(writer)
             return
+        assert self._flowing is not None
+        self._writers.add(writer)
         if self.is_black_hole:
-            self._writers.add(writer)
-            try:
-                while await reader.read(_CHUNK):
-                    pass
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                self._writers.discard(writer)
-                _abort(writer)
+            await _swallow(reader, writer)
+            self._writers.discard(writer)
             return
+        await self._flowing.wait()  # held: the connection is open, and goes nowhere
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
@@ -159,11 +194,29 @@ class TcpProxy:
                 _abort(w)
 
 
+async def _swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A connection opened into a black hole: read and drop everything, answer nothing."""
+    try:
+        while await reader.read(_CHUNK):
+            pass
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        _abort(writer)
+
+
 async def _pipe(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proxy: TcpProxy, *, upstream: bool
 ) -> None:
+    flowing = proxy._flowing
+    assert flowing is not None
     try:
-        while data := await reader.read(_CHUNK):
+        while True:
+            await flowing.wait()
+            data = await reader.read(_CHUNK)
+            await flowing.wait()  # held while this read waited: keep what it read until restored
+            if not data:
+                break
             if proxy.is_black_hole:
                 continue  # dropped: the other side never hears of it
             if upstream:
