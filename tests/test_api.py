@@ -24,6 +24,7 @@ RECORD_KEYS = {
     "expires_at",
     "transitions",
     "held",
+    "state",
     "server_time",
 }
 

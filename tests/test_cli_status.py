@@ -76,6 +76,7 @@ def test_status_json_lists_what_was_acquired(service: ServiceProcess, http: http
     assert by_key["job-a"]["fencing_token"] == a["fencing_token"]
     assert by_key["job-a"]["held"] is True
     assert by_key["job-b"]["held"] is False
+    assert (by_key["job-a"]["state"], by_key["job-b"]["state"]) == ("held", "released")
     # the table names the states: job-b was released by its holder, not expired
     table = cli("status", "--server", service.url, "--prefix", "job-")
     assert table.returncode == 0, table.stderr

@@ -109,6 +109,20 @@ async def test_renew_after_expiry_succeeds_while_nobody_took_it(
     assert r.held and r.record.fencing_token == a.record.fencing_token
 
 
+async def test_state_is_decided_on_the_deciding_clock(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("k", "a", SHORT)
+    assert a.to_public()["state"] == "held"
+    await wait_expired(lease_backend, "k")
+    lapsed = (await lease_backend.get("k")).to_public()
+    assert (lapsed["held"], lapsed["state"]) == (False, "expired")
+    back = await lease_backend.renew("k", "a", a.record.fencing_token, 60.0)
+    assert back.to_public()["state"] == "held"
+    rel = await lease_backend.release("k", "a", a.record.fencing_token)
+    assert (rel.to_public()["held"], rel.to_public()["state"]) == (False, "released")
+    listed = await lease_backend.list("k", None, 10)
+    assert [v.to_public()["state"] for v in listed] == ["released"]
+
+
 async def test_takeover_after_expiry_starts_new_term(lease_backend: LeaseBackend) -> None:
     a = await lease_backend.acquire("k", "a", SHORT)
     await wait_expired(lease_backend, "k")

@@ -182,7 +182,7 @@ LEASE = {
     "key": "job", "holder": "me", "fencing_token": 1, "ttl": 1.0,
     "acquired_at": "2026-01-01T00:00:00.000000Z", "renewed_at": "2026-01-01T00:00:00.000000Z",
     "expires_at": "2026-01-01T00:00:01.000000Z", "transitions": 0, "held": True,
-    "server_time": "2026-01-01T00:00:00.000000Z",
+    "state": "held", "server_time": "2026-01-01T00:00:00.000000Z",
 }  # fmt: skip
 
 

@@ -4,7 +4,7 @@ Example::
 
     lease = client.acquire("cron", "host-a", ttl=10)
     lease.fencing_token      # 7: pass it along with every write you make as leader
-    lease.holder, lease.held, lease.expires_at
+    lease.holder, lease.state, lease.expires_at   # state: held, released, expired
 
 Times are the service's clock (``server_time`` says when it answered). The
 elector never uses them to decide whether it leads: only ``time.monotonic()``.
@@ -40,6 +40,9 @@ class Lease:
     """How many times the holder changed."""
     held: bool
     """False once expired or released."""
+    state: str
+    """``held``, ``released`` (freed by its holder) or ``expired`` (lapsed), as the
+    service decided it on its clock."""
     server_time: datetime
     """The deciding clock when the service answered."""
 
@@ -59,6 +62,7 @@ class Lease:
                 expires_at=_time(data["expires_at"]),
                 transitions=int(data["transitions"]),
                 held=bool(data["held"]),
+                state=str(data["state"]),
                 server_time=_time(data["server_time"]),
             )
         except (KeyError, TypeError) as exc:

@@ -41,11 +41,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from leaderelection_service.records import LeaseRecord, LeaseView, Term
+from leaderelection_service.records import LeaseRecord, LeaseState, LeaseView, Term
 
 EventType = Literal["acquired", "taken_over", "renewed", "released", "expired"]
 EVENT_TYPES: tuple[EventType, ...] = ("acquired", "taken_over", "renewed", "released", "expired")
-State = Literal["held", "released", "expired"]
+State = LeaseState
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +88,7 @@ class Seen:
 
 
 def state(view: LeaseView) -> State:
-    if view.record.released:
-        return "released"
-    return "held" if view.held else "expired"
+    return view.state  # decided by the record on the deciding clock
 
 
 def version(view: LeaseView) -> int:
@@ -170,4 +168,5 @@ def _term_end(old: LeaseRecord, view: LeaseView) -> WatchEvent:
         kind = "expired"
     lease = final.to_public(view.server_time, view.allowance)
     lease["held"] = False  # a newer term exists, whatever the clocks say
+    lease["state"] = kind
     return WatchEvent(kind, old.key, 2 * old.revision + 1, old.revision, lease)

@@ -16,13 +16,15 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 PREFIX_PATTERN = r"^[A-Za-z0-9._-]{0,128}$"
 KEY_RE = re.compile(KEY_PATTERN)
 PREFIX_RE = re.compile(PREFIX_PATTERN)
 HOLDER_MAX = 256
+LeaseState = Literal["held", "released", "expired"]
+"""A record's ``state`` on a clock (docs/contract.md, "Words")."""
 HISTORY_LIMIT = 20
 """How many terms each record remembers (the dashboard's history)."""
 
@@ -156,6 +158,16 @@ class LeaseRecord:
     def held_at(self, now: datetime, allowance: float = 0.0) -> bool:
         return not self.released and now < self.free_at(allowance)
 
+    def state_at(self, now: datetime, allowance: float = 0.0) -> LeaseState:
+        """``held``, ``released`` (freed by its holder) or ``expired`` (lapsed), on ``now``.
+
+        Decided here, on the deciding clock, so that no reader guesses it from
+        the times (a release and a lapse both leave ``held`` false).
+        """
+        if self.released:
+            return "released"
+        return "held" if now < self.free_at(allowance) else "expired"
+
     # -- transitions (used by the lease rules) ------------------------------
 
     @staticmethod
@@ -223,6 +235,7 @@ class LeaseRecord:
             "expires_at": rfc3339(self.expires_at),
             "transitions": self.transitions,
             "held": self.held_at(server_time, allowance),
+            "state": self.state_at(server_time, allowance),
             "server_time": rfc3339(server_time),
         }
 
@@ -270,6 +283,10 @@ class LeaseView:
     @property
     def held(self) -> bool:
         return self.record.held_at(self.server_time, self.allowance)
+
+    @property
+    def state(self) -> LeaseState:
+        return self.record.state_at(self.server_time, self.allowance)
 
     def to_public(self) -> dict[str, Any]:
         return self.record.to_public(self.server_time, self.allowance)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from leaderelection_service.records import HOLDER_MAX
+from leaderelection_service.records import HOLDER_MAX, LeaseState
 
 ErrorCode = Literal[
     "lease_held",
@@ -72,6 +72,10 @@ class Lease(BaseModel):
     expires_at: str = Field(description="RFC 3339 UTC: when the grant lapses unless renewed.")
     transitions: int = Field(description="How many times the holder changed.")
     held: bool = Field(description="False once expired or released.")
+    state: LeaseState = Field(
+        description="held; released (freed by its holder); expired (lapsed, not renewed). "
+        "Decided on the deciding clock, with `held`."
+    )
     server_time: str = Field(description="RFC 3339 UTC: the deciding clock at the answer.")
 
 

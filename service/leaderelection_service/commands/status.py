@@ -13,7 +13,8 @@ Example::
 
 Time left is ``expires_at - server_time`` of the same answer: the service's
 clock alone, so this host's clock being wrong changes nothing. The state is
-``held``, ``released`` (freed by its holder) or ``expired`` (not renewed).
+the record's ``state`` as the service decided it: ``held``, ``released``
+(freed by its holder) or ``expired`` (not renewed).
 
 Exit status: 0; 1 when the service cannot be reached or answers an error
 (``--watch`` keeps polling through errors and shows them instead).
@@ -77,15 +78,8 @@ def _time(value: str) -> datetime:
 
 
 def state(lease: dict[str, Any]) -> str:
-    """``held``, ``released`` or ``expired``.
-
-    A release ends the grant early (``expires_at`` set to the moment of release,
-    before ``renewed_at + ttl``); a lapse leaves it at ``renewed_at + ttl``.
-    """
-    if lease["held"]:
-        return "held"
-    granted = (_time(lease["expires_at"]) - _time(lease["renewed_at"])).total_seconds()
-    return "released" if granted < lease["ttl"] - 0.001 else "expired"
+    """``held``, ``released`` or ``expired``: the record's ``state``, decided by the service."""
+    return str(lease["state"])
 
 
 def time_left(lease: dict[str, Any]) -> float | None:

@@ -153,10 +153,9 @@ function changedAt(type, lease) {
   return lease.acquired_at;
 }
 
-function stateOf(type, lease) {
-  // The record says held or not; only the event type tells released from expired.
-  if (lease.held) return "held";
-  return type === "released" ? "released" : "expired";
+function stateOf(lease) {
+  // The service decides the state on its clock; the page never guesses it.
+  return lease.state;
 }
 
 function apply(type, event) {
@@ -171,7 +170,7 @@ function apply(type, event) {
   entry.lease = event.lease;
   entry.version = event.version;
   entry.type = type;
-  entry.state = stateOf(type, event.lease);
+  entry.state = stateOf(event.lease);
   entry.changedAt = Date.parse(changedAt(type, event.lease));
   entry.dirty = true;
   counts[entry.state] += 1;
