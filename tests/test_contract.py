@@ -338,3 +338,45 @@ async def test_refusals_say_why_in_the_same_words(lease_backend: LeaseBackend) -
     ):
         with pytest.raises(LeaseNotFound, match=r"^lease 'nope' was never acquired$"):
             await call()
+
+
+async def test_value_is_set_by_acquire_and_replaced_by_renew_in_the_same_term(
+    lease_backend: LeaseBackend,
+) -> None:
+    a = await lease_backend.acquire("k", "a", 60.0, "10.0.0.7:8443")
+    assert a.to_public()["value"] == "10.0.0.7:8443"
+    kept = await lease_backend.renew("k", "a", a.record.fencing_token, None)
+    assert kept.record.value == "10.0.0.7:8443"  # absent: unchanged
+    new = await lease_backend.renew("k", "a", a.record.fencing_token, None, "v2 ✓ \"'; --")
+    assert new.record.fencing_token == a.record.fencing_token  # no new term
+    assert (await lease_backend.get("k")).to_public()["value"] == "v2 ✓ \"'; --"
+    again = await lease_backend.acquire("k", "a", 60.0)  # the holder's own acquire keeps it
+    assert again.record.value == "v2 ✓ \"'; --"
+    assert again.record.history[-1].value == "v2 ✓ \"'; --"
+    rel = await lease_backend.release("k", "a", a.record.fencing_token)
+    assert rel.record.value == "v2 ✓ \"'; --"
+    b = await lease_backend.acquire("k", "b", 60.0)
+    assert b.record.value is None  # a new term starts without the last one's value
+    ended = [t.to_public() for t in (await lease_backend.get("k")).record.history]
+    assert [(t["fencing_token"], t["value"]) for t in ended] == [(1, "v2 ✓ \"'; --"), (2, None)]
+
+
+async def test_value_of_the_largest_size_round_trips(lease_backend: LeaseBackend) -> None:
+    big = "é" * 2048  # 4,096 bytes of UTF-8
+    a = await lease_backend.acquire("k", "a", 60.0, big)
+    assert (await lease_backend.get("k")).record.value == big
+    await lease_backend.renew("k", "a", a.record.fencing_token, None, "x" * 4096)
+    assert (await lease_backend.get("k")).record.value == "x" * 4096
+
+
+async def test_announced_value_is_kept_until_the_value_changes(
+    lease_backend: LeaseBackend,
+) -> None:
+    a = await lease_backend.acquire("k", "a", 60.0, "one")
+    assert a.record.announced is False
+    told = await lease_backend.renew("k", "a", a.record.fencing_token, None, "two", True)
+    assert told.record.announced is True
+    plain = await lease_backend.renew("k", "a", a.record.fencing_token, 30.0)
+    assert (plain.record.value, plain.record.announced) == ("two", True)
+    quiet = await lease_backend.renew("k", "a", a.record.fencing_token, None, "three")
+    assert (quiet.record.value, quiet.record.announced) == ("three", False)

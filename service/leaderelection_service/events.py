@@ -13,7 +13,8 @@ Event types (the SSE ``event:`` names):
 |              | holder again after its own lapse)                                   |
 | ``taken_over`` | a term began for another holder after the last term lapsed        |
 | ``renewed``  | the same term was extended (sent only when asked for, except when a |
-|              | lapsed lease is renewed by its holder and so is held again)         |
+|              | lapsed lease is renewed by its holder and so is held again, and     |
+|              | when the renewal changed the value with ``announce``)               |
 | ``released`` | the holder released it                                              |
 | ``expired``  | its time ran out (no write: seen on the deciding clock)             |
 
@@ -27,6 +28,14 @@ key's events: ``2 * revision`` for the state a write left and
 so it sorts just after the write it outlived). The SSE ``id`` is
 ``KEY:VERSION``; a client that resumes with ``Last-Event-ID`` is not sent that
 key's state again unless its version is newer.
+
+**Values.** A renew (or the holder's own acquire) that changes the lease's
+``value`` is a ``renewed`` event carrying the new value: sent to the
+``?renewed=true`` watchers, as every renewal is, and to every watcher when the
+write asked for it to be announced (``announce: true``; the record keeps that
+flag with the value, so every replica decides alike). The value is compared
+with the one the reader last saw: a change made and undone between two reads
+is folded away, like any other.
 
 **Coalescing.** Changes that fall between two reads are folded: the end of the
 last term the reader saw is reported (from the history, ``released`` or
@@ -59,6 +68,8 @@ class WatchEvent:
     """True for the current state sent when a stream (re)connects."""
     revived: bool = False
     """A ``renewed`` that made a lapsed lease held again (sent to every subscriber)."""
+    announced: bool = False
+    """A ``renewed`` that changed the value with ``announce`` (sent to every subscriber)."""
 
     @property
     def id(self) -> str:
@@ -113,10 +124,17 @@ def start_type(record: LeaseRecord) -> EventType:
 
 
 def _event(
-    type_: EventType, view: LeaseView, ver: int, *, replay: bool = False, revived: bool = False
+    type_: EventType,
+    view: LeaseView,
+    ver: int,
+    *,
+    replay: bool = False,
+    revived: bool = False,
+    announced: bool = False,
 ) -> WatchEvent:
     rec = view.record
-    return WatchEvent(type_, rec.key, ver, rec.revision, view.to_public(), replay, revived)
+    lease = view.to_public()
+    return WatchEvent(type_, rec.key, ver, rec.revision, lease, replay, revived, announced)
 
 
 def describe(view: LeaseView, *, replay: bool = False) -> WatchEvent:
@@ -138,7 +156,8 @@ def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:
         if st == "released":
             return [] if old.released else [_event("released", view, version(view))]
         if st == "held":
-            return [_event("renewed", view, version(view), revived=prev.lapsed)]
+            told = rec.announced and rec.value != old.value  # rule "value" (above)
+            return [_event("renewed", view, version(view), revived=prev.lapsed, announced=told)]
         return [] if prev.lapsed else [_event("expired", view, version(view))]
     # A new term (or several): first the end of the one we saw, then the current one.
     out: list[WatchEvent] = []

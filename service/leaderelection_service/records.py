@@ -25,6 +25,8 @@ PREFIX_RE = re.compile(PREFIX_PATTERN)
 HOLDER_MAX = 256
 LeaseState = Literal["held", "released", "expired"]
 """A record's ``state`` on a clock (docs/contract.md, "Words")."""
+VALUE_MAX_BYTES = 4096
+"""The most a lease's ``value`` may hold, in UTF-8 bytes."""
 HISTORY_LIMIT = 20
 """How many terms each record remembers (the dashboard's history)."""
 
@@ -35,6 +37,10 @@ def valid_key(key: str) -> bool:
 
 def valid_holder(holder: str) -> bool:
     return 1 <= len(holder) <= HOLDER_MAX and holder.isprintable()
+
+
+def valid_value(value: str) -> bool:
+    return len(value.encode("utf-8", "surrogatepass")) <= VALUE_MAX_BYTES
 
 
 def rfc3339(t: datetime) -> str:
@@ -59,6 +65,8 @@ class Term:
     acquired_at: datetime
     ended_at: datetime | None = None
     ended_by: str | None = None  # "released" | "expired"; None while it lasts
+    value: str | None = None
+    """The term's value when it ended (the current one while it lasts)."""
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -67,6 +75,7 @@ class Term:
             "acquired_at": rfc3339(self.acquired_at),
             "ended_at": rfc3339(self.ended_at) if self.ended_at else None,
             "ended_by": self.ended_by,
+            "value": self.value,
         }
 
     @classmethod
@@ -77,6 +86,7 @@ class Term:
             acquired_at=parse_time(d["acquired_at"]),
             ended_at=parse_time(d["ended_at"]) if d.get("ended_at") else None,
             ended_by=d.get("ended_by"),
+            value=d.get("value"),
         )
 
 
@@ -146,6 +156,10 @@ class LeaseRecord:
     revision: int = 1
     history: Sequence[Term] = field(default=())
     """Oldest first, the current term last; a tuple, or ``LazyTerms``."""
+    value: str | None = None
+    """What the holder publishes (docs/contract.md, "value"); None: nothing."""
+    announced: bool = False
+    """The write that set ``value`` asked for it to be announced to every watcher."""
 
     # -- derived state -------------------------------------------------------
 
@@ -172,13 +186,19 @@ class LeaseRecord:
 
     @staticmethod
     def new_term(
-        current: LeaseRecord | None, *, key: str, holder: str, ttl: float, now: datetime
+        current: LeaseRecord | None,
+        *,
+        key: str,
+        holder: str,
+        ttl: float,
+        now: datetime,
+        value: str | None = None,
     ) -> LeaseRecord:
         """A fresh term after ``current`` (None: the key was never acquired)."""
         expires = now + timedelta(seconds=ttl)
-        term = Term(holder=holder, fencing_token=1, acquired_at=now)
+        term = Term(holder=holder, fencing_token=1, acquired_at=now, value=value)
         if current is None:
-            return LeaseRecord(key, holder, 1, ttl, now, now, expires, history=(term,))
+            return LeaseRecord(key, holder, 1, ttl, now, now, expires, history=(term,), value=value)
         token = current.fencing_token + 1
         past = list(current.history)
         if past and past[-1].ended_at is None:
@@ -197,17 +217,30 @@ class LeaseRecord:
             released=False,
             revision=current.revision + 1,
             history=tuple(past[-HISTORY_LIMIT:]),
+            value=value,
         )
 
-    def extended(self, *, ttl: float, now: datetime) -> LeaseRecord:
-        """The same term, renewed at ``now`` for ``ttl`` seconds."""
-        return replace(
+    def extended(
+        self, *, ttl: float, now: datetime, value: str | None = None, announce: bool = False
+    ) -> LeaseRecord:
+        """The same term, renewed at ``now`` for ``ttl`` seconds.
+
+        ``value`` None keeps the value (and whether it was announced);
+        otherwise it replaces it, announced or not as ``announce`` says.
+        """
+        out = replace(
             self,
             ttl=ttl,
             renewed_at=now,
             expires_at=now + timedelta(seconds=ttl),
             revision=self.revision + 1,
         )
+        if value is None:
+            return out
+        past = list(self.history)
+        if past and past[-1].fencing_token == self.fencing_token:
+            past[-1] = replace(past[-1], value=value)
+        return replace(out, value=value, announced=announce, history=tuple(past))
 
     def released_at(self, now: datetime) -> LeaseRecord:
         past = list(self.history)
@@ -236,6 +269,7 @@ class LeaseRecord:
             "transitions": self.transitions,
             "held": self.held_at(server_time, allowance),
             "state": self.state_at(server_time, allowance),
+            "value": self.value,
             "server_time": rfc3339(server_time),
         }
 
@@ -253,6 +287,8 @@ class LeaseRecord:
             "released": self.released,
             "revision": self.revision,
             "history": [t.to_public() for t in self.history],
+            "value": self.value,
+            "announced": self.announced,
         }
 
     @classmethod
@@ -269,6 +305,9 @@ class LeaseRecord:
             released=bool(d["released"]),
             revision=int(d["revision"]),
             history=tuple(Term.from_public(t) for t in d.get("history", ())),
+            # absent in records written before values existed
+            value=d.get("value"),
+            announced=bool(d.get("announced", False)),
         )
 
 

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leaderelection_service.api.bodies import read_body, replay
-from leaderelection_service.api.deps import check_holder, check_ttl
+from leaderelection_service.api.deps import check_holder, check_ttl, check_value
 from leaderelection_service.api.errors import lease_error_response, unexpected_error_response
 from leaderelection_service.api.schemas import AcquireBody, ReleaseBody, RenewBody
 from leaderelection_service.auth import OPEN, ApiToken, Role
@@ -98,10 +98,12 @@ class HotRoutes:
         try:
             holder = check_holder(req.holder)
             if name == "acquire":
-                view = await backend.acquire(key, holder, check_ttl(req.ttl, settings))
+                ttl = check_ttl(req.ttl, settings)
+                view = await backend.acquire(key, holder, ttl, check_value(req.value))
             elif name == "renew":
                 ttl = None if req.ttl is None else check_ttl(req.ttl, settings)
-                view = await backend.renew(key, holder, req.fencing_token, ttl)
+                value = check_value(req.value)
+                view = await backend.renew(key, holder, req.fencing_token, ttl, value, req.announce)
             else:
                 view = await backend.release(key, holder, req.fencing_token)
         except LeaseError as exc:

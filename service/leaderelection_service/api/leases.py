@@ -10,7 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.routing import APIRoute
 
-from leaderelection_service.api.deps import AppSettings, Backend, check_holder, check_ttl
+from leaderelection_service.api.deps import (
+    AppSettings,
+    Backend,
+    check_holder,
+    check_ttl,
+    check_value,
+)
 from leaderelection_service.api.schemas import (
     AcquireBody,
     ErrorBody,
@@ -63,7 +69,8 @@ def lease_json(view: LeaseView) -> Response:
 async def acquire(
     key: WritableKey, body: AcquireBody, backend: Backend, settings: AppSettings
 ) -> Response:
-    view = await backend.acquire(key, check_holder(body.holder), check_ttl(body.ttl, settings))
+    holder, ttl = check_holder(body.holder), check_ttl(body.ttl, settings)
+    view = await backend.acquire(key, holder, ttl, check_value(body.value))
     return lease_json(view)
 
 
@@ -79,8 +86,10 @@ async def acquire(
 async def renew(
     key: WritableKey, body: RenewBody, backend: Backend, settings: AppSettings
 ) -> Response:
+    holder = check_holder(body.holder)
     ttl = None if body.ttl is None else check_ttl(body.ttl, settings)
-    view = await backend.renew(key, check_holder(body.holder), body.fencing_token, ttl)
+    value = check_value(body.value)
+    view = await backend.renew(key, holder, body.fencing_token, ttl, value, body.announce)
     return lease_json(view)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from leaderelection_service.records import HOLDER_MAX, LeaseState
+from leaderelection_service.records import HOLDER_MAX, VALUE_MAX_BYTES, LeaseState
 
 ErrorCode = Literal[
     "lease_held",
@@ -35,6 +35,16 @@ _HOLDER = Field(
 _TOKEN = Field(ge=1, description="The fencing token the acquire answered.", examples=[7])
 
 
+_VALUE = Field(
+    default=None,
+    max_length=VALUE_MAX_BYTES,
+    description="What the holder publishes (its address, its version): at most 4096 bytes "
+    "of UTF-8, no U+0000. Omitted: acquire starts a term without a value, or keeps the "
+    "value when it extends the caller's own term; renew keeps the value.",
+    examples=["10.0.0.7:8443"],
+)
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -42,6 +52,7 @@ class _Body(BaseModel):
 class AcquireBody(_Body):
     holder: StrictStr = _HOLDER
     ttl: float = _TTL
+    value: StrictStr | None = _VALUE
 
 
 class RenewBody(_Body):
@@ -52,6 +63,12 @@ class RenewBody(_Body):
         description="New ttl in seconds; omitted: the lease's current ttl.",
         allow_inf_nan=False,
         strict=True,
+    )
+    value: StrictStr | None = _VALUE
+    announce: StrictBool = Field(
+        default=False,
+        description="With a value: the change is sent to every watcher, not only to those "
+        "that asked for renewals (docs/watch.md).",
     )
 
 
@@ -76,6 +93,7 @@ class Lease(BaseModel):
         description="held; released (freed by its holder); expired (lapsed, not renewed). "
         "Decided on the deciding clock, with `held`."
     )
+    value: str | None = Field(description="What the holder published; null: nothing.")
     server_time: str = Field(description="RFC 3339 UTC: the deciding clock at the answer.")
 
 

@@ -101,6 +101,9 @@ class TermBody(BaseModel):
     acquired_at: str = Field(description="RFC 3339 UTC.")
     ended_at: str | None = Field(description="RFC 3339 UTC; null while the term lasts.")
     ended_by: str | None = Field(description="released | expired; null while the term lasts.")
+    value: str | None = Field(
+        default=None, description="The term's value: the current one, or the last it had."
+    )
 
 
 class LeaseHistory(BaseModel):

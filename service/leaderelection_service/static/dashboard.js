@@ -165,6 +165,7 @@ function apply(type, event) {
   clockOffsetMs = Date.parse(event.lease.server_time) - Date.now();
   const entry = known || { row: null, historyRow: null };
   const before = known ? known.lease.holder : null;
+  const valueBefore = known ? known.lease.value : undefined;
   if (known) counts[known.state] -= 1;
   else insertKey(key);
   entry.lease = event.lease;
@@ -178,6 +179,11 @@ function apply(type, event) {
   if (!event.replay && type !== "renewed") {
     entry.flash = true;
     announce(describe(type, event.lease, before));
+    if (entry.historyRow) loadHistory(key, entry);
+  } else if (!event.replay && known && valueBefore !== event.lease.value) {
+    // A renewal that published a new value: a change worth showing, in the same term.
+    entry.flash = true;
+    announce(`${key}: ${event.lease.holder} published ${event.lease.value ?? "no value"}`);
     if (entry.historyRow) loadHistory(key, entry);
   }
   scheduleDraw();
@@ -263,6 +269,10 @@ function updateRow(entry) {
   const lease = entry.lease;
   row.dataset.state = entry.state;
   row.querySelector(".holder").textContent = lease.holder;
+  const value = row.querySelector(".value");
+  value.textContent = lease.value ?? "—";
+  value.title = lease.value ?? "no value published";
+  value.toggleAttribute("data-none", lease.value == null);
   row.querySelector(".token").textContent = String(lease.fencing_token);
   row.querySelector(".transitions").textContent = String(lease.transitions);
   const badge = row.querySelector(".badge");
@@ -325,7 +335,7 @@ function toggleHistory(key) {
   const row = document.createElement("tr");
   row.className = "history";
   const cell = document.createElement("td");
-  cell.colSpan = 8;
+  cell.colSpan = 9;
   cell.id = `history-${key}`;
   row.appendChild(cell);
   entry.row.after(row);
@@ -365,7 +375,8 @@ async function loadHistory(key, entry) {
     const end = term.ended_at
       ? `${term.ended_by} ${new Date(term.ended_at).toLocaleString()}`
       : "current term";
-    item.textContent = `token ${term.fencing_token}: ${term.holder}, from ${start}, ${end}`;
+    const value = term.value == null ? "" : `, value ${term.value}`;
+    item.textContent = `token ${term.fencing_token}: ${term.holder}, from ${start}, ${end}${value}`;
     list.appendChild(item);
   }
   cell.replaceChildren(title, list);

@@ -25,7 +25,8 @@ APPEND = (
     "json_insert(CASE WHEN json_array_length(r.past) >= "
     f"{KEEP} THEN json_remove(r.past, '$[0]') ELSE r.past END, '$[#]',"
     " json_object('h', r.holder, 't', r.fencing_token, 'a', r.acquired_us,"
-    " 'e', r.expires_us, 'b', CASE WHEN r.released THEN 'released' ELSE 'expired' END))"
+    " 'e', r.expires_us, 'v', r.lease_value,"
+    " 'b', CASE WHEN r.released THEN 'released' ELSE 'expired' END))"
 )
 
 
