@@ -380,3 +380,30 @@ async def test_announced_value_is_kept_until_the_value_changes(
     assert (plain.record.value, plain.record.announced) == ("two", True)
     quiet = await lease_backend.renew("k", "a", a.record.fencing_token, None, "three")
     assert (quiet.record.value, quiet.record.announced) == ("three", False)
+
+
+async def test_revoke_ends_the_term_and_the_holders_renew_is_lease_lost(
+    lease_backend: LeaseBackend,
+) -> None:
+    a = await lease_backend.acquire("k", "a", 60.0, "addr")
+    rev = await lease_backend.revoke("k")
+    assert (rev.held, rev.to_public()["state"]) == (False, "revoked")
+    assert rev.record.fencing_token == a.record.fencing_token and rev.record.value == "addr"
+    with pytest.raises(LeaseLost, match="was revoked"):
+        await lease_backend.renew("k", "a", a.record.fencing_token, 60.0)
+    again = await lease_backend.revoke("k")  # nothing left to end: no write
+    assert again.record.revision == rev.record.revision and again.state == "revoked"
+    b = await lease_backend.acquire("k", "b", 60.0)
+    assert b.record.fencing_token == a.record.fencing_token + 1 and b.state == "held"
+    ended = [(t.fencing_token, t.ended_by) for t in (await lease_backend.get("k")).record.history]
+    assert ended == [(1, "revoked"), (2, None)]
+    with pytest.raises(LeaseNotFound):
+        await lease_backend.revoke("never")
+
+
+async def test_revoke_of_a_lapsed_lease_stops_its_late_renewal(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("k", "a", SHORT)
+    await wait_expired(lease_backend, "k")
+    assert (await lease_backend.revoke("k")).state == "revoked"
+    with pytest.raises(LeaseLost):
+        await lease_backend.renew("k", "a", a.record.fencing_token, 5.0)

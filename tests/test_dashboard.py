@@ -156,7 +156,7 @@ def _dashboard_live(browser: Any, dash: ServiceProcess, http: httpx.Client, tmp_
     assert errors == []
 
 
-def test_dashboard_shows_the_value_and_its_changes(
+def test_dashboard_shows_the_value_its_changes_and_a_revoke(
     browser: Any, dash: ServiceProcess, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
@@ -182,6 +182,11 @@ def test_dashboard_shows_the_value_and_its_changes(
         expect(row.locator(".token")).to_have_text("1")  # the same term
         row.locator(".history-toggle").click()
         expect(page.locator("tr.history li")).to_contain_text("value <b>10.0.0.8</b>")
+        # An operator's revoke: its own state, said as such.
+        assert http.post("/v1/leases/api.other/revoke", json={}).is_success
+        expect(page.locator('tr[data-key="api.other"] .badge')).to_have_text("revoked")
+        expect(page.locator("#announce")).to_contain_text("api.other: revoked")
+        expect(page.locator("#summary")).to_contain_text("1 revoked")
         page.close()
     assert errors == []
 

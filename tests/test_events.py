@@ -278,3 +278,15 @@ async def test_streams_are_capped_per_owner_not_only_per_process() -> None:
         assert hub.subscribers == 4 and other is not again
     finally:
         await hub.close()
+
+
+def test_revoke_is_an_event_of_its_own_and_ends_the_term_in_the_history() -> None:
+    a = acquire(None, "a", 0)
+    revoked = a.released_at(at(1), revoked=True)
+    (ev,) = transition(seen(view(a, 0.5)), view(revoked, 1))
+    assert (ev.type, ev.lease["state"]) == ("revoked", "revoked")
+    assert describe(view(revoked, 2)).type == "revoked"
+    b = acquire(revoked, "b", 3)
+    assert describe(view(b, 4)).type == "acquired"  # a revoked lease was free, not taken over
+    # A reader that last saw a's term hears that it was revoked, then b's term.
+    assert kinds(transition(seen(view(a, 0.5)), view(b, 4))) == ["revoked", "acquired"]

@@ -86,6 +86,10 @@ def release(key: str, holder: str, fencing_token: int) -> Call:
     return Call("POST", _path(key, "release"), {"holder": holder, "fencing_token": fencing_token})
 
 
+def revoke(key: str) -> Call:
+    return Call("POST", _path(key, "revoke"), {})
+
+
 def get(key: str) -> Call:
     return Call("GET", _path(key))
 

@@ -110,6 +110,14 @@ class LeaseClient:
         call = _base.release(key, holder, fencing_token)
         return _base.parse_lease(self._send(call, timeout))
 
+    def revoke(self, key: str, *, timeout: float | None = None) -> Lease:
+        """End the current term of ``key`` now, whoever holds it (an admin token's act).
+
+        The holder's next renew is ``LeaseLost``; revoking a lease already
+        released or revoked changes nothing. ``Forbidden`` without the admin role.
+        """
+        return _base.parse_lease(self._send(_base.revoke(key), timeout))
+
     def get(self, key: str, *, timeout: float | None = None) -> Lease:
         """The lease of ``key``; ``LeaseNotFound`` if it was never acquired."""
         return _base.parse_lease(self._send(_base.get(key), timeout))
@@ -235,6 +243,10 @@ class AsyncLeaseClient:
         """Free a held lease at once; ``LeaseLost`` if another term has it."""
         call = _base.release(key, holder, fencing_token)
         return _base.parse_lease(await self._send(call, timeout))
+
+    async def revoke(self, key: str, *, timeout: float | None = None) -> Lease:
+        """End the current term of ``key`` now, whoever holds it (an admin token's act)."""
+        return _base.parse_lease(await self._send(_base.revoke(key), timeout))
 
     async def get(self, key: str, *, timeout: float | None = None) -> Lease:
         """The lease of ``key``; ``LeaseNotFound`` if it was never acquired."""

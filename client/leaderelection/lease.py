@@ -48,8 +48,8 @@ class Lease:
     held: bool
     """False once expired or released."""
     state: str
-    """``held``, ``released`` (freed by its holder) or ``expired`` (lapsed), as the
-    service decided it on its clock."""
+    """``held``, ``released`` (freed by its holder), ``expired`` (lapsed) or
+    ``revoked`` (ended by an operator), as the service decided it on its clock."""
     server_time: datetime
     """The deciding clock when the service answered."""
     value: str | None = None

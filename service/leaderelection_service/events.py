@@ -17,6 +17,7 @@ Event types (the SSE ``event:`` names):
 |              | when the renewal changed the value with ``announce``)               |
 | ``released`` | the holder released it                                              |
 | ``expired``  | its time ran out (no write: seen on the deciding clock)             |
+| ``revoked``  | an operator ended the term (``POST …/revoke``)                       |
 
 The kind of a term's start and end is read from the record and its history,
 never from when a replica happened to look, so every replica names the same
@@ -52,8 +53,15 @@ from typing import Any, Literal
 
 from leaderelection_service.records import LeaseRecord, LeaseState, LeaseView, Term
 
-EventType = Literal["acquired", "taken_over", "renewed", "released", "expired"]
-EVENT_TYPES: tuple[EventType, ...] = ("acquired", "taken_over", "renewed", "released", "expired")
+EventType = Literal["acquired", "taken_over", "renewed", "released", "expired", "revoked"]
+EVENT_TYPES: tuple[EventType, ...] = (
+    "acquired",
+    "taken_over",
+    "renewed",
+    "released",
+    "expired",
+    "revoked",
+)
 State = LeaseState
 
 
@@ -118,7 +126,8 @@ def _previous_term(record: LeaseRecord) -> Term | None:
 def start_type(record: LeaseRecord) -> EventType:
     """How the record's current term began: ``taken_over`` or ``acquired``."""
     before = _previous_term(record)
-    if before is not None and before.ended_by != "released" and before.holder != record.holder:
+    freed = before is not None and before.ended_by in ("released", "revoked")
+    if before is not None and not freed and before.holder != record.holder:
         return "taken_over"
     return "acquired"
 
@@ -153,8 +162,8 @@ def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:
             return [_event("expired", view, version(view))]
         return []
     if rec.fencing_token == old.fencing_token:  # the same term, written again
-        if st == "released":
-            return [] if old.released else [_event("released", view, version(view))]
+        if st in ("released", "revoked"):
+            return [] if old.released else [_event(st, view, version(view))]
         if st == "held":
             told = rec.announced and rec.value != old.value  # rule "value" (above)
             return [_event("renewed", view, version(view), revived=prev.lapsed, announced=told)]
@@ -166,10 +175,10 @@ def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:
     kind = start_type(rec)
     if st == "held":
         out.append(_event(kind, view, version(view)))
-    elif st == "released":
-        # Began and was released between two reads: the start sorts just before.
+    elif st in ("released", "revoked"):
+        # Began and was released (or revoked) between two reads: the start sorts just before.
         out.append(_event(kind, view, version(view) - 1))
-        out.append(_event("released", view, version(view)))
+        out.append(_event(st, view, version(view)))
     else:
         out.append(_event(kind, view, 2 * rec.revision))
         out.append(_event("expired", view, version(view)))
@@ -182,6 +191,9 @@ def _term_end(old: LeaseRecord, view: LeaseView) -> WatchEvent:
     if ended is not None and ended.ended_by == "released" and ended.ended_at is not None:
         final = old.released_at(ended.ended_at)
         kind: EventType = "released"
+    elif ended is not None and ended.ended_by == "revoked" and ended.ended_at is not None:
+        final = old.released_at(ended.ended_at, revoked=True)
+        kind = "revoked"
     else:
         final = old
         kind = "expired"

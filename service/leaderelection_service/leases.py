@@ -122,6 +122,16 @@ def decide_release(
     return rec.released_at(now)
 
 
+def decide_revoke(current: LeaseRecord | None, *, key: str, now: datetime) -> LeaseRecord | None:
+    """Rule "revoke": the current term ends now, held or lapsed; None when it already
+    ended by a release or a revoke (nothing to write)."""
+    if current is None:
+        raise never_acquired(key)
+    if current.released:
+        return None
+    return current.released_at(now, revoked=True)
+
+
 def _contended(key: str) -> BackendUnavailable:
     # Every attempt lost its compare-and-set to another process: the state is
     # changing too fast to decide; the caller retries (never a wrong lease_lost).
@@ -288,6 +298,9 @@ class CasLeases:
                 allowance=self._allowance,
             ),
         )
+
+    async def revoke(self, key: str) -> LeaseView:
+        return await self._change(key, lambda cur, now: decide_revoke(cur, key=key, now=now))
 
     async def get(self, key: str) -> LeaseView:
         cur = await self.store.read(key)

@@ -214,6 +214,10 @@ class InstrumentedBackend:
         view: LeaseView = await self._timed("release", call)
         return self._observed(view)
 
+    async def revoke(self, key: str) -> LeaseView:
+        view: LeaseView = await self._timed("revoke", self.inner.revoke(key))
+        return self._observed(view)
+
     async def get(self, key: str) -> LeaseView:
         view: LeaseView = await self._timed("get", self.inner.get(key))
         return view

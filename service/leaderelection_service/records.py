@@ -23,7 +23,7 @@ PREFIX_PATTERN = r"^[A-Za-z0-9._-]{0,128}$"
 KEY_RE = re.compile(KEY_PATTERN)
 PREFIX_RE = re.compile(PREFIX_PATTERN)
 HOLDER_MAX = 256
-LeaseState = Literal["held", "released", "expired"]
+LeaseState = Literal["held", "released", "expired", "revoked"]
 """A record's ``state`` on a clock (docs/contract.md, "Words")."""
 VALUE_MAX_BYTES = 4096
 """The most a lease's ``value`` may hold, in UTF-8 bytes."""
@@ -64,7 +64,7 @@ class Term:
     fencing_token: int
     acquired_at: datetime
     ended_at: datetime | None = None
-    ended_by: str | None = None  # "released" | "expired"; None while it lasts
+    ended_by: str | None = None  # "released" | "expired" | "revoked"; None while it lasts
     value: str | None = None
     """The term's value when it ended (the current one while it lasts)."""
 
@@ -160,6 +160,8 @@ class LeaseRecord:
     """What the holder publishes (docs/contract.md, "value"); None: nothing."""
     announced: bool = False
     """The write that set ``value`` asked for it to be announced to every watcher."""
+    revoked: bool = False
+    """Released by an operator's revoke, not by its holder (then ``released`` too)."""
 
     # -- derived state -------------------------------------------------------
 
@@ -179,7 +181,7 @@ class LeaseRecord:
         the times (a release and a lapse both leave ``held`` false).
         """
         if self.released:
-            return "released"
+            return "revoked" if self.revoked else "released"
         return "held" if now < self.free_at(allowance) else "expired"
 
     # -- transitions (used by the lease rules) ------------------------------
@@ -242,13 +244,16 @@ class LeaseRecord:
             past[-1] = replace(past[-1], value=value)
         return replace(out, value=value, announced=announce, history=tuple(past))
 
-    def released_at(self, now: datetime) -> LeaseRecord:
+    def released_at(self, now: datetime, *, revoked: bool = False) -> LeaseRecord:
+        """The term ended at ``now`` by its holder's release, or by a revoke."""
         past = list(self.history)
         if past and past[-1].fencing_token == self.fencing_token:
-            past[-1] = replace(past[-1], ended_at=now, ended_by="released")
+            ended_by = "revoked" if revoked else "released"
+            past[-1] = replace(past[-1], ended_at=now, ended_by=ended_by)
         return replace(
             self,
             released=True,
+            revoked=revoked,
             expires_at=now,
             revision=self.revision + 1,
             history=tuple(past),
@@ -289,6 +294,7 @@ class LeaseRecord:
             "history": [t.to_public() for t in self.history],
             "value": self.value,
             "announced": self.announced,
+            "revoked": self.revoked,
         }
 
     @classmethod
@@ -308,6 +314,7 @@ class LeaseRecord:
             # absent in records written before values existed
             value=d.get("value"),
             announced=bool(d.get("announced", False)),
+            revoked=bool(d.get("revoked", False)),
         )
 
 

@@ -26,6 +26,7 @@ from leaderelection_service.api.schemas import (
     RenewBody,
 )
 from leaderelection_service.api.security import (
+    AdministeredKey,
     Caller,
     ReadableKey,
     WritableKey,
@@ -105,6 +106,19 @@ async def renew(
 async def release(key: WritableKey, body: ReleaseBody, backend: Backend) -> Response:
     view = await backend.release(key, check_holder(body.holder), body.fencing_token)
     return lease_json(view)
+
+
+@router.post(
+    "/{key}/revoke",
+    response_model=Lease,
+    responses=_errors(
+        s403="forbidden: revoking needs an admin token (whose prefix holds the key)",
+        s404="not_found: the key was never acquired",
+    ),
+    summary="Revoke a lease: end its current term now, whoever holds it (admin)",
+)
+async def revoke(key: AdministeredKey, backend: Backend) -> Response:
+    return lease_json(await backend.revoke(key))
 
 
 @router.get(

@@ -27,7 +27,7 @@ const PAGE_ROWS = 200;
 
 const leases = new Map(); // key -> {lease, version, type, state, changedAt, row, historyRow, dirty, flash}
 const order = []; // every key, sorted
-const counts = { held: 0, expired: 0, released: 0 };
+const counts = { held: 0, expired: 0, released: 0, revoked: 0 };
 let shown = PAGE_ROWS; // rows drawn at most
 let drawQueued = false;
 let connects = 0; // streams opened since the page loaded (data-connects on #conn)
@@ -149,7 +149,7 @@ function dispatch(type, data, id) {
 
 function changedAt(type, lease) {
   if (type === "renewed") return lease.renewed_at;
-  if (type === "released" || type === "expired") return lease.expires_at;
+  if (type === "released" || type === "expired" || type === "revoked") return lease.expires_at;
   return lease.acquired_at;
 }
 
@@ -206,6 +206,7 @@ function describe(type, lease, before) {
     case "taken_over": return `${lease.key}: taken over by ${lease.holder} from ${before ?? "a lapsed holder"}`;
     case "released": return `${lease.key}: released by ${lease.holder}`;
     case "expired": return `${lease.key}: expired (last holder ${lease.holder})`;
+    case "revoked": return `${lease.key}: revoked (holder ${lease.holder})`;
     default: return `${lease.key}: ${type}`;
   }
 }
@@ -318,7 +319,8 @@ function summarize() {
   const paged = order.length > shown ? ` (the first ${shown} shown)` : "";
   $("summary").textContent =
     `${leases.size} leases: ${counts.held} held, ${counts.expired} expired, ` +
-    `${counts.released} released${paged}`;
+    `${counts.released} released` +
+    (counts.revoked ? `, ${counts.revoked} revoked` : "") + paged;
 }
 
 // -- history --------------------------------------------------------------------
@@ -387,7 +389,7 @@ async function loadHistory(key, entry) {
 function resetRows() {
   leases.clear();
   order.length = 0;
-  counts.held = counts.expired = counts.released = 0;
+  counts.held = counts.expired = counts.released = counts.revoked = 0;
   shown = PAGE_ROWS;
   lastEventId = null;
   $("rows").replaceChildren();

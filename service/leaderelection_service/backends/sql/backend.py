@@ -177,6 +177,14 @@ class SqlLeases:
             raise lost(key, view, holder, fencing_token)
         return view
 
+    async def revoke(self, key: str) -> LeaseView:
+        _check_key(key)
+        granted, row = await self.db.revoke(key)
+        view = self._owner_view(key, row)  # not granted: already released or revoked
+        if granted:
+            self._written()
+        return view
+
     def _refuses(self, row: LeaseRow, holder: str) -> bool:
         """Whether ``row`` explains a refused acquire: held, by someone else.
 

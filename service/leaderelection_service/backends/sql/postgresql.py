@@ -341,6 +341,9 @@ class PgSql:
         params = {"key": key, "holder": holder, "token": token}
         return await self._owner_write(self.st.release, params)
 
+    async def revoke(self, key: str) -> tuple[bool, LeaseRow | None]:
+        return await self._owner_write(self.st.revoke, {"key": key})
+
     async def _owner_write(self, sql: str, params: dict[str, Any]) -> tuple[bool, LeaseRow | None]:
         rows = await self.fetch(sql, params)
         if rows:

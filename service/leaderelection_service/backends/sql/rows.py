@@ -54,6 +54,7 @@ class LeaseRow(NamedTuple):
     """JSON text, or already parsed (the drivers differ)."""
     lease_value: str | None
     announced: bool
+    revoked: bool
     now_us: int
     """The database clock when the statement ran (judges ``held``)."""
     granted: bool | None = None
@@ -88,7 +89,7 @@ def to_us(seconds: float) -> int:
 
 def to_record(row: LeaseRow) -> LeaseRecord:
     holder, acquired, expires, past = row.holder, row.acquired_us, row.expires_us, row.past
-    value = row.lease_value
+    value, revoked = row.lease_value, bool(row.revoked)
     released = bool(row.released)
     token = int(row.fencing_token)
     return LeaseRecord(
@@ -103,9 +104,12 @@ def to_record(row: LeaseRow) -> LeaseRecord:
         released=released,
         revision=int(row.revision),
         # Parsed only when asked for (history, watch): acquire and renew never are.
-        history=LazyTerms(lambda: terms(past, holder, token, acquired, expires, released, value)),
+        history=LazyTerms(
+            lambda: terms(past, holder, token, acquired, expires, released, value, revoked)
+        ),
         value=value,
         announced=bool(row.announced),
+        revoked=revoked,
     )
 
 
@@ -117,6 +121,7 @@ def terms(
     expires: int,
     released: bool,
     value: str | None = None,
+    revoked: bool = False,
 ) -> list[Term]:
     """The closed terms of ``past`` (JSON text or already parsed), then the row's own."""
     if isinstance(past, (str, bytes)):
@@ -138,7 +143,7 @@ def terms(
             fencing_token=token,
             acquired_at=from_us(acquired),
             ended_at=from_us(expires) if released else None,
-            ended_by="released" if released else None,
+            ended_by=("revoked" if revoked else "released") if released else None,
             value=value,
         )
     )

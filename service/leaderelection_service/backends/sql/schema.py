@@ -12,12 +12,12 @@ Two tables, named by the operator (validated identifiers, never raw input):
 - ``<table>``: one row per key. Times are integers, microseconds since the
   Unix epoch on the database's clock; ``past`` holds the key's closed terms
   as a JSON array (the current term is the row itself); ``lease_value`` and
-  ``announced`` the holder's value (version 2).
+  ``announced`` the holder's value, ``revoked`` an operator's revoke (version 2).
 - ``<table>_meta``: ``schema_version`` and anything later migrations need.
 
 ``migrate`` is idempotent and safe to run from several processes at once.
 Versions: 1 the lease and meta tables; 2 adds ``lease_value`` (nullable
-text) and ``announced`` (boolean, default false) to the lease table, which
+text), ``announced`` and ``revoked`` (booleans, default false) to the lease table, which
 ``migrate`` adds in place to a version-1 table: its rows and tokens stay.
 """
 
@@ -109,6 +109,7 @@ def tables(names: TableNames) -> tuple[Table, Table]:
         Column("past", _JSON, nullable=False),
         Column("lease_value", _VALUE, nullable=True),
         Column("announced", Boolean, nullable=False, server_default=false()),
+        Column("revoked", Boolean, nullable=False, server_default=false()),
         **mysql_opts,
     )
     meta = Table(
@@ -176,7 +177,7 @@ def _migrate_once(engine: Engine, names: TableNames) -> int:
     return before
 
 
-ADDED_IN_2 = ("lease_value", "announced")
+ADDED_IN_2 = ("lease_value", "announced", "revoked")
 
 
 def _upgrade(engine: Engine, names: TableNames) -> None:
@@ -192,7 +193,7 @@ def _upgrade(engine: Engine, names: TableNames) -> None:
             column = leases.c[name]
             sql_type = column.type.compile(dialect=dialect)
             default = " NOT NULL DEFAULT " + ("FALSE" if dialect.name == "postgresql" else "0")
-            tail = default if name == "announced" else " NULL"
+            tail = " NULL" if name == "lease_value" else default
             conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {name} {sql_type}{tail}")
         conn.execute(
             update(meta).where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION))

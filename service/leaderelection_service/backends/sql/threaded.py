@@ -147,6 +147,10 @@ class ThreadedSql:
         params = {"key": key, "holder": holder, "token": token}
         return await self._run(lambda cur: self._owner_write(cur, self.st.release, params))
 
+    async def revoke(self, key: str) -> tuple[bool, LeaseRow | None]:
+        params = {"key": key}
+        return await self._run(lambda cur: self._owner_write(cur, self.st.revoke, params))
+
     def _owner_write(
         self, cur: Any, sql: str, params: dict[str, Any]
     ) -> tuple[bool, LeaseRow | None]:

@@ -29,7 +29,8 @@ NOW = "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
 APPEND = (
     f"JSON_ARRAY_APPEND(IF(JSON_LENGTH(past) >= {KEEP}, JSON_REMOVE(past, '$[0]'), past),"
     " '$', JSON_OBJECT('h', holder, 't', fencing_token, 'a', acquired_us,"
-    " 'e', expires_us, 'v', lease_value, 'b', IF(released, 'released', 'expired')))"
+    " 'e', expires_us, 'v', lease_value,"
+    " 'b', IF(revoked, 'revoked', IF(released, 'released', 'expired'))))"
 )
 
 
@@ -47,7 +48,7 @@ def mariadb(table: str) -> Statements:
     acquire = f"""
 INSERT INTO {table} ({COLUMNS})
 VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE, 1, '[]',
-        %(value)s, FALSE)
+        %(value)s, FALSE, FALSE)
 ON DUPLICATE KEY UPDATE
   past = IF(@free := (released OR expires_us + %(allow_us)s <= VALUES(renewed_us)),
             {APPEND}, past),
@@ -62,6 +63,7 @@ ON DUPLICATE KEY UPDATE
   renewed_us = IF({mine}, VALUES(renewed_us), renewed_us),
   expires_us = IF({mine}, VALUES(expires_us), expires_us),
   released = IF({mine}, FALSE, released),
+  revoked = IF({mine}, FALSE, revoked),
   holder = IF(@free, VALUES(holder), holder)
 RETURNING {COLUMNS}, {now} AS now_us"""
     # Rule "renew only by the holder with its fencing token" (row count 1:
@@ -79,6 +81,10 @@ WHERE {OWNER} AND NOT released"""
     release = f"""
 UPDATE {table} SET released = TRUE, expires_us = @now, revision = revision + 1
 WHERE {OWNER} AND NOT released"""
+    # Rule "revoke": an operator ends the current term at once (row count 1: granted).
+    revoke = f"""
+UPDATE {table} SET released = TRUE, revoked = TRUE, expires_us = @now, revision = revision + 1
+WHERE lease_key = %(key)s AND NOT released"""
     get, _, scan, scan_to = reads(table, now)
     return Statements(
         "mariadb",
@@ -89,5 +95,6 @@ WHERE {OWNER} AND NOT released"""
         f"SET @now = {now}",
         scan,
         scan_to,
+        revoke=revoke,
         two_step=True,
     )

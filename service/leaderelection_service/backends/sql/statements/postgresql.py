@@ -34,7 +34,8 @@ APPEND = (
     f"(CASE WHEN jsonb_array_length(r.past) >= {KEEP} THEN r.past - 0 ELSE r.past END)"
     " || jsonb_build_array(jsonb_build_object('h', r.holder, 't', r.fencing_token,"
     " 'a', r.acquired_us, 'e', r.expires_us, 'v', r.lease_value,"
-    " 'b', CASE WHEN r.released THEN 'released' ELSE 'expired' END))"
+    " 'b', CASE WHEN r.revoked THEN 'revoked' WHEN r.released THEN 'released'"
+    " ELSE 'expired' END))"
 )
 
 
@@ -70,7 +71,7 @@ WITH q AS (
                        %(values)s::text[]) AS q(k, h, ttl, v)
 ), up AS (
   INSERT INTO {table} AS r ({COLUMNS})
-  SELECT k, h, 1, ttl, {now}, {now}, {now} + ttl, 0, FALSE, 1, '[]'::jsonb, v, FALSE
+  SELECT k, h, 1, ttl, {now}, {now}, {now} + ttl, 0, FALSE, 1, '[]'::jsonb, v, FALSE, FALSE
   FROM q ORDER BY k COLLATE "C"
   {on_conflict(now, APPEND)}
   {returning}, {notify}
@@ -112,6 +113,7 @@ RETURNING {qualified}, {now} AS now_us, pg_notify('{channel}', r.lease_key) IS N
         st.now,
         st.scan,
         st.scan_to,
+        revoke=notifying(st.revoke),  # rule "revoke"
         acquire_batch=acquire_batch,
         renew_batch=renew_batch,
     )
