@@ -42,7 +42,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import procs
-from bench.attacks import ATTACKS, FIXED_ELSEWHERE, Target, run_attacker
+from bench.attacks import ATTACKS, DEFENCES, Target, run_attacker
 
 LEADER_KEY = "team-a.leader"
 RENEW_EVERY = 0.075
@@ -154,8 +154,8 @@ def phase(leader: Leader, target: Target, attack: str | None, n: int, duration: 
         "attack_ops": ops,
         "loadavg_1m": round(os.getloadavg()[0], 1),
     }
-    if attack in FIXED_ELSEWHERE:
-        row["fixed_by"] = FIXED_ELSEWHERE[attack]
+    if attack in DEFENCES:
+        row["defence"] = DEFENCES[attack]
     # The next phase starts once the service answers again: how long that took.
     row["recovery_s"] = recovery(target.port, end)
     return row
@@ -203,7 +203,6 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r.get('p99_ms', 0):>9.1f}{r.get('max_ms', 0):>9.1f}{r.get('errors', 0):>7}"
             f"{r.get('new_connections', 0):>9}{r['attack_ops']:>11}"
             f"{'never' if r['recovery_s'] is None else r['recovery_s']:>10}{r['loadavg_1m']:>6}"
-            + ("  (fixed elsewhere)" if "fixed_by" in r else "")
         )
     return "\n".join(lines)
 

@@ -266,12 +266,12 @@ ATTACKS: dict[str, Callable[[Target, float], int]] = {
 }
 """Every attack by name, in the order the table lists them."""
 
-FIXED_ELSEWHERE = {
+DEFENCES = {
     "long-keys": "keys: file names that fit every key, one failed write fails alone",
     "watch-flood": "watch: streams per token capped",
     "metrics-scrape": "metrics: lease gauges not read per scrape",
 }
-"""Attacks whose defence is another part of the hardening (see docs/security.md)."""
+"""Attacks whose defence is a part of the service other than the front door (docs/security.md)."""
 
 
 def run_attacker(name: str, target: Target, duration: float, go: Any, results: Any) -> None:

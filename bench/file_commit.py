@@ -20,7 +20,7 @@ import time
 import anyio.to_thread
 
 from leaderelection_service.backends.file import FileStore
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.storage import Versioned
 
 

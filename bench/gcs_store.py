@@ -31,7 +31,7 @@ from requests.adapters import HTTPAdapter
 
 from bench.targets import gcs_emulator
 from leaderelection_service.backends.gcs import GcsStore
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_rules import CasLeases
 
 
 def client(url: str, project: str) -> storage.Client:

@@ -22,8 +22,8 @@ import tempfile
 import time
 
 from leaderelection_service.backends.file import FileStore
-from leaderelection_service.errors import BackendUnavailable
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_errors import BackendUnavailable
+from leaderelection_service.lease_rules import CasLeases
 
 
 async def run(args: argparse.Namespace, directory: str) -> None:

@@ -33,37 +33,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 import httpx
 
 from bench import procs
-from leaderelection_service.registry import open_backend
-from leaderelection_service.settings import Settings
-
-
-async def populate(url: str, count: int) -> None:
-    backend = open_backend(url, Settings(backend_url=url))
-    try:
-        for start in range(0, count, 500):
-            views = await asyncio.gather(
-                *(
-                    backend.acquire(f"fleet.{n:06d}", f"host-{n % 7}", 3600)
-                    for n in range(start, min(count, start + 500))
-                )
-            )
-            await asyncio.gather(
-                *(
-                    backend.release(v.record.key, v.record.holder, v.record.fencing_token)
-                    for v in views
-                    if int(v.record.key[-6:]) % 10 == 0
-                )
-            )
-    finally:
-        await backend.close()
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from bench.fleet import populate, rss_mb
 
 
 def scrape(http: httpx.Client) -> float:
@@ -94,7 +64,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
         url = args.backend_url or Path(tmp, "data").as_uri()
         started = time.perf_counter()
-        asyncio.run(populate(url, args.leases))
+        asyncio.run(populate(url, args.leases, release_every=10))
         print(f"wrote {args.leases} leases in {time.perf_counter() - started:.1f} s")
         extra = ("--metrics-refresh-interval", str(args.refresh))
         with (

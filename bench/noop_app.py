@@ -21,7 +21,7 @@ from leaderelection_service.records import KEY_PATTERN
 
 app = FastAPI()
 
-_ANSWER = json.dumps(
+ANSWER = json.dumps(
     {
         "key": "k1234",
         "holder": "bench",
@@ -46,9 +46,9 @@ async def healthz() -> dict[str, str]:
 
 @app.post("/v1/leases/{key}/acquire")
 async def acquire(key: Key, body: AcquireBody) -> Response:
-    return Response(_ANSWER, media_type="application/json")
+    return Response(ANSWER, media_type="application/json")
 
 
 @app.post("/v1/leases/{key}/renew")
 async def renew(key: Key, body: RenewBody) -> Response:
-    return Response(_ANSWER, media_type="application/json")
+    return Response(ANSWER, media_type="application/json")

@@ -188,11 +188,11 @@ def service(
     return Proc(cmd, port=port, health="/healthz", log=log, env=env)
 
 
-def noop_app(*, workers: int, log: Path) -> Proc:
-    """The no-op ceiling: ``bench.noop_app`` under the uvicorn settings ``serve`` uses."""
+def noop_app(*, workers: int, log: Path, app: str = "bench.noop_app:app") -> Proc:
+    """A ceiling app (``bench.noop_app``, ``bench.bare_app``) under ``serve``'s uvicorn settings."""
     port = free_port()
     cmd = [
-        sys.executable, "-m", "uvicorn", "bench.noop_app:app", "--host", "127.0.0.1",
+        sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
         "--port", str(port), "--workers", str(workers), "--log-level", "warning",
         "--no-access-log", "--timeout-graceful-shutdown", "5",
     ]  # fmt: skip

@@ -81,7 +81,9 @@ def summarize(raw: str) -> tuple[int, collections.Counter[str], collections.Coun
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", default="postgresql", choices=["file", "postgresql", "gcs"])
+    p.add_argument(
+        "--backend", default="postgresql", choices=["file", "postgresql", "gcs", "memory"]
+    )
     p.add_argument("--op", default="renew", choices=["renew", "acquire"])
     p.add_argument("--seconds", type=int, default=15)
     p.add_argument("--conns", type=int, default=64)

@@ -9,47 +9,99 @@ Example::
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+Key = tuple[str, str, int, int]  # target, op, keys, conns
+CEILINGS = ("bare ASGI", "bare ASGI 1w", "no-op", "pg raw", "etcd")
 
-def ratio(a: float, b: float | None) -> str:
-    return f"{a / b:.2f}" if b else ""
+
+def _key(r: dict[str, Any]) -> Key:
+    return (r["target"], r["op"], r["keys"], r["conns"])
+
+
+def groups(rows: list[dict[str, Any]]) -> dict[Key, list[dict[str, Any]]]:
+    """Rows by scenario, in first-run order; one row per round."""
+    out: dict[Key, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(_key(r), []).append(r)
+    return out
+
+
+def per_round_ratios(rows: list[dict[str, Any]], num: Key, den: Key) -> list[float]:
+    """num's req/s ÷ den's, for every round both ran in (the two sides seconds apart)."""
+    by_round: dict[tuple[Key, int], float] = {(_key(r), r.get("round", 1)): r["rps"] for r in rows}
+    out = []
+    for (k, rnd), rps in by_round.items():
+        if k == num and by_round.get((den, rnd)):
+            out.append(rps / by_round[(den, rnd)])
+    return out
+
+
+def spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    """``median [min-max]`` (just the value for one round)."""
+    if not values:
+        return ""
+    med = fmt.format(statistics.median(values))
+    if len(values) == 1:
+        return med
+    return f"{med} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+
+
+def comparators(k: Key, keys: set[Key]) -> dict[str, Key]:
+    """The ceilings and peer a service scenario is divided by, where they ran."""
+    target, op, nkeys, conns = k
+    out: dict[str, Key] = {}
+    if target in CEILINGS or op == "contend":
+        return out
+    bare = ("bare ASGI 1w", "renew", nkeys, conns)
+    if target != "memory" or bare not in keys:
+        bare = ("bare ASGI", "renew", nkeys, conns)
+    out["÷bare"] = bare
+    out["÷no-op"] = ("no-op", "renew", nkeys, conns)
+    if target == "postgresql":
+        out["÷pg raw"] = ("pg raw", op, nkeys, conns)
+    if op == "renew":
+        out["÷etcd"] = ("etcd", "renew", nkeys, conns)
+    else:
+        fresh = [x for x in keys if x[:2] == ("etcd", "acquire") and x[3] == conns]
+        if fresh:
+            out["÷etcd"] = fresh[0]
+    return {name: den for name, den in out.items() if den in keys}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """One line per scenario, with service ÷ ceiling and ÷ etcd where they apply."""
-    noop = {r["conns"]: r["rps"] for r in rows if r["target"] == "no-op"}  # keys: no matter
-    raw = {(r["op"], r["keys"], r["conns"]): r["rps"] for r in rows if r["target"] == "pg raw"}
-    etcd = {
-        (r["op"], r["keys"] if r["op"] == "renew" else None, r["conns"]): r["rps"]
-        for r in rows
-        if r["target"] == "etcd"
-    }
+    """One line per scenario (medians over the rounds), then each ratio's median and spread."""
+    g = groups(rows)
+    nrounds = max((len(v) for v in g.values()), default=1)
     head = (
-        f"{'target':<11}{'op':<9}{'keys':>6}{'conns':>6}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'409':>7}{'errors':>7}{'÷no-op':>8}{'÷pg raw':>8}{'÷etcd':>7}{'load':>6}"
+        f"{'target':<13}{'op':<9}{'keys':>6}{'conns':>6}{'req/s':>9}{'min-max':>14}"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'409':>7}{'errors':>7}{'load':>6}"
     )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        service = r["target"] not in ("no-op", "pg raw", "etcd")
-        to_noop = ratio(r["rps"], noop.get(r["conns"])) if service else ""
-        to_raw = (
-            ratio(r["rps"], raw.get((r["op"], r["keys"], r["conns"])))
-            if r["target"] == "postgresql"
-            else ""
-        )
-        to_etcd = ""
-        if service and r["op"] in ("acquire", "renew"):
-            k = r["keys"] if r["op"] == "renew" else None
-            to_etcd = ratio(r["rps"], etcd.get((r["op"], k, r["conns"])))
-        keys = "fresh" if r["target"] == "etcd" and r["op"] == "acquire" else str(r["keys"])
+    lines = [f"medians over {nrounds} round(s)", head, "-" * len(head)]
+    for k, rs in g.items():
+        rps = [r["rps"] for r in rs]
+        mm = f"{min(rps):.0f}-{max(rps):.0f}" if len(rs) > 1 else ""
+        keys = "fresh" if k[0] == "etcd" and k[1] == "acquire" else str(k[2])
         lines.append(
-            f"{r['target']:<11}{r['op']:<9}{keys:>6}{r['conns']:>6}{r['rps']:>9.0f}"
-            f"{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}{r['conflict']:>7}{r['errors']:>7}"
-            f"{to_noop:>8}{to_raw:>8}{to_etcd:>7}{r.get('loadavg_1m', ''):>6}"
+            f"{k[0]:<13}{k[1]:<9}{keys:>6}{k[3]:>6}{statistics.median(rps):>9.0f}{mm:>14}"
+            f"{statistics.median(r['p50_ms'] for r in rs):>8.1f}"
+            f"{statistics.median(r['p99_ms'] for r in rs):>8.1f}"
+            f"{sum(r['conflict'] for r in rs):>7}{sum(r['errors'] for r in rs):>7}"
+            f"{statistics.median(r.get('loadavg_1m', 0) for r in rs):>6.1f}"
         )
+    ratio_lines = []
+    for k in g:
+        parts = [
+            f"{name} {spread(per_round_ratios(rows, k, den))}"
+            for name, den in comparators(k, set(g)).items()
+        ]
+        if parts:
+            ratio_lines.append(f"{k[0]:<13}{k[1]:<9}{k[2]:>6}{k[3]:>6}  " + "   ".join(parts))
+    if ratio_lines:
+        lines += ["", "same-round ratios: median [min-max] over the rounds", *ratio_lines]
     return "\n".join(lines)
 
 
@@ -58,14 +110,6 @@ def save(results: dict[str, Any], directory: Path) -> Path:
     path = directory / time.strftime("bench-%Y%m%d-%H%M%S.json")
     path.write_text(json.dumps(results, indent=2) + "\n")
     return path
-
-
-def _find(rows: list[dict[str, Any]], target: str, op: str, keys: int | None, conns: int) -> Any:
-    for r in rows:
-        same = r["target"] == target and r["op"] == op and r["conns"] == conns
-        if same and (keys is None or r["keys"] == keys):
-            return r
-    return None
 
 
 def summary(results: dict[str, Any]) -> list[str]:
@@ -101,42 +145,60 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, str]]:
         verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
         checks.append({"target": target, "verdict": verdict, "figure": figure})
 
-    noop = _find(rows, "no-op", "renew", None, 64)
-    for backend in ("postgresql", "file"):
-        renew = _find(rows, backend, "renew", 10_000, 64)
-        if renew and noop:
-            add(
-                f"{backend} renew (64 conns, 10,000 keys) >= 50% of no-op",
-                renew["rps"] >= 0.5 * noop["rps"],
-                f"{renew['rps']:.0f} vs {noop['rps']:.0f}/s = {renew['rps'] / noop['rps']:.0%}",
-            )
-        else:
-            add(f"{backend} renew >= 50% of no-op", None, "not measured")
-        if renew:
-            add(
-                f"{backend} renew p99 < 50 ms (64 conns, 10,000 keys)",
-                renew["p99_ms"] < 50,
-                f"{renew['p99_ms']:.1f} ms",
-            )
-    pg_renew = _find(rows, "postgresql", "renew", 10_000, 64)
-    pg_acq = _find(rows, "postgresql", "acquire", 10_000, 64)
-    raw = _find(rows, "pg raw", "renew", 10_000, 64)
-    ka = _find(rows, "etcd", "renew", 10_000, 64)
-    txn = _find(rows, "etcd", "acquire", None, 64)
-    pairs = [
-        ("postgresql renew >= raw statement ceiling", pg_renew, raw, 1.0),
-        ("postgresql renew >= etcd lease keep-alive", pg_renew, ka, 1.0),
-        ("postgresql acquire >= 1.5x etcd create-if-absent txn", pg_acq, txn, 1.5),
-    ]
-    for name, a, b, k in pairs:
-        if a and b:
-            add(
-                name,
-                a["rps"] >= k * b["rps"],
-                f"{a['rps']:.0f} vs {b['rps']:.0f}/s = {a['rps'] / b['rps']:.2f}x",
-            )
-        else:
+    g = groups(rows)
+    keys_main = max((k[2] for k in g), default=10_000)
+
+    def med(k: Key, field: str) -> float:
+        return statistics.median(r[field] for r in g[k])
+
+    def ratio_target(name: str, num: Key, den: Key | None, bound: float) -> None:
+        if num not in g or den is None or den not in g:
             add(name, None, "not measured")
+            return
+        rs = per_round_ratios(rows, num, den)
+        add(
+            name,
+            statistics.median(rs) >= bound,
+            f"median {spread(rs)}x over {len(rs)} round(s); "
+            f"{med(num, 'rps'):.0f} vs {med(den, 'rps'):.0f}/s",
+        )
+
+    pg_renew: Key = ("postgresql", "renew", keys_main, 64)
+    pg_acq: Key = ("postgresql", "acquire", keys_main, 64)
+    txn = [k for k in g if k[:2] == ("etcd", "acquire") and k[3] == 64]
+    ratio_target(
+        f"postgresql renew >= 1.5x etcd keep-alive (64 conns, {keys_main} keys)",
+        pg_renew,
+        ("etcd", "renew", keys_main, 64),
+        1.5,
+    )
+    ratio_target(
+        "postgresql acquire >= 2x etcd create-if-absent txn (64 conns)",
+        pg_acq,
+        txn[0] if txn else None,
+        2.0,
+    )
+    for k in (pg_renew, pg_acq):
+        if k in g:
+            errors = sum(r["errors"] for r in g[k])
+            add(
+                f"postgresql {k[1]}: zero errors, p99 < 25 ms (64 conns, {keys_main} keys)",
+                errors == 0 and med(k, "p99_ms") < 25,
+                f"errors {errors}, median p99 {med(k, 'p99_ms'):.1f} ms",
+            )
+    mem: Key = ("memory", "renew", keys_main, 64)
+    bare = ("bare ASGI 1w", "renew", keys_main, 64)
+    if bare not in g:
+        bare = ("bare ASGI", "renew", keys_main, 64)
+    ratio_target("memory:// renew >= 0.5 of bare ASGI (one worker, 64 conns)", mem, bare, 0.5)
+    one_worker = results.get("settings", {}).get("workers") == 1
+    for backend in ("file", "postgresql"):
+        k = (backend, "renew", keys_main, 64)
+        name = f"one-worker serve: {backend} renew p99 < 50 ms (64 conns)"
+        if k in g and one_worker:
+            add(name, med(k, "p99_ms") < 50, f"median p99 {med(k, 'p99_ms'):.1f} ms")
+        else:
+            add(name, None, "not measured (run with --workers 1)")
     f = results.get("failover")
     if f:
         crash = f["scenarios"].get("crash (SIGKILL)")

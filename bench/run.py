@@ -5,9 +5,13 @@ Example::
     .venv/bin/python bench/run.py                      # everything (about 25 minutes)
     .venv/bin/python bench/run.py --quick              # a smoke run, about a minute
     .venv/bin/python bench/run.py --sections throughput,ceilings --backends file
+    .venv/bin/python bench/run.py --sections throughput,ceilings,etcd \\
+        --backends postgresql,memory --conns 64 --keys 10000 --duration 5 --rounds 5
 
-Starts what it needs on loopback (the service, a no-op FastAPI app, etcd),
-loads it with wrk, prints one table and the targets met or missed, and
+Starts what it needs on loopback (the service on each backend, the bare ASGI
+and no-op FastAPI ceilings, etcd), keeps them all up and loads them in turn
+with wrk, in ``--rounds`` interleaved rounds (see ``bench/rounds.py``),
+prints one table and the targets met or missed (on the medians), and
 writes everything as JSON to ``bench/results/``. A section that cannot run
 (wrk, etcd or a backend missing) prints ``not available: <why>``.
 """
@@ -29,12 +33,12 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import procs, report, targets, throughput
+from bench import procs, report, rounds, targets, throughput
 from bench.etcd_peer import Etcd, etcd_path
 from bench.wrk import wrk_path
 
 SECTIONS = ("throughput", "ceilings", "etcd", "failover", "scale")
-BACKENDS = ("file", "postgresql", "gcs")
+BACKENDS = ("file", "postgresql", "gcs", "memory")
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -63,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--gcs-keys", type=int, default=1000, help="cap on distinct keys for the GCS emulator"
     )
     p.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="interleaved rounds of throughput/ceilings/etcd; ratios get a median and spread",
+    )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="uvicorn workers")
     p.add_argument("--failover-trials", type=int, default=20)
     p.add_argument(
@@ -133,50 +143,85 @@ class Run:
 
     # -- sections -----------------------------------------------------------------
 
-    def throughput(self) -> None:
+    def load(self) -> None:
+        """throughput, ceilings and etcd: every target started once, then interleaved rounds."""
         a = self.args
-        for name in a.backends:
-            print(f"== throughput: {name} backend, {a.workers} workers", flush=True)
-            try:
-                with (
-                    targets.backend_url(name, self.workdir, a.pg_dsn) as (url, env),
-                    self.service(url, f"service-{name}", env) as svc,
-                ):
-                    keys = a.keys
-                    if name == "gcs":  # each key is an acquire first, at tens per second
-                        keys = sorted({min(k, a.gcs_keys) for k in a.keys})
-                    self.rows += throughput.service_rows(
-                        svc.url, target=name, conns=a.conns, keyspaces=keys, duration=a.duration
-                    )
-            except targets.NotAvailable as exc:
-                self.unavailable(f"throughput {name}", str(exc))
-
-    def ceilings(self) -> None:
-        a = self.args
-        print(f"== ceilings: no-op FastAPI endpoint, {a.workers} workers", flush=True)
-        with procs.noop_app(workers=a.workers, log=self.log("noop")) as app:
-            self.rows += throughput.noop_rows(
-                app.url, conns=a.conns, keys=max(a.keys), duration=a.duration
+        sections = set(a.sections)
+        with contextlib.ExitStack() as stack:
+            plan: dict[tuple[int, int], list[throughput.Scenario]] = {
+                (k, c): [] for k in a.keys for c in a.conns
+            }
+            contend: list[throughput.Scenario] = []
+            if "throughput" in sections:
+                for name in a.backends:
+                    try:
+                        url = self._start_service(stack, name)
+                    except targets.NotAvailable as exc:
+                        self.unavailable(f"throughput {name}", str(exc))
+                        continue
+                    for k, c in plan:
+                        k2 = min(k, a.gcs_keys) if name == "gcs" else k
+                        ops = [("acquire", k2, c), ("renew", k2, c)]
+                        plan[k, c] += throughput.service_plan(url, target=name, op_keys=ops)
+                    if 1 in a.keys:
+                        ops = [("contend", 1, c) for c in a.conns]
+                        contend += throughput.service_plan(url, target=name, op_keys=ops)
+            if "ceilings" in sections:
+                self._ceilings(stack, plan)
+            if "etcd" in sections:
+                if etcd_path() is None:
+                    self.unavailable("etcd", "etcd is not installed (apt-get install etcd-server)")
+                else:
+                    print("== peer: etcd through its HTTP/JSON gateway", flush=True)
+                    etcd = stack.enter_context(Etcd(self.workdir))
+                    etcd.grant_leases(first=1000, count=max(a.keys), ttl=3600)
+                    for k, c in plan:
+                        plan[k, c] += throughput.etcd_plan(
+                            etcd.url, lease0=1000, keys=k, conns=c, acquire=k == max(a.keys)
+                        )
+            flat = [s for part in plan.values() for s in part] + contend
+            print(
+                f"== {a.rounds} round(s) of {len(flat)} scenarios, {a.duration:g} s each",
+                flush=True,
             )
-        print("== ceilings: the CAS statement straight to PostgreSQL (psycopg)", flush=True)
+            self.rows += rounds.run_rounds(flat, rounds=a.rounds, duration=a.duration)
+
+    def _start_service(self, stack: contextlib.ExitStack, name: str) -> str:
+        """The service on backend ``name``, its keys pre-acquired; its URL."""
+        a = self.args
+        # memory:// is one process's store: one worker, or a renew may reach a worker
+        # that never saw the acquire
+        workers = 1 if name == "memory" else a.workers
+        print(f"== service: {name} backend, {workers} worker(s)", flush=True)
+        url, env = stack.enter_context(targets.backend_url(name, self.workdir, a.pg_dsn))
+        svc = stack.enter_context(
+            procs.service(url, workers=workers, log=self.log(f"service-{name}"), env=env)
+        )
+        for k in a.keys:
+            throughput.prepare(svc.port, min(k, a.gcs_keys) if name == "gcs" else k)
+        return svc.url
+
+    def _ceilings(
+        self, stack: contextlib.ExitStack, plan: dict[tuple[int, int], list[throughput.Scenario]]
+    ) -> None:
+        a = self.args
+        apps = [("bare ASGI", "bench.bare_app:app", a.workers)]
+        if a.workers != 1:  # memory:// runs on one worker: its own ceiling beside it
+            apps.append(("bare ASGI 1w", "bench.bare_app:app", 1))
+        apps.append(("no-op", "bench.noop_app:app", a.workers))
+        for target, app, workers in apps:
+            print(f"== ceiling: {target} ({app}), {workers} worker(s)", flush=True)
+            proc = procs.noop_app(workers=workers, log=self.log(target.replace(" ", "-")), app=app)
+            url = stack.enter_context(proc).url
+            for k, c in plan:
+                plan[k, c].append(throughput.ceiling_plan(url, target=target, keys=k, conns=c))
         why = targets.pg_reachable(a.pg_dsn)
         if why:
             self.unavailable("ceiling pg raw", why)
             return
-        self.rows += throughput.pg_raw_rows(
-            a.pg_dsn, conns=a.conns, keyspaces=a.keys, duration=a.duration
-        )
-
-    def etcd(self) -> None:
-        a = self.args
-        if etcd_path() is None:
-            self.unavailable("etcd", "etcd is not installed (apt-get install etcd-server)")
-            return
-        print("== peer: etcd through its HTTP/JSON gateway", flush=True)
-        with Etcd(self.workdir) as etcd:
-            self.rows += throughput.etcd_rows(
-                etcd, conns=a.conns, keyspaces=a.keys, duration=a.duration
-            )
+        for k, c in plan:
+            for op in ("acquire", "renew"):
+                plan[k, c].append(throughput.pg_raw_plan(a.pg_dsn, op=op, keys=k, conns=c))
 
     def failover(self) -> None:
         from bench import failover
@@ -247,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="leaderelection-bench-") as tmp:
         run = Run(args, Path(tmp))
-        for section in SECTIONS:
+        if set(args.sections) & {"throughput", "ceilings", "etcd"}:
+            run.load()
+        for section in ("failover", "scale"):
             if section in args.sections:
                 getattr(run, section)()
         run.results["environment"]["loadavg_end"] = os.getloadavg()

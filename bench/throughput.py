@@ -3,7 +3,8 @@ no-op endpoint, the raw statement on PostgreSQL, and the etcd peer.
 
 Example::
 
-    rows = service_rows(svc.url, backend="file", conns=[1, 16, 64], duration=10)
+    plan = service_plan(svc.url, target="file", op_keys=[("renew", 10_000, 64)])
+    rows = run_rounds(plan + [ceiling_plan(...), *etcd_plan(...)], rounds=5, duration=8)
 
 Every scenario runs on one hot key (``hot``) and on 10,000 distinct keys
 (``k0`` … ``k9999``). Before a scenario the keys are acquired once by the
@@ -20,10 +21,11 @@ import http.client
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.wrk import WrkResult, run_wrk
+from bench.wrk import WrkResult
 
 HOLDER = "bench"
 TTL = 3600  # no lease may lapse between scenarios (a lapsed one re-acquired starts a new term)
@@ -51,6 +53,23 @@ class Row:
             **self.res.as_dict(),
             **self.extra,
         }
+
+
+SERVICE_ENV = {"BENCH_HOLDER": HOLDER, "BENCH_TOKEN": "1", "BENCH_TTL": str(TTL)}
+
+
+@dataclass
+class Scenario:
+    target: str  # "postgresql", "file", "memory", "bare ASGI", "no-op", "pg raw", "etcd"
+    op: str  # "acquire", "renew", "contend"
+    keys: int
+    conns: int
+    url: str = ""  # the wrk target; empty for ``run`` scenarios
+    wrk_op: str = ""  # the lua script's op when it differs from ``op`` (etcd)
+    env: dict[str, str] = field(default_factory=lambda: dict(SERVICE_ENV))
+    extra: dict[str, object] = field(default_factory=dict)
+    fresh_prefix: bool = False  # every run on keys never used (etcd's create-if-absent)
+    run: Callable[[float], WrkResult] | None = None  # not wrk (the raw statement)
 
 
 def key_name(i: int, keys: int) -> str:
@@ -91,99 +110,46 @@ def prepare(port: int, keys: int, ttl: float = TTL, parallel: int = 8) -> None:
         raise RuntimeError(f"pre-acquire failed for {len(bad)} keys, e.g. {bad[0]}")
 
 
-def service_rows(
-    url: str, *, target: str, conns: list[int], keyspaces: list[int], duration: float
-) -> list[Row]:
-    port = int(url.rsplit(":", 1)[1])
-    env = {"BENCH_HOLDER": HOLDER, "BENCH_TOKEN": "1", "BENCH_TTL": str(TTL)}
-    rows: list[Row] = []
-    for keys in keyspaces:
-        prepare(port, keys)
-        for op in ("acquire", "renew"):
-            for c in conns:
-                res = run_wrk(url, op=op, keys=keys, connections=c, duration=duration, env=env)
-                rows.append(Row(target, op, keys, c, res))
-                print(f"  {target:10} {op:8} keys={keys:<6} c={c:<3} {_brief(res)}", flush=True)
-        if keys == 1:
-            for c in conns:
-                res = run_wrk(url, op="contend", keys=1, connections=c, duration=duration, env=env)
-                rows.append(Row(target, "contend", 1, c, res))
-                print(f"  {target:10} contend  keys=1      c={c:<3} {_brief(res)}", flush=True)
-    return rows
+def service_plan(url: str, *, target: str, op_keys: list[tuple[str, int, int]]) -> list[Scenario]:
+    """The service's scenarios: (op, keys, conns) each, keys pre-acquired by ``prepare``."""
+    return [Scenario(target, op, keys, c, url) for op, keys, c in op_keys]
 
 
-def noop_rows(url: str, *, conns: list[int], keys: int, duration: float) -> list[Row]:
-    rows = []
-    env = {"BENCH_HOLDER": HOLDER, "BENCH_TOKEN": "1", "BENCH_TTL": str(TTL)}
-    for c in conns:
-        res = run_wrk(url, op="renew", keys=keys, connections=c, duration=duration, env=env)
-        rows.append(Row("no-op", "renew", keys, c, res))
-        print(f"  no-op      renew    keys={keys:<6} c={c:<3} {_brief(res)}", flush=True)
-    return rows
+def ceiling_plan(url: str, *, target: str, keys: int, conns: int) -> Scenario:
+    """A ceiling app's renew: same script, same bodies, nothing behind the route."""
+    return Scenario(target, "renew", keys, conns, url)
 
 
-def pg_raw_rows(dsn: str, *, conns: list[int], keyspaces: list[int], duration: float) -> list[Row]:
+def pg_raw_plan(dsn: str, *, op: str, keys: int, conns: int) -> Scenario:
     from bench.pg_ceiling import run_pg_ceiling
-    from bench.targets import NotAvailable
 
-    rows = []
-    for keys in keyspaces:
-        for op in ("acquire", "renew"):
-            for c in conns:
-                try:
-                    res, origin = run_pg_ceiling(
-                        dsn, op=op, keys=keys, connections=c, duration=duration
-                    )
-                except NotAvailable as exc:
-                    print(f"  pg raw     {op:8} keys={keys:<6} c={c:<3} not available: {exc}")
-                    continue
-                rows.append(Row("pg raw", op, keys, c, res, {"statement": origin}))
-                print(f"  pg raw     {op:8} keys={keys:<6} c={c:<3} {_brief(res)}", flush=True)
-    return rows
+    extra: dict[str, object] = {}
+
+    def run(duration: float) -> WrkResult:
+        res, origin = run_pg_ceiling(dsn, op=op, keys=keys, connections=conns, duration=duration)
+        extra["statement"] = origin
+        return res
+
+    return Scenario("pg raw", op, keys, conns, run=run, extra=extra)
 
 
-def etcd_rows(etcd: Any, *, conns: list[int], keyspaces: list[int], duration: float) -> list[Row]:
-    lease0 = 1000
-    etcd.grant_leases(first=lease0, count=max(keyspaces), ttl=3600)
-    rows = []
-    for keys in keyspaces:
-        for c in conns:
-            res = run_wrk(
-                etcd.url,
-                op="etcd_keepalive",
-                keys=keys,
-                connections=c,
-                duration=duration,
-                env={"BENCH_LEASE": str(lease0)},
-            )
-            rows.append(Row("etcd", "renew", keys, c, res, {"how": "lease keep-alive"}))
-            print(f"  etcd       renew    keys={keys:<6} c={c:<3} {_brief(res)}", flush=True)
-    for run, c in enumerate(conns):
-        # a fresh key prefix per run: every create finds its key absent
-        env = {"BENCH_LEASE": str(lease0), "BENCH_PREFIX": f"r{run}-"}
-        res = run_wrk(
-            etcd.url,
-            op="etcd_create",
-            keys=max(keyspaces),
-            connections=c,
-            duration=duration,
-            env=env,
+def etcd_plan(url: str, *, lease0: int, keys: int, conns: int, acquire: bool) -> list[Scenario]:
+    """etcd's keep-alive on ``keys`` leases and, if ``acquire``, its create-if-absent txn."""
+    env = {"BENCH_LEASE": str(lease0)}
+    out = [
+        Scenario(
+            "etcd", "renew", keys, conns, url, "etcd_keepalive", env, {"how": "lease keep-alive"}
         )
-        rows.append(
-            Row(
-                "etcd",
-                "acquire",
-                max(keyspaces),
-                c,
-                res,
-                {"how": "create-if-absent txn with a lease, fresh keys"},
-            )
+    ]
+    if acquire:
+        how = "create-if-absent txn with a lease, fresh keys"
+        out.append(
+            Scenario("etcd", "acquire", keys, conns, url, "etcd_create", env, {"how": how}, True)
         )
-        print(f"  etcd       acquire  fresh keys  c={c:<3} {_brief(res)}", flush=True)
-    return rows
+    return out
 
 
-def _brief(res: WrkResult) -> str:
+def brief(res: WrkResult) -> str:
     return (
         f"{res.rps:8.0f}/s p50 {res.p50_ms:6.1f} ms p99 {res.p99_ms:6.1f} ms "
         f"409 {res.conflict} err {res.errors}"

@@ -30,23 +30,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 import httpx
 
 from bench import procs
-from bench.metrics_scrape import rss_mb
-from leaderelection_service.registry import open_backend
-from leaderelection_service.settings import Settings
-
-
-async def populate(url: str, count: int) -> None:
-    backend = open_backend(url, Settings(backend_url=url))
-    try:
-        for start in range(0, count, 500):
-            await asyncio.gather(
-                *(
-                    backend.acquire(f"fleet.{n:06d}", f"host-{n % 7}", 3600)
-                    for n in range(start, min(count, start + 500))
-                )
-            )
-    finally:
-        await backend.close()
+from bench.fleet import populate, rss_mb
 
 
 async def one_stream(url: str, count: int, replayed: asyncio.Event, live: str) -> float:

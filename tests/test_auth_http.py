@@ -2,7 +2,7 @@
 
 401 (with ``WWW-Authenticate: Bearer``) without a valid token on every route
 but the probes (/healthz, /readyz), 403 for the wrong role or a key outside the token's prefix, and
-S4: no refused request changes a stored record.
+Isolation (I4): no refused request changes a stored record.
 """
 
 from __future__ import annotations

@@ -52,3 +52,29 @@ def test_bench_attack_runs_one_attack(tmp_path: Path) -> None:
     ]
     assert all(r["renewals"] > 0 for r in rows), rows
     assert rows[1]["attack_ops"] > 0 and rows[2]["attack_ops"] > 0, rows  # the attack ran
+
+
+def test_bench_report_judges_a_ratio_on_its_median_over_rounds() -> None:
+    from bench import report
+
+    def row(target: str, op: str, rnd: int, rps: float) -> dict[str, object]:
+        return {"target": target, "op": op, "keys": 10_000, "conns": 64, "round": rnd,
+                "rps": rps, "p50_ms": 1.0, "p99_ms": 10.0, "errors": 0, "conflict": 0}  # fmt: skip
+
+    # round 2 is an outlier (the machine slowed down for the service only): one bad
+    # round must not fail the target, and each ratio pairs rows of the same round
+    service = [1600.0, 500.0, 1700.0]
+    etcd = [1000.0, 1000.0, 1100.0]
+    rows = [row("postgresql", "renew", r + 1, s) for r, s in enumerate(service)]
+    rows += [row("etcd", "renew", r + 1, e) for r, e in enumerate(etcd)]
+    key = ("postgresql", "renew", 10_000, 64)
+    ratios = report.per_round_ratios(rows, key, ("etcd", "renew", 10_000, 64))
+    assert sorted(ratios) == sorted(s / e for s, e in zip(service, etcd, strict=True))
+    assert report.spread(ratios) == "1.55 [0.50-1.60]"
+    checks = {c["target"]: c for c in report.check_targets({"throughput": rows})}
+    (renew,) = [c for n, c in checks.items() if n.startswith("postgresql renew >= 1.5x")]
+    assert renew["verdict"] == "PASS", renew
+    rows[0]["rps"] = 1400.0  # now the median round is below 1.5x
+    checks = {c["target"]: c for c in report.check_targets({"throughput": rows})}
+    (renew,) = [c for n, c in checks.items() if n.startswith("postgresql renew >= 1.5x")]
+    assert renew["verdict"] == "FAIL", renew

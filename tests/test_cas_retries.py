@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from leaderelection_service import leases
+from leaderelection_service import lease_rules
 from leaderelection_service.backends.memory import MemoryStore
-from leaderelection_service.errors import BackendUnavailable
-from leaderelection_service.leases import CasLeases, backoff
+from leaderelection_service.lease_errors import BackendUnavailable
+from leaderelection_service.lease_rules import CasLeases, backoff
 from leaderelection_service.records import LeaseRecord
 
 
@@ -40,7 +40,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def no_wait(seconds: float) -> None:
         seen.append(seconds)
 
-    monkeypatch.setattr(leases.asyncio, "sleep", no_wait)
+    monkeypatch.setattr(lease_rules.asyncio, "sleep", no_wait)
     return seen
 
 

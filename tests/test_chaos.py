@@ -1,8 +1,9 @@
 """The chaos harness: its checker and proxy, and a short run on every backend.
 
 The short runs (``LEADERELECTION_CHAOS_SECONDS``, default 15 per backend, 8
-for SQLite and MariaDB) must end with no overlap (I1), strictly increasing
-tokens (I2) and no gap over the bound while a healthy candidate existed (L1/L2). For a longer run::
+for SQLite and MariaDB) must end with no overlap (one leader (I1)), strictly
+increasing tokens (fencing (I2)) and no gap over the bound while a healthy
+candidate existed (L1/L2). For a longer run::
 
     .venv/bin/python tests/support/chaos.py --backend all --duration 600
 """
@@ -45,7 +46,7 @@ def test_checker_passes_clean_handoffs() -> None:
 def test_checker_finds_overlap() -> None:
     report = check([iv("a", 1, 0, 10), iv("b", 2, 9.99, 20)], [], [], BOUNDS, start=0, end=20)
     assert len(report.overlaps) == 1 and not report.ok
-    assert "S1 overlap" in report.problems[0]
+    assert "one leader (I1) overlap" in report.problems[0]
 
 
 def test_checker_finds_tokens_that_do_not_increase() -> None:
@@ -84,6 +85,24 @@ def test_proxy_forwards_cuts_and_restores(service: ServiceProcess) -> None:
             http.get("/healthz")
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{proxy.port}/healthz", timeout=5)
+        proxy.restore()
+        assert http.get("/healthz").status_code == 200
+
+
+def test_proxy_black_hole_hangs_requests_without_a_reset(service: ServiceProcess) -> None:
+    with (
+        TcpProxy(service.port) as proxy,
+        httpx.Client(base_url=f"http://127.0.0.1:{proxy.port}", timeout=0.5) as http,
+    ):
+        assert http.get("/healthz").status_code == 200  # a kept-alive connection
+        sent = proxy.upstream_bytes
+        assert sent > 0
+        proxy.black_hole()
+        with pytest.raises(httpx.ReadTimeout):  # open connection: the answer never comes
+            http.get("/healthz")
+        with pytest.raises(httpx.ReadTimeout):  # new connection: accepted, then silence
+            httpx.get(f"http://127.0.0.1:{proxy.port}/healthz", timeout=0.5)
+        assert proxy.upstream_bytes == sent  # nothing reached the service
         proxy.restore()
         assert http.get("/healthz").status_code == 200
 

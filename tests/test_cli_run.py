@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.cli_runs import CliRun, reaped, run_argv
 from support.needs import missing
 from support.procs import ServiceProcess, wait_until
 from support.tokens import TokenSet
@@ -79,32 +80,19 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-class Run:
+class Run(CliRun):
     """``leaderelection run`` in a child process, its stderr in a file."""
 
     def __init__(self, tmp: Path, server: str, key: str, holder: str, *cmd: str, **kw: str):
-        self.err = tmp / f"{holder}.err"
         flags = [f"--{k}={v}" for k, v in kw.items()]
-        argv = [sys.executable, "-m", "leaderelection_service.cli", "run", "--server", server]
-        argv += ["--key", key, "--holder", holder, "--ttl", str(TTL), "--retry", str(RETRY)]
-        with open(self.err, "wb") as err:
-            self.proc = subprocess.Popen([*argv, *flags, "--", *cmd], stderr=err)
-
-    def says(self, text: str) -> bool:
-        return text in self.err.read_text()
-
-    def wait(self, timeout: float = 30.0) -> int:
-        return self.proc.wait(timeout)
+        argv = run_argv(server, key, holder, ttl=TTL, retry=RETRY)
+        super().__init__(tmp / f"{holder}.err", [*argv, *flags, "--", *cmd])
 
 
 @pytest.fixture
 def runs() -> Iterator[list[Run]]:
-    started: list[Run] = []
-    yield started
-    for run in started:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait(10)
+    with reaped() as started:
+        yield started
 
 
 def child(tmp_path: Path, tag: str) -> list[str]:

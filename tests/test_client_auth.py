@@ -13,26 +13,15 @@ from leaderelection import (
     Forbidden,
     Unauthorized,
 )
-from support.procs import ServiceProcess
+from support.procs import secured_service
 from support.tokens import TokenSet
 
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TokenSet]]:
     root: Path = tmp_path_factory.mktemp("client-auth")
-    (root / "data").mkdir()
-    tokens = TokenSet.write(
-        root / "tokens.json",
-        writer=("write", ""),
-        reader=("read", ""),
-        team_a=("write", "team-a."),
-    )
-    svc = ServiceProcess(
-        (root / "data").as_uri(),
-        extra_args=("--auth-file", str(tokens.path)),
-        log_path=root / "service.log",
-    )
-    with svc:
+    roles = {"writer": ("write", ""), "reader": ("read", ""), "team_a": ("write", "team-a.")}
+    with secured_service(root, **roles) as (svc, tokens):
         yield svc.url, tokens
 
 

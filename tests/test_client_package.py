@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import leaderelection
+from support.blocked_imports import run_without
 from support.procs import REPO, ServiceProcess
 
 PUBLIC = [
@@ -96,17 +97,6 @@ BLOCKED = [
 
 FRESH = textwrap.dedent(
     """
-    import importlib.abc, sys
-
-    BLOCKED = {blocked!r}
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"{{name}} is blocked in this interpreter")
-            return None
-
-    sys.meta_path.insert(0, Block())
     for name in BLOCKED:
         try:
             __import__(name)
@@ -131,9 +121,6 @@ FRESH = textwrap.dedent(
 
 
 def test_client_works_where_server_libraries_cannot_be_imported(service: ServiceProcess) -> None:
-    script = FRESH.format(blocked=BLOCKED, url=service.url)
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=60
-    )
+    out = run_without(BLOCKED, FRESH.format(url=service.url))
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip() == "ok 1"

@@ -1,4 +1,4 @@
-"""The lease contract (CONTRACT.md, "Operations"), once, against every backend.
+"""The lease contract (docs/contract.md, "Operations"), once, against every backend.
 
 Each backend in ``support.backends.BACKENDS`` runs every test here against a
 real store: files on disk, a real PostgreSQL, a real GCS emulator process.
@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import make_url
 
-from leaderelection_service.errors import BackendUnavailable, LeaseHeld, LeaseLost, LeaseNotFound
+from leaderelection_service.lease_errors import (
+    BackendUnavailable,
+    LeaseHeld,
+    LeaseLost,
+    LeaseNotFound,
+)
 from leaderelection_service.registry import open_backend
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend

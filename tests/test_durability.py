@@ -1,4 +1,4 @@
-"""I3 durability: SIGKILL the service at random points of a stream of acknowledged
+"""Durability (I3): SIGKILL the service at random points of a stream of acknowledged
 acquires, renews and releases; after each restart every acknowledged state is there.
 
 A client thread drives a stream of operations on a few keys and remembers the

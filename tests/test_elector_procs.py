@@ -6,8 +6,8 @@ Each process is ``support/elector_proc.py``, logging its own leadership terms
 with CLOCK_MONOTONIC (system-wide on Linux, so comparable between processes).
 The tests SIGKILL, SIGSTOP and stop them and check, from those logs:
 
-- S1: no two electors' self-reported leadership intervals overlap;
-- S2: successive terms of the key carry strictly increasing fencing tokens;
+- one leader (I1): no two electors' self-reported leadership intervals overlap;
+- fencing (I2): successive terms of the key carry strictly increasing fencing tokens;
 - L1: after the leader is SIGKILLed another leads within ttl + retry (+ slack);
 - L2: after the leader stops (and releases) another leads within retry (+ slack).
 
@@ -84,8 +84,8 @@ def all_intervals(procs: list[ElectorProcess]) -> list[Interval]:
 
 def check_safety(procs: list[ElectorProcess]) -> list[Interval]:
     terms = sorted(all_intervals(procs), key=lambda i: i.since)
-    assert not overlaps(terms), overlaps(terms)  # S1
-    for a, b in itertools.pairwise(terms):  # S2
+    assert not overlaps(terms), overlaps(terms)  # one leader (I1)
+    for a, b in itertools.pairwise(terms):  # fencing (I2)
         assert b.token >= a.token, (a, b)
         if b.identity != a.identity:
             assert b.token > a.token, (a, b)

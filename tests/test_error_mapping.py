@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from leaderelection_service.app import create_app
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.registry import open_backend
 from leaderelection_service.settings import Settings
 

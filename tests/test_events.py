@@ -1,4 +1,4 @@
-"""Lease events from record pairs (events.py) and the hub's fan-out (watch.py).
+"""Lease events from record pairs (events.py) and the hub's fan-out (watch_hub.py).
 
 Pure functions over records on a controlled clock; the streams over HTTP are
 tested against real service processes in test_watch.py.
@@ -15,10 +15,10 @@ import pytest
 from leaderelection_service.backends.memory import MemoryStore
 from leaderelection_service.backends.sql.notify import Changes
 from leaderelection_service.events import describe, seen, transition
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.subscription import Subscription, TooManyForOwner
-from leaderelection_service.watch import WatchHub
+from leaderelection_service.watch_hub import WatchHub
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -18,9 +18,8 @@ import httpx
 import pytest
 
 from support.gcs import GcsEmulator
-from support.needs import missing
 from support.procs import ServiceProcess, wait_until
-from support.sqlservers import PostgresServer
+from support.sqlservers import PostgresServer, throwaway_postgres
 from support.tmpfs import remount, small_tmpfs
 
 
@@ -88,13 +87,7 @@ def test_file_outages_name_the_kind_never_the_directory(tmp_path: Path) -> None:
 
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer.start_new()
-    except Exception as exc:
-        missing(
-            f"PostgreSQL binaries to start a throwaway server ({exc})", "apt-get install postgresql"
-        )
-    with server:
+    with throwaway_postgres() as server:
         yield server
 
 

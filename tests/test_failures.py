@@ -14,8 +14,8 @@ import os
 
 import pytest
 
-from leaderelection_service.errors import BackendUnavailable
 from leaderelection_service.failures import Failures, kind_of
+from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.readiness import Readiness
 
 
@@ -158,7 +158,7 @@ async def test_a_probe_that_gives_up_does_not_cancel_the_shared_check() -> None:
 
 
 def test_the_probe_file_is_named_outside_the_key_space() -> None:
-    from leaderelection_service.backends.file import PROBE_PREFIX
-    from leaderelection_service.backends.file_format import key_of
+    from leaderelection_service.backends.file.names import key_of
+    from leaderelection_service.backends.file.store import PROBE_PREFIX
 
     assert key_of(f"{PROBE_PREFIX}{os.getpid()}") is None

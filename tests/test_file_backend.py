@@ -1,5 +1,5 @@
-"""The file backend under real processes: durability (S3), tokens across
-restarts (S2), and several service processes sharing one directory."""
+"""The file backend under real processes: durability (I3), tokens across
+restarts (fencing (I2)), and several service processes sharing one directory."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 
 from leaderelection_service.backends.file import FileStore
-from leaderelection_service.backends.file_format import file_name, key_of
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.backends.file.names import file_name, key_of
+from leaderelection_service.lease_rules import CasLeases
 from support.procs import ServiceProcess
 from support.tokens import TokenSet
 

@@ -294,3 +294,119 @@ def _healthy(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.fixture
+def fleet_service(tmp_path: Path, tokens: TokenSet) -> Iterator[ServiceProcess]:
+    """1,000 leases with 256-character holders (a page of them is about half a MB)."""
+    import asyncio
+
+    from leaderelection_service.registry import open_backend
+    from leaderelection_service.settings import Settings
+
+    url = (tmp_path / "data").as_uri()
+    (tmp_path / "data").mkdir()
+
+    async def fill() -> None:
+        backend = open_backend(url, Settings(backend_url=url))
+        try:
+            await asyncio.gather(
+                *(backend.acquire(f"fleet.{i:04}", "h" * 256, 3600.0) for i in range(1000))
+            )
+        finally:
+            await backend.close()
+
+    asyncio.run(fill())
+    args = ("--auth-file", str(tokens.path), "--idle-timeout", str(IDLE_TIMEOUT))
+    with ServiceProcess(url, extra_args=args, log_path=tmp_path / "service.log") as svc:
+        yield svc
+
+
+def read_all(sock: socket.socket, limit: float) -> tuple[bytes, bool]:
+    """What the service sends until it closes ``sock`` (True) or ``limit`` seconds pass."""
+    sock.settimeout(0.2)
+    data = b""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            got = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return data, True
+        if not got:
+            return data, True
+        data += got
+    return data, False
+
+
+def test_pipelined_requests_wait_at_most_the_depth_then_the_connection_closes(
+    default_service: ServiceProcess,
+) -> None:
+    from leaderelection_service.http_protocol import PIPELINE_DEPTH
+
+    sock = connect(default_service.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 1000)
+    data, closed = read_all(sock, 10)
+    sock.close()
+    answers = data.split(b"HTTP/1.1 ")[1:]
+    assert closed, f"still open after {len(answers)} answers"
+    # Requests parsed in a later read may have been answered before the queue filled,
+    # but never the whole thousand; the last answer tells the client to reconnect.
+    assert PIPELINE_DEPTH < len(answers) < 1000
+    assert all(a.startswith(b"200 ") for a in answers)
+    assert b"connection: close" in answers[-1].lower()
+    assert procs_healthy(default_service.port)
+
+
+TCP_ESTABLISHED = 1
+
+
+def server_state(server_port: int, client_port: int) -> int | None:
+    """The TCP state of the service's side of a loopback connection (/proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, st = line.split()[1:4]
+        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == (
+            client_port
+        ):
+            return int(st, 16)
+    return None
+
+
+def test_a_client_that_reads_no_answer_is_cut_off_after_the_idle_timeout(
+    fleet_service: ServiceProcess, tokens: TokenSet
+) -> None:
+    # 16 pages of 1,000 leases pipelined (8 MB of answers, past the kernel's socket
+    # buffers), none read: the answer in progress stalls, and a busy connection is
+    # never evicted, so only the write stall frees it.
+    auth = f"Authorization: Bearer {tokens.tokens['writer']}\r\n".encode()
+    page = b"GET /v1/leases?limit=1000 HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", fleet_service.port))
+    sock.sendall(page * 16)
+    opened = time.monotonic()
+
+    client_port = sock.getsockname()[1]
+    # The service's close waits behind megabytes in its socket: watch its side.
+    wait_until(
+        lambda: server_state(fleet_service.port, client_port) != TCP_ESTABLISHED,
+        30 * IDLE_TIMEOUT,
+        what="the service closing the stalled connection",
+    )
+    assert time.monotonic() - opened >= IDLE_TIMEOUT
+    data, closed = read_all(sock, 20)
+    sock.close()
+    assert closed
+    assert data.count(b"HTTP/1.1 200 ") < 16  # cut off before every answer went out
+    assert procs_healthy(fleet_service.port)
+
+
+def procs_healthy(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data, _ = read_all(sock, 2)
+    except OSError:
+        return False
+    return data.startswith(b"HTTP/1.1 200 ")

@@ -23,8 +23,8 @@ from google.cloud import storage
 from pydantic import ValidationError
 
 from leaderelection_service.backends.gcs import GcsStore, parse_url
-from leaderelection_service.errors import BackendUnavailable, LeaseHeld, WriteConflict
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_errors import BackendUnavailable, LeaseHeld, WriteConflict
+from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import LeaseRecord
 from leaderelection_service.settings import GCS_MIN_TTL, Settings
 from leaderelection_service.storage import Versioned

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -24,8 +23,15 @@ from typing import Any
 import httpx
 import pytest
 
-from support.needs import missing
-from support.procs import REPO, OutputLines, ServiceProcess, wait_until
+from support.needs import tool
+from support.procs import (
+    REPO,
+    OutputLines,
+    ServiceProcess,
+    secured_service,
+    stop_reading,
+    wait_until,
+)
 from support.tokens import TokenSet
 
 GO_DIR = REPO / "client" / "go"
@@ -34,11 +40,9 @@ TERM, RENEW, RETRY = 3.0, 0.75, 0.5
 
 @pytest.fixture(scope="module")
 def go() -> str:
-    path = shutil.which("go")
-    if path is None:
-        missing("Go (go)", "`./dev test` installs it with apt-get (apt-get install golang-go)")
-    assert path is not None
-    return path
+    return tool(
+        "go", "Go (go)", "`./dev test` installs it with apt-get (apt-get install golang-go)"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +137,7 @@ class Elect:
         return [e for e in list(self.events) if e["event"] == kind]
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self._reader.join(timeout=10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
+        stop_reading(self.proc, self._reader)
         self._stderr.close()
 
 
@@ -255,14 +254,7 @@ def test_readme_example_runs_as_written(
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TokenSet]]:
     root = tmp_path_factory.mktemp("secured")
-    (root / "data").mkdir()
-    tokens = TokenSet.write(root / "tokens.json", writer=("write", ""), reader=("read", ""))
-    svc = ServiceProcess(
-        (root / "data").as_uri(),
-        extra_args=("--auth-file", str(tokens.path)),
-        log_path=root / "service.log",
-    )
-    with svc:
+    with secured_service(root, writer=("write", ""), reader=("read", "")) as (svc, tokens):
         yield svc.url, tokens
 
 
@@ -288,3 +280,26 @@ def test_adapter_with_api_tokens(
             assert proc.of("elected") == []
     finally:
         proc.close()
+
+
+def test_the_main_readmes_go_fragment_builds(
+    go: str, go_env: dict[str, str], tmp_path: Path
+) -> None:
+    """README.md's "Other languages" Go lines, as the body of a main with their imports."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("\n### Go\n") :]
+    match = re.search(r"^```go\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    assert match is not None, "no ```go block under ### Go in README.md"
+    imports = ["context", "log", "os/signal", "syscall", "time"]
+    module = "github.com/leaderelection/leaderelection/client/go"
+    source = "package main\n\nimport (\n"
+    source += "".join(f'\t"{name}"\n' for name in imports)
+    source += f'\n\tleaderelection "{module}"\n)\n\nfunc main() {{\n{match.group(1)}}}\n'
+    (tmp_path / "main.go").write_text(source)
+    (tmp_path / "go.mod").write_text(
+        f"module example\n\ngo 1.19\n\nrequire {module} v0.0.0\n\nreplace {module} => {GO_DIR}\n"
+    )
+    done = subprocess.run(
+        [go, "vet", "."], cwd=tmp_path, env=go_env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

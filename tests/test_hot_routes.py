@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from leaderelection_service.api.deps import get_backend
 from leaderelection_service.app import create_app
 from leaderelection_service.backends.memory import MemoryStore
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.settings import Settings
 from support.tokens import TokenSet
 

@@ -14,7 +14,7 @@ import httpx
 
 from leaderelection_service.backends.memory import MemoryStore
 from leaderelection_service.lease_gauges import LeaseGauges
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import LeaseView
 from support.procs import ServiceProcess, wait_until
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support.needs import missing
+from support.needs import tool
 from support.procs import REPO, OutputLines, ServiceProcess, wait_until
 
 
@@ -44,11 +43,9 @@ def json_documents(text: str) -> list[Any]:
 
 @pytest.fixture
 def curl() -> str:
-    path = shutil.which("curl")
-    if path is None:
-        missing("curl", "install it with your package manager (Debian: apt-get install curl)")
-    assert path is not None
-    return path
+    return tool(
+        "curl", "curl", "install it with your package manager (Debian: apt-get install curl)"
+    )
 
 
 def test_curl_walk_through_as_written(curl: str, service: ServiceProcess) -> None:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from leaderelection_service.backends.memory import MemoryStore
-from leaderelection_service.errors import LeaseHeld, LeaseLost
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_errors import LeaseHeld, LeaseLost
+from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import HISTORY_LIMIT, LeaseRecord, parse_time, rfc3339
 
 

@@ -24,8 +24,8 @@ from leaderelection_service.backends.sql import SqlLeases, migrate_url
 from leaderelection_service.backends.sql.engine import make_engine
 from leaderelection_service.backends.sql.postgresql import PgSql
 from leaderelection_service.backends.sql.schema import ADDED_IN_2, TableNames, tables
-from leaderelection_service.errors import BackendUnavailable, LeaseLost
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_errors import BackendUnavailable, LeaseLost
+from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import HISTORY_LIMIT
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend

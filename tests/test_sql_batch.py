@@ -5,7 +5,7 @@ gets the answer its single statement would give.
   released, lapsed) acquired at once: each answered as the contract says, in
   fewer statements than calls, a refusal answered in the same round trip;
 - one key wanted by many at once: exactly one winner, every loser
-  ``lease_held`` with the winner's record, round after round (S1, S2);
+  ``lease_held`` with the winner's record, round after round (one leader (I1), fencing (I2));
 - a lapsed lease taken over inside a batch: the token grows by one, once;
 - a batch that PostgreSQL picks as a deadlock's victim (a transaction that
   locks keys in the other order) is answered by single statements;
@@ -23,7 +23,7 @@ import pytest
 
 from leaderelection_service.backends.sql import SqlLeases
 from leaderelection_service.backends.sql.postgresql import PgSql
-from leaderelection_service.errors import LeaseHeld
+from leaderelection_service.lease_errors import LeaseHeld
 from leaderelection_service.records import LeaseView
 
 
@@ -191,13 +191,13 @@ async def test_a_batch_chosen_as_deadlock_victim_is_answered_by_single_statement
         # Lock a: a cycle; PostgreSQL rolls the batch back, then this gets a.
         await other.execute("SELECT 1 FROM leaderelection_leases WHERE lease_key = 'a' FOR UPDATE")
         await other.rollback()
-        answered = await asyncio.wait_for(batch, 30)
+        a, b = await asyncio.wait_for(batch, 30)  # each item's row, in order
     finally:
         await other.close()
         await watcher.close()
     assert db.statements - statements == 3  # the batch, then each key's own statement
-    assert answered["a"].holder == "me" and answered["a"].granted  # extended, same term
-    assert answered["b"].holder == "other" and not answered["b"].granted  # refused, current row
+    assert a is not None and a.holder == "me" and a.granted  # extended, same term
+    assert b is not None and b.holder == "other" and not b.granted  # refused, current row
 
 
 async def test_callers_that_give_up_leave_the_others_answered(backend: SqlLeases) -> None:

@@ -3,11 +3,11 @@
 - three ``leaderelection serve`` processes on one database: 100 concurrent
   acquirers spread over them for one free key, exactly one wins; 200 rounds
   of contended acquire/release spread over them give strictly increasing
-  tokens (S1, S2 with many replicas);
+  tokens (one leader (I1), fencing (I2), with many replicas);
 - a throwaway PostgreSQL stopped like a crash while a leader renews: 503
   ``backend_unavailable`` with Retry-After and ``/readyz`` 503 during the
   outage, the service process stays up, answers again within seconds once the
-  database is back, no acknowledged write is lost and no token repeats (S3).
+  database is back, no acknowledged write is lost and no token repeats (durability (I3)).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.needs import missing
 from support.procs import ServiceProcess, wait_until
-from support.sqlservers import PostgresServer
+from support.sqlservers import PostgresServer, throwaway_postgres
 
 
 @pytest.fixture
@@ -103,13 +102,7 @@ def test_tokens_strictly_increase_over_200_rounds_on_three_replicas(
 
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer.start_new(fsync=True)
-    except Exception as exc:
-        missing(
-            f"PostgreSQL binaries to start a throwaway server ({exc})", "apt-get install postgresql"
-        )
-    with server:
+    with throwaway_postgres() as server:
         yield server
 
 

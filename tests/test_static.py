@@ -1,4 +1,4 @@
-"""Checks on the code itself: the layer rules of STYLE.md and lint."""
+"""Checks on the code itself: the layer rules of docs/architecture.md and lint."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _tool(name: str) -> str:
 
 
 def test_layer_contracts_hold() -> None:
-    """The arrows of STYLE.md that must never exist (import-linter contracts in pyproject)."""
+    """The arrows of docs/architecture.md that must never exist (import-linter, pyproject)."""
     run = subprocess.run(
         [_tool("lint-imports"), "--no-cache"], cwd=REPO, capture_output=True, text=True
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -24,11 +23,12 @@ from typing import Any
 import httpx
 import pytest
 
-from support.needs import missing
+from support.needs import tool
 from support.procs import REPO, OutputLines, ServiceProcess, wait_until
 
 SDK = REPO / "client" / "typescript"
 ADAPTER = SDK / "dist" / "elect.js"
+INSTALL = "apt-get install nodejs npm (`./dev test` does it as root)"
 EXAMPLE = SDK / "examples" / "lease.mjs"
 
 
@@ -54,20 +54,12 @@ def _npm(npm: str, *args: str, env: dict[str, str] | None = None, timeout: float
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        missing("Node.js (node)", "apt-get install nodejs npm (`./dev test` does it as root)")
-    assert path is not None
-    return path
+    return tool("node", "Node.js (node)", INSTALL)
 
 
 @pytest.fixture(scope="module")
 def npm(node: str) -> str:
-    path = shutil.which("npm")
-    if path is None:
-        missing("npm", "apt-get install nodejs npm (`./dev test` does it as root)")
-    assert path is not None
-    return path
+    return tool("npm", "npm", INSTALL)
 
 
 @pytest.fixture(scope="module")

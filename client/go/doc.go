@@ -29,6 +29,9 @@
 //   - A stop waits for the call in flight (at most its timeout) rather than
 //     cancelling it: an acquire granted meanwhile is then known and released,
 //     instead of locking the key out for a whole ttl.
-//   - Panics in callbacks are not recovered: a callback that panics ends the
-//     process, as any goroutine's panic does in Go.
+//   - A panic in OnElected or OnOusting is recovered and passed to OnError,
+//     and the election goes on, as the elector table of docs/elector.md asks
+//     of every SDK (a callback's exception is its result). Unwinding would
+//     end the process while it may lead, without a release. A panic in
+//     OnError itself is logged (package log).
 package leaderelection

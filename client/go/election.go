@@ -28,11 +28,12 @@ import (
 //
 //	phase      input                          actions, next phase
 //	Following  acquire granted, deadline>now  Elected; Leading (deadline = sent + min(term, ttl) - margin)
-//	Following  acquire granted, deadline<=now (nothing); retry after followerWait
+//	Following  acquire granted, deadline<=now (nothing); retry after followerWait (at once if Woken)
 //	Following  lease_held                     (nothing); retry after followerWait (at once if Woken)
 //	Following  transient error                ReportError; retry after followerWait (Retry-After up to Term)
 //	Following  renew (sent while leading) failed  ReportError; acquire at once
 //	Following  Free                           acquire now (or Woken, if one is in flight)
+//	Leading    Free                           Woken (the first follower wait after the term ends at once)
 //	Leading    renew granted                  Deadline = max(Deadline, sent + min(term, ttl) - margin)
 //	Leading    lease_lost / not_found         Ousting "lost"; Following, acquire at once
 //	Leading    transient error                ReportError; renew again after renewFailedWait
@@ -178,12 +179,14 @@ func (e *Election) Step(in Input) []Action {
 	switch in.Kind {
 	case Tick:
 	case Free:
-		if e.Phase == Following {
-			if e.InFlight == NoCall {
-				e.NextAcquire = now
-			} else {
-				e.Woken = true
-			}
+		// Row W2 of docs/elector.md: in any phase (a Free seen while leading
+		// ends the first follower wait after the term); while a follower
+		// waits with no call in flight, the wait ends now.
+		switch {
+		case e.Phase == Following && e.InFlight == NoCall:
+			e.NextAcquire = now
+		case e.Phase == Following || e.Phase == Leading:
+			e.Woken = true
 		}
 	case Stop:
 		if e.Phase == Leading || e.Phase == Following {
@@ -227,10 +230,7 @@ func (e *Election) answered(call Call, in Input, out []Action) []Action {
 		if !errors.Is(err, ErrLeaseHeld) {
 			out = append(out, Action{Kind: ReportError, Err: err})
 		}
-		e.NextAcquire = now.Add(e.followerWait(err))
-		if e.Woken {
-			e.NextAcquire, e.Woken = now, false
-		}
+		e.waitAsFollower(now, err)
 		return out
 	case errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrNotFound):
 		// Another term has the key: end ours now, and ask again at once
@@ -274,7 +274,7 @@ func (e *Election) granted(lease *Lease, now time.Time, out []Action) []Action {
 		return out
 	}
 	if !deadline.After(now) {
-		e.NextAcquire = now.Add(e.followerWait(nil))
+		e.waitAsFollower(now, nil) // row C3's late answer: on to C6
 		return out
 	}
 	e.Phase, e.Lease, e.Since, e.Deadline = Leading, lease, now, deadline
@@ -365,6 +365,16 @@ func (e *Election) renewFailedWait(now time.Time) time.Duration {
 		wait = left
 	}
 	return wait
+}
+
+// waitAsFollower is row C6: the next acquire after the follower wait, or at
+// once when a Free came meanwhile; either way Woken is cleared.
+func (e *Election) waitAsFollower(now time.Time, err error) {
+	e.NextAcquire = now.Add(e.followerWait(err))
+	if e.Woken {
+		e.NextAcquire = now
+	}
+	e.Woken = false
 }
 
 // followerWait is the pause before the next acquire: Retry shortened by up to

@@ -121,6 +121,19 @@ func TestElectionSteps(t *testing.T) {
 			{at: 10 * ms, in: Input{Kind: Free}, want: nil},
 			{at: 50 * ms, in: failed(errHeld), want: acts(SendAcquire)},
 		}},
+		{"a late grant while woken retries at once (C3 then C6)", []step{
+			{at: 0, in: tick(0), want: acts(SendAcquire)},
+			{at: 10 * ms, in: Input{Kind: Free}, want: nil},
+			{at: 9 * s, in: ok(lease(1, 10)), want: acts(SendAcquire), phase: "following"},
+			{at: 9050 * ms, in: failed(errHeld), want: nil, check: nextAcquireIs(10050 * ms)},
+		}},
+		{"a free event while leading ends the first follower wait after the term (W2)", then(
+			step{at: 1 * s, in: Input{Kind: Free}, want: nil, phase: "leading"},
+			step{at: 3 * s, in: tick(0), want: acts(SendRenew)},
+			step{at: 3100 * ms, in: failed(errLost), want: acts(Ousting, SendAcquire), phase: "following"},
+			step{at: 3200 * ms, in: failed(errHeld), want: acts(SendAcquire), phase: "following"},
+			step{at: 3300 * ms, in: failed(errHeld), want: nil, check: nextAcquireIs(4300 * ms)},
+		)},
 		{"renew at send time + renew; success moves the deadline", then(
 			step{at: 2900 * ms, in: tick(0), want: nil, phase: "leading"},
 			step{at: 3 * s, in: tick(0), want: acts(SendRenew), phase: "leading"},

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log"
 	mrand "math/rand"
 	"os"
 	"sync"
@@ -47,7 +48,8 @@ import (
 // Callbacks run one at a time in Start's goroutine, in order: OnOusting once
 // after every OnElected, also on stop. Return quickly; do the leader's work
 // elsewhere. From a callback, end the election with its cancel, not Stop
-// (Stop waits for Start to return, which waits for the callback).
+// (Stop waits for Start to return, which waits for the callback). A callback
+// that panics is reported to OnError; the election goes on.
 type LeaderManager struct {
 	// Identity is the holder name sent to the service; default hostname-pid-random.
 	Identity  string
@@ -68,6 +70,7 @@ type LeaderManager struct {
 	cancel   context.CancelFunc
 	calling  *Lease // the term OnElected or OnOusting is being told about
 	done     chan struct{}
+	changed  chan struct{} // closed (and replaced) when a term begins or ends
 }
 
 // NewLeaderManager is an elector for backend's key; cfg nil takes every
@@ -91,6 +94,7 @@ func NewLeaderManager(backend Backend, cfg *Config) (*LeaderManager, error) {
 		backend:  backend,
 		config:   effective,
 		done:     make(chan struct{}),
+		changed:  make(chan struct{}),
 	}, nil
 }
 
@@ -154,6 +158,32 @@ func (m *LeaderManager) FencingToken() int64 {
 
 // Stop ends the election and waits until Start has released and returned.
 // Before Start it only keeps Start from running. Not from a callback: use its cancel.
+// WaitForLeadership blocks until this elector leads (true), or ctx ends or
+// the election ends (false): the wait_for_leadership call of
+// docs/elector.md.
+//
+//	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+//	defer cancel()
+//	if lm.WaitForLeadership(ctx) { ... lm.FencingToken() ... }
+func (m *LeaderManager) WaitForLeadership(ctx context.Context) bool {
+	for {
+		m.mu.Lock()
+		leading := m.election != nil && m.election.IsLeader(m.Clock.Now())
+		changed := m.changed
+		m.mu.Unlock()
+		if leading {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-m.done:
+			return m.IsLeader()
+		case <-changed:
+		}
+	}
+}
+
 func (m *LeaderManager) Stop() {
 	m.mu.Lock()
 	cancel, started := m.cancel, m.started
@@ -227,6 +257,12 @@ func (l *loop) run() error {
 			l.perform(action)
 		}
 		l.m.mu.Lock()
+		refused := l.m.election.Refusal != nil
+		l.m.mu.Unlock()
+		if refused {
+			l.cancel() // row C12's Cancel: the watch stream closes now, not after the release
+		}
+		l.m.mu.Lock()
 		at, timed := l.m.election.Wake()
 		now := l.m.Clock.Now()
 		l.m.mu.Unlock()
@@ -272,24 +308,55 @@ func (l *loop) perform(action Action) {
 			return m.backend.Release(ctx, id, token)
 		})
 	case Elected:
-		if m.OnElected != nil {
-			l.telling(action.Lease, func() { m.OnElected(id, l.cancel) })
-		}
+		l.telling(action.Lease, func() {
+			if m.OnElected != nil {
+				l.guard("OnElected", func() { m.OnElected(id, l.cancel) })
+			}
+		})
 	case Ousting:
-		if m.OnOusting != nil {
-			l.telling(action.Lease, func() { m.OnOusting(id, l.cancel) })
-		}
+		l.telling(action.Lease, func() {
+			if m.OnOusting != nil {
+				l.guard("OnOusting", func() { m.OnOusting(id, l.cancel) })
+			}
+		})
 	case ReportError:
-		if m.OnError != nil {
-			m.OnError(id, action.Err, l.cancel)
-		}
+		l.report(action.Err)
 	}
+}
+
+// report calls OnError, if set. A panic in OnError itself is logged: there is
+// nobody else to tell.
+func (l *loop) report(err error) {
+	if l.m.OnError == nil {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			log.Printf("leaderelection %s: OnError panicked: %v", l.m.Key(), r)
+		}
+	}()
+	l.m.OnError(l.m.Identity, err, l.cancel)
+}
+
+// guard runs a callback; a panic is reported to OnError and the election goes
+// on (the "Call" action of docs/elector.md: the callback's exception is its
+// result). Letting it unwind would end the process while it may still lead,
+// with no release: a crash where a report does.
+func (l *loop) guard(name string, callback func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.report(fmt.Errorf("leaderelection: %s panicked: %v", name, r))
+		}
+	}()
+	callback()
 }
 
 // telling runs a callback about the term of lease (TermLease).
 func (l *loop) telling(lease *Lease, callback func()) {
 	l.m.mu.Lock()
 	l.m.calling = lease
+	close(l.m.changed) // wakes WaitForLeadership
+	l.m.changed = make(chan struct{})
 	l.m.mu.Unlock()
 	defer func() {
 		l.m.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -251,5 +252,72 @@ func TestManagerStopReleasesAndCancelWorksFromACallback(t *testing.T) {
 	lm.Stop() // after Start returned: at once
 	if err := lm.Start(context.Background()); err == nil {
 		t.Fatal("a second Start ran")
+	}
+}
+
+func TestManagerReportsAPanickingCallbackAndGoesOn(t *testing.T) {
+	clock := &fakeClock{now: base}
+	b := &scripted{acquire: func() (*Lease, error) { return lease(7, 10), nil }}
+	lm, r := manager(t, b, clock)
+	lm.OnElected = func(id string, cancel context.CancelFunc) {
+		r.add("elected", nil)
+		panic("the application's bug")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- lm.Start(ctx) }()
+	eventually(t, "the panic reported", r.has(2))
+	if got := r.list(); got[0] != "elected" || got[1] != "error" {
+		t.Fatalf("events %v", got)
+	}
+	if !lm.IsLeader() { // the term goes on
+		t.Fatal("the panic ended the term")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Start returned %v", err)
+	}
+	if got := r.list(); len(got) != 3 || got[2] != "ousting" || len(b.released) != 1 {
+		t.Fatalf("events %v, released %v", got, b.released)
+	}
+}
+
+func TestManagerWaitForLeadership(t *testing.T) {
+	clock := &fakeClock{now: base}
+	var free atomic.Bool
+	b := &scripted{acquire: func() (*Lease, error) {
+		if free.Load() {
+			return lease(9, 10), nil
+		}
+		return nil, errHeld
+	}}
+	lm, r := manager(t, b, clock)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- lm.Start(ctx) }()
+	eventually(t, "first acquire", func() bool { return b.count("acquire") == 1 })
+
+	waited := make(chan bool)
+	go func() { waited <- lm.WaitForLeadership(context.Background()) }()
+	free.Store(true)
+	clock.Advance(time.Second) // the follower's next attempt is granted
+	if !<-waited || lm.FencingToken() != 9 {
+		t.Fatalf("WaitForLeadership returned while leader is %v", lm.IsLeader())
+	}
+
+	short, stop := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer stop()
+	if !lm.WaitForLeadership(short) { // already leading: at once
+		t.Fatal("false while leading")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if lm.WaitForLeadership(context.Background()) { // the election is over: at once
+		t.Fatal("true after the election ended")
+	}
+	if got := r.list(); len(got) != 2 {
+		t.Fatalf("events %v", got)
 	}
 }

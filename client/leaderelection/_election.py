@@ -51,8 +51,9 @@ class Leadership:
     since: float
     """Monotonic time at which this elector started leading."""
     until: float
-    """While active, the local deadline (send time + term - margin); after the
-    term ended, the moment it ended (never later than the deadline)."""
+    """While active, the local deadline (send time + ``config.term``, the configured
+    duration, - margin); after the term ended, the moment it ended (never later
+    than the deadline)."""
     active: bool
     ended_by: str | None = None
     """Why it ended: "deadline", "lost" or "stopped"; None while active."""

@@ -9,7 +9,9 @@ Example::
 Every field is seconds (a number or a ``timedelta``):
 
 - ``term``: the ttl each acquire and renew asks for: how long a grant lasts
-  without renewal. Default 15.
+  without renewal. Default 15. A duration, named as in the Go library this
+  API mirrors; everywhere else "term" is a period of leadership
+  (docs/contract.md, "Words").
 - ``renew``: how long after a successful acquire or renew the leader sends the
   next renew. Default 5.
 - ``retry``: how long a follower waits between acquire attempts (and the upper

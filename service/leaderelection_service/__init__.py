@@ -3,7 +3,7 @@
 Layers, each importing only the ones below it::
 
     api/, app.py        HTTP: routes, error mapping, auth, dashboard
-    leases.py           the lease rules (acquire / renew / release, tokens)
+    lease_rules.py      the lease rules (acquire / renew / release, tokens)
     storage.py          the backend protocols
     backends/           file, SQL and GCS stores, chosen by URL (registry.py)
 

@@ -12,26 +12,31 @@ The app is stateless: every lease lives in the backend named by
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from leaderelection_service import __version__, metrics
-from leaderelection_service.api import dashboard, errors, health, hot, leases, watch
+from leaderelection_service import __version__, metrics_rendering
+from leaderelection_service.api import answers, dashboard, docs, health, hot, leases, watch
 from leaderelection_service.api import metrics as metrics_api
+from leaderelection_service.api.responses import with_examples, with_models
 from leaderelection_service.api.security import AuthGate
 from leaderelection_service.auth import TokenTable
 from leaderelection_service.failures import Failures
+from leaderelection_service.instrumented_backend import InstrumentedBackend
 from leaderelection_service.lease_gauges import LeaseGauges
 from leaderelection_service.readiness import Readiness
 from leaderelection_service.registry import open_backend, redact
+from leaderelection_service.request_metrics import RequestMetrics
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
-from leaderelection_service.watch import WatchHub
+from leaderelection_service.watch_hub import WatchHub
 
 log = logging.getLogger("leaderelection")
 
@@ -44,6 +49,9 @@ new term of a key carries a strictly larger **fencing token**. Every error
 answers `{"error": CODE, "message": TEXT, "lease": RECORD-or-null}`.
 """
 
+ROUTERS = (leases.router, health.router, watch.router, metrics_api.router)
+"""The API's routes (the dashboard's are not part of it)."""
+
 
 class LeaseApp(FastAPI):
     """FastAPI behind ``front``: the layers every HTTP request passes first.
@@ -55,6 +63,18 @@ class LeaseApp(FastAPI):
     """
 
     front: ASGIApp | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with the examples as declared and the watch stream's model.
+
+        See ``api.responses``: FastAPI drops nulls from examples, and cannot
+        name a model under ``text/event-stream``.
+        """
+        if self.openapi_schema is None:
+            routes = [route for router in ROUTERS for route in router.routes]
+            document = with_examples(super().openapi(), routes)
+            self.openapi_schema = with_models(document, watch.LeaseEvent)
+        return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.front is not None:
@@ -74,7 +94,7 @@ def create_app(
     settings = settings or Settings()
     if backend is None:
         backend = open_backend(settings.backend_url, settings)
-    active: LeaseBackend = metrics.InstrumentedBackend(backend)
+    active: LeaseBackend = InstrumentedBackend(backend)
     lease_gauges = LeaseGauges(active, refresh=settings.metrics_refresh_interval)
     active.observers.append(lease_gauges.observe)
     tokens = TokenTable.load(settings.auth_file) if settings.auth_file else None
@@ -99,20 +119,24 @@ def create_app(
             log.info("authentication off: no auth file, every caller may change every lease")
         await hub.start()
         lease_gauges.start()
+        # One readiness check at start, in the background (an unreachable
+        # backend must not hold up start-up): it logs the backend's warning.
+        first_check = asyncio.ensure_future(app.state.readiness.at_start())
         try:
             yield
         finally:
+            first_check.cancel()
             await hub.close()
             await lease_gauges.close()
             await active.close()
-            metrics.process_exited()
+            metrics_rendering.process_exited()
 
     app = LeaseApp(
         title="leaderelection",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # api/docs.py serves /docs with local assets, not a CDN's
         redoc_url=None,
     )
     app.state.settings = settings
@@ -122,10 +146,11 @@ def create_app(
     app.state.failures = Failures(redact(active.description))
     app.state.readiness = Readiness(active)
     app.state.lease_gauges = lease_gauges
-    errors.install(app)
-    app.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
-    for router in (leases.router, health.router, watch.router, metrics_api.router):
+    answers.install(app)
+    app.add_middleware(answers.BodyLimit, limit=settings.max_body_bytes)
+    for router in ROUTERS:
         app.include_router(router)
+    docs.install(app)  # before the dashboard's /static mount
     dashboard.install(app)
     # In front of the framework, outermost first: metrics see every answer; the
     # gate lets no request without a token further; the hot routes answer theirs.
@@ -134,5 +159,5 @@ def create_app(
         framework = hot.HotRoutes(framework, routes=leases.operation_routes())
     if tokens is not None:
         framework = AuthGate(framework, tokens=tokens)
-    app.front = metrics.RequestMetrics(framework)
+    app.front = RequestMetrics(framework)
     return app

@@ -9,7 +9,9 @@ Example::
     leaderelection run --key cron -- ./job.sh  # run ./job.sh only while leading "cron"
 
 Each subcommand imports only what it needs: ``serve`` the server libraries,
-the client commands ``httpx`` alone.
+the client commands ``httpx`` alone. Where only the client is installed
+(``pip install leaderelection``, no ``server`` extra), ``serve``, ``migrate``
+and ``openapi`` say so in one line and exit 2 instead of a traceback.
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ from leaderelection_service.commands import revoke, run, status
 if TYPE_CHECKING:
     from leaderelection_service.connections import Budget
     from leaderelection_service.settings import Settings
+
+SERVER_COMMANDS = frozenset({"serve", "migrate", "openapi"})
+"""The subcommands that need the ``server`` extra."""
+
+
+def _needs_server(command: str, exc: ModuleNotFoundError) -> str:
+    """The one line for a server command run where the server libraries are missing."""
+    return (
+        f"leaderelection {command}: the server libraries are not installed "
+        f"(no module named {exc.name!r}); install them with: "
+        "pip install 'leaderelection[server]'"
+    )
 
 
 def _backend_url(value: str) -> str:
@@ -205,7 +219,10 @@ class _Deferred(argparse.ArgumentParser):
     def _ready(self) -> None:
         if self._flags is not None:
             add, self._flags = self._flags, None
-            add(self)
+            try:
+                add(self)
+            except ModuleNotFoundError as exc:  # the flags come from Settings (pydantic)
+                self.exit(2, _needs_server(self.prog.split()[-1], exc) + "\n")
 
     def parse_known_args(self, *args: Any, **kw: Any) -> Any:
         self._ready()
@@ -255,7 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(
             "run",
             help="run a command only while this process leads a key",
-            usage="leaderelection run --key K [--ttl S] [--server URL] [--token T] -- CMD ARGS…",
+            usage=(
+                "leaderelection run --key K [--ttl S] [--no-wait] [--timeout D] [--hold-after D]"
+                " [--server URL] [--token T] -- CMD ARGS…"
+            ),
         )
     )
     return parser
@@ -263,7 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ModuleNotFoundError as exc:
+        if args.command not in SERVER_COMMANDS:
+            raise  # a client command needs httpx alone: this is a bug, not an install
+        print(_needs_server(args.command, exc), file=sys.stderr)
+        return 2
     return code
 
 

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable
 
 log = logging.getLogger("leaderelection")
 

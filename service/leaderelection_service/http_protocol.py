@@ -24,7 +24,20 @@ Per connection:
   closes a connection that sends nothing for ``idle_timeout`` after an answer;
 - **count**: a ``connections.ConnectionTable`` per process holds at most
   ``max_connections``; over it, an idle connection is closed (never one with a
-  request in progress), see that module for the order.
+  request in progress), see that module for the order;
+- **pipelining**: at most ``PIPELINE_DEPTH`` requests wait behind the one being
+  answered. uvicorn parses every request a read brings and queues each one
+  (and reads again after every answer), so a client that pipelines without
+  end grew the queue without bound; past the depth the rest is not parsed,
+  the last queued answer says ``connection: close`` and the connection closes
+  after it (a pipelining client resends what was not answered, RFC 9112 9.3.2);
+- **write stall**: an answer whose bytes the client does not take (the
+  transport's buffer above its high-water mark, no drain) for ``idle_timeout``
+  seconds is aborted: a client that takes nothing is idle. Without it, a
+  client that never reads kept its connection busy, hence never evictable,
+  for ever. Not ``read_timeout`` (10 s): a watch stream's own send timeout
+  (30 s) must come first, so that a stalled stream ends by its rule, with
+  its reason, as before.
 
 Alternatives rejected:
 
@@ -58,6 +71,10 @@ from leaderelection_service.connections import ConnectionTable
 
 log = logging.getLogger("leaderelection")
 
+PIPELINE_DEPTH = 16
+"""Requests that may wait behind the one being answered on one connection (browsers,
+httpx and curl do not pipeline at all; each waiting request holds a parsed head)."""
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -90,7 +107,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Bytes the head being read may still take; None while a body is read."""
         self._head_started = False
         self._read_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._pipeline_full = False
+        """``PIPELINE_DEPTH`` requests wait: nothing more is parsed on this connection."""
+        self._discarding = False
+        """The message being parsed came past the depth: its callbacks are ignored."""
+        self._answering: Any = None
+        """The request being answered (uvicorn's ``cycle`` is the newest parsed)."""
 
     @classmethod
     def table(cls, limits: Limits) -> ConnectionTable[GuardedHttpToolsProtocol]:
@@ -109,11 +133,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._cancel_read_timer()
+        self._cancel_write_timer()
+        # uvicorn marks only the newest cycle disconnected; with requests pipelined
+        # behind it, the one being answered would write to a closed transport.
+        if self._answering is not None and not self._answering.response_complete:
+            self._answering.disconnected = True
         self.table(self._limits).closed(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         while data and not self._closed and not self.transport.is_closing():
+            if self._pipeline_full and self._head_left is not None:
+                return  # the connection closes after what is queued: read no further
             if self._head_left is None:  # a body: uvicorn and the app hold it to its limit
                 super().data_received(data)
                 return
@@ -129,14 +160,40 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(431, f"request head larger than {self._limits.max_head_bytes} bytes")
                 return
 
-    # Parser events
+    # Parser events (past the pipeline's depth, the rest of a read is parsed but ignored:
+    # the parser cannot be stopped mid-read, and uvicorn's callbacks would queue it)
+
+    def on_message_begin(self) -> None:
+        self._discarding = self._pipeline_full
+        if not self._discarding:
+            super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self._discarding:
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._discarding:
+            super().on_header(name, value)
+
+    def on_body(self, body: bytes) -> None:
+        if not self._discarding:
+            super().on_body(body)
 
     def on_headers_complete(self) -> None:
+        if self._discarding:
+            return
         self._head_left = None
         self.table(self._limits).request_started(self)
         super().on_headers_complete()
+        if len(self.pipeline) >= PIPELINE_DEPTH:
+            self._pipeline_full = True
+            self.cycle.keep_alive = False  # its answer says close, then uvicorn closes
+            self.flow.pause_reading()
 
     def on_message_complete(self) -> None:
+        if self._discarding:
+            return
         super().on_message_complete()
         self._cancel_read_timer()
         self._head_left = self._limits.max_head_bytes
@@ -145,6 +202,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self.table(self._limits).request_done(self)
+        if self._pipeline_full and not self.transport.is_closing():
+            self.flow.pause_reading()  # uvicorn resumed it; nothing more is read
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._answering = cycle
+        super()._start_asgi_task(cycle, app)
+
+    # Writes
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None and not self._closed:
+            timeout = self.timeout_keep_alive  # idle_timeout
+            self._write_timer = self.loop.call_later(timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_write_timer()
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_stalled(self) -> None:
+        """The client took no bytes of an answer for ``idle_timeout``: free the connection."""
+        self._write_timer = None
+        if not self._closed:
+            self._close(abort=True)
 
     # Limits
 
@@ -189,6 +275,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _close(self, *, abort: bool) -> None:
         self._closed = True
         self._cancel_read_timer()
+        self._cancel_write_timer()
         self._unset_keepalive_if_required()
         self.flow.pause_reading()
         if abort:

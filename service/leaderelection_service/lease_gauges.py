@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from leaderelection_service.errors import LeaseError
+from leaderelection_service.lease_errors import LeaseError
 from leaderelection_service.records import LeaseView
 from leaderelection_service.storage import LeaseBackend
 

@@ -14,6 +14,13 @@ dashboard, each every second or so), so the outcome is kept for ``ttl``
 seconds and concurrent probes wait for the same check: at most one ping per
 ``ttl`` per process, however many ask.
 
+A ready backend may still not keep the whole contract: a PostgreSQL primary
+that streams to standbys asynchronously can lose acknowledged writes on
+failover. A backend that can tell offers a ``warning`` attribute (None when
+all is well), read after each successful check; ``/readyz`` shows it and the
+log says it when it appears and when it clears (``app.py`` runs one check at
+start, so it is in the log from the first second).
+
 Rejected: judging readiness by recent write failures. A failure of one write
 is now that write's own (a damaged record, a conflict), an idle service has
 no writes to judge by, and the first caller after the disk filled would pay
@@ -23,11 +30,14 @@ for the news; a probe is one cheap write that tells at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.storage import LeaseBackend
+
+log = logging.getLogger("leaderelection")
 
 TTL = 1.0
 """Seconds a check's outcome answers every probe."""
@@ -47,6 +57,8 @@ class Readiness:
         self._checked_at: float | None = None
         self._outcome: BackendUnavailable | None = None
         self._running: asyncio.Future[BackendUnavailable | None] | None = None
+        self.warning: str | None = None
+        """The backend's ``warning`` as of the last successful check."""
         self.checks = 0
         """How many pings ran (for tests)."""
 
@@ -59,6 +71,15 @@ class Readiness:
         # A probe that gives up does not cancel the check the others wait for.
         return await asyncio.shield(self._running)
 
+    async def at_start(self) -> None:
+        """One check at start, for the backend's warning in the log.
+
+        Its outcome is not kept for the probes: a backend lost in the first
+        second must not be reported ready from the start-up check.
+        """
+        await self.check()
+        self._checked_at = None
+
     async def _ping(self) -> BackendUnavailable | None:
         self.checks += 1
         outcome: BackendUnavailable | None = None
@@ -66,7 +87,17 @@ class Readiness:
             await self._backend.ping()
         except BackendUnavailable as exc:
             outcome = exc
+        else:
+            self._note(getattr(self._backend, "warning", None))
         finally:
             self._running = None
         self._outcome, self._checked_at = outcome, self._clock()
         return outcome
+
+    def _note(self, warning: str | None) -> None:
+        if warning != self.warning:
+            if warning is not None:
+                log.warning("backend: %s", warning)
+            else:
+                log.info("backend: the earlier warning no longer holds")
+        self.warning = warning

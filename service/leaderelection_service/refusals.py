@@ -6,7 +6,7 @@ Example::
     raise lost("cron", view, "host-a", 7)         # LeaseLost, 409 lease_lost
     raise never_acquired("cron")                  # LeaseNotFound, 404 not_found
 
-The rules are decided in two places: ``leases.py`` over record stores, and
+The rules are decided in two places: ``lease_rules.py`` over record stores, and
 the SQL backend's statements (``backends/sql/``), which decide inside the
 database and read back why a write was refused. Both refuse through these
 functions, so a client sees the same code and the same message from every
@@ -15,13 +15,13 @@ docs/contract.md.
 
 Why functions rather than messages kept on the exception classes: the
 message depends on the record (``lost`` tells a released lease from one taken
-by another term), and ``errors.py`` stays a vocabulary of codes and statuses
+by another term), and ``lease_errors.py`` stays a vocabulary of codes and statuses
 that knows nothing of leases' state.
 """
 
 from __future__ import annotations
 
-from leaderelection_service.errors import LeaseHeld, LeaseLost, LeaseNotFound
+from leaderelection_service.lease_errors import LeaseHeld, LeaseLost, LeaseNotFound
 from leaderelection_service.records import LeaseView
 
 

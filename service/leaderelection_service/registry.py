@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
 

@@ -9,7 +9,7 @@ Example::
 
 A subscription's queue holds live events only (``QUEUE_SIZE``); the replay
 of the current state is read by the stream itself, a page at a time, and
-``accept`` keeps the two in version order per key (see ``watch``). The
+``accept`` keeps the two in version order per key (see ``watch_hub``). The
 versions sent are kept in a dict only while the replay may overlap the hub's
 events; a set of keys per stream for good was rejected as memory that grows
 with the fleet for every open stream.

@@ -1,5 +1,6 @@
 """The chaos harness: electors in their own processes fight over one key while
-faults are injected at random; the checker then holds their logs to S1, S2, L1/L2.
+faults are injected at random; the checker then holds their logs to I1, I2, L1/L2
+(one leader, fencing, crash failover, graceful handoff).
 
 Example (from the repository root; any duration)::
 
@@ -317,7 +318,7 @@ class Chaos:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Chaos run: electors, faults, and the S1/S2/L check.")
+    p = argparse.ArgumentParser(description="Chaos run: electors, faults, and the I1/I2/L check.")
     p.add_argument("--backend", default="file", choices=[*STAGES, "all"])
     p.add_argument("--duration", type=float, default=120.0, help="seconds per backend")
     p.add_argument("--electors", type=int, default=5)

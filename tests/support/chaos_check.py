@@ -1,4 +1,4 @@
-"""The chaos run's checker: S1, S2 and L1/L2 over the electors' own logs.
+"""The chaos run's checker: one leader (I1), fencing (I2) and L1/L2 over the electors' own logs.
 
 Example::
 
@@ -19,8 +19,8 @@ process):
 
 Checks:
 
-- **S1** no two intervals of different electors share an instant;
-- **S2** ordered by start, each term's token is larger than the previous
+- **one leader (I1)** no two intervals of different electors share an instant;
+- **fencing (I2)** ordered by start, each term's token is larger than the previous
   one's; an equal token is allowed only for the same elector (it stepped down
   at its own deadline and its next acquire found its own term still current,
   which is the same server term, resumed);
@@ -83,8 +83,8 @@ class Report:
 
     @property
     def problems(self) -> list[str]:
-        out = [f"S1 overlap: {a} and {b}" for a, b in self.overlaps]
-        out += [f"S2 token not increasing: {a} then {b}" for a, b in self.token_errors]
+        out = [f"one leader (I1) overlap: {a} and {b}" for a, b in self.overlaps]
+        out += [f"fencing (I2) token not increasing: {a} then {b}" for a, b in self.token_errors]
         out += [
             f"L1/L2 gap of {counted:.2f} s (bound {self.gap_bound:.2f} s) from {s:.2f} to {e:.2f}"
             for s, e, counted in self.slow_gaps
@@ -102,8 +102,8 @@ class Report:
             ("terms", str(self.terms)),
             ("handoffs", str(self.handoffs)),
             ("faults", f"{sum(self.faults.values())} ({kinds})"),
-            ("overlaps (S1)", str(len(self.overlaps))),
-            ("token errors (S2)", str(len(self.token_errors))),
+            ("overlaps (I1)", str(len(self.overlaps))),
+            ("token errors (I2)", str(len(self.token_errors))),
             ("terms resumed with the same token", str(self.resumed_terms)),
             ("longest leaderless gap", f"{self.longest_gap:.2f} s"),
             ("longest gap with a healthy candidate", f"{self.longest_healthy_gap:.2f} s"),

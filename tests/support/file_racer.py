@@ -20,8 +20,8 @@ import json
 import sys
 
 from leaderelection_service.backends.file import FileStore
-from leaderelection_service.errors import LeaseError
-from leaderelection_service.leases import CasLeases
+from leaderelection_service.lease_errors import LeaseError
+from leaderelection_service.lease_rules import CasLeases
 
 
 async def main(directory: str, name: str, keys: list[str]) -> None:

@@ -8,6 +8,7 @@ passes by skipping.
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -22,3 +23,12 @@ def missing(what: str, how: str) -> None:
     if in_ci():
         pytest.fail(f"CI=true and {message}", pytrace=False)
     pytest.skip(message)
+
+
+def tool(name: str, what: str, how: str) -> str:
+    """The path of executable ``name`` on PATH; ``missing(what, how)`` where there is none."""
+    path = shutil.which(name)
+    if path is None:
+        missing(what, how)
+    assert path is not None
+    return path

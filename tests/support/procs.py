@@ -20,11 +20,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+from support.tokens import TokenSet
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -236,9 +238,33 @@ class OutputLines:
             self.lines.append(line.rstrip("\n"))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self._reader.join(timeout=10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
+        stop_reading(self.proc, self._reader)
+
+
+def stop_reading(proc: subprocess.Popen[str], reader: threading.Thread) -> None:
+    """Kills ``proc`` if it still runs, reaps it, and lets the thread reading its stdout end."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    reader.join(timeout=10)
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+
+@contextlib.contextmanager
+def secured_service(
+    root: Path, **roles: tuple[str, str]
+) -> Iterator[tuple[ServiceProcess, TokenSet]]:
+    """A file-backed service under ``root`` that admits the tokens of ``roles`` alone.
+
+    ``roles`` as for ``TokenSet.write``: ``name=(role, prefix)``.
+    """
+    (root / "data").mkdir()
+    tokens = TokenSet.write(root / "tokens.json", **roles)
+    svc = ServiceProcess(
+        (root / "data").as_uri(),
+        extra_args=("--auth-file", str(tokens.path)),
+        log_path=root / "service.log",
+    )
+    with svc:
+        yield svc, tokens

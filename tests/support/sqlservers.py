@@ -26,9 +26,11 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
+from support.needs import missing
 from support.procs import free_port, wait_until
 
 
@@ -201,3 +203,17 @@ class MariadbServer:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.destroy()
+
+
+@contextlib.contextmanager
+def throwaway_postgres(fsync: bool = True) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of its own for one test, stopped after; missing() if none starts."""
+    try:
+        server = PostgresServer.start_new(fsync=fsync)
+    except Exception as exc:  # binaries missing, or initdb failed
+        missing(
+            f"PostgreSQL binaries to start a throwaway server ({exc})", "apt-get install postgresql"
+        )
+        raise  # missing() skips or fails; this is never reached
+    with server:
+        yield server

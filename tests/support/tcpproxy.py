@@ -6,12 +6,19 @@ Example::
         client = LeaseClient(f"http://127.0.0.1:{proxy.port}")
         proxy.cut()        # every open connection is reset; new ones are refused
         proxy.restore()    # new connections are forwarded again
+        proxy.black_hole() # connections stay open, bytes vanish: requests hang
         proxy.retarget(other_svc.port)
 
 While cut, the listening socket stays bound (the port is kept) but every
 accepted connection is closed at once, so the client sees a reset, as when a
 network path fails; connections that were open are closed too, mid-request or
 idle. Nothing is buffered across a cut.
+
+A black hole is the other way a network fails: nothing is reset, every byte
+sent either way (on open connections and on new ones) is read and dropped, so
+a client's request hangs until its own timeout, as when a route silently
+drops packets. ``restore()`` ends it for new connections; the open ones have
+lost bytes and are closed.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ class TcpProxy:
         self.upstream_port = upstream_port
         self.port = port or free_port()
         self.is_cut = False
+        self.is_black_hole = False
+        self.upstream_bytes = 0
+        """Bytes forwarded to the upstream so far: > 0 once a client has sent a request."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -51,7 +61,13 @@ class TcpProxy:
         self._call(self._close_all)
 
     def restore(self) -> None:
-        self.is_cut = False
+        was_black_hole = self.is_black_hole
+        self.is_cut = self.is_black_hole = False
+        if was_black_hole:
+            self._call(self._close_all)
+
+    def black_hole(self) -> None:
+        self.is_black_hole = True
 
     def retarget(self, upstream_port: int) -> None:
         """Forward new connections to ``upstream_port`` (open ones are closed)."""
@@ -115,6 +131,17 @@ class TcpProxy:
         if self.is_cut:
             _abort(writer)
             return
+        if self.is_black_hole:
+            self._writers.add(writer)
+            try:
+                while await reader.read(_CHUNK):
+                    pass
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                self._writers.discard(writer)
+                _abort(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
@@ -122,16 +149,25 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(
+                _pipe(reader, up_writer, self, upstream=True),
+                _pipe(up_reader, writer, self, upstream=False),
+            )
         finally:
             for w in (writer, up_writer):
                 self._writers.discard(w)
                 _abort(w)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proxy: TcpProxy, *, upstream: bool
+) -> None:
     try:
         while data := await reader.read(_CHUNK):
+            if proxy.is_black_hole:
+                continue  # dropped: the other side never hears of it
+            if upstream:
+                proxy.upstream_bytes += len(data)
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):

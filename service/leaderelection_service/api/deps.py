@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from leaderelection_service.errors import InvalidRequest
+from leaderelection_service.lease_errors import InvalidRequest
 from leaderelection_service.records import KEY_PATTERN, VALUE_MAX_BYTES
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend

@@ -9,8 +9,8 @@ a lease service's traffic. FastAPI spends more CPU on each of them (routing,
 dependency injection, the request object) than the lease rules do. This
 layer serves a request that is well formed and allowed, with the same pieces
 the routes use: the same pydantic body models (validated from the raw bytes),
-the same token checks, the same ``check_holder`` / ``check_ttl``, the same
-backend call and the same error answers; so the answer is the route's,
+the same token checks, the same ``operations.perform`` (the checks and the
+backend call) and the same error answers; so the answer is the route's,
 byte for byte (``tests/test_hot_routes.py`` sends each request both ways).
 
 Anything else (a body that does not validate, a missing or foreign token, a
@@ -32,12 +32,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from leaderelection_service.api.answers import lease_error_response, unexpected_error_response
 from leaderelection_service.api.bodies import read_body, replay
-from leaderelection_service.api.deps import check_holder, check_ttl, check_value
-from leaderelection_service.api.errors import lease_error_response, unexpected_error_response
+from leaderelection_service.api.operations import perform
 from leaderelection_service.api.schemas import AcquireBody, ReleaseBody, RenewBody
 from leaderelection_service.auth import OPEN, ApiToken
-from leaderelection_service.errors import LeaseError
+from leaderelection_service.lease_errors import LeaseError
 from leaderelection_service.records import KEY_PATTERN, LeaseView
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
@@ -96,16 +96,7 @@ class HotRoutes:
         backend: LeaseBackend = app.state.backend
         settings: Settings = app.state.settings
         try:
-            holder = check_holder(req.holder)
-            if name == "acquire":
-                ttl = check_ttl(req.ttl, settings)
-                view = await backend.acquire(key, holder, ttl, check_value(req.value))
-            elif name == "renew":
-                ttl = None if req.ttl is None else check_ttl(req.ttl, settings)
-                value = check_value(req.value)
-                view = await backend.renew(key, holder, req.fencing_token, ttl, value, req.announce)
-            else:
-                view = await backend.release(key, holder, req.fencing_token)
+            view = await perform(name, key, req, backend, settings)
         except LeaseError as exc:
             await lease_error_response(exc, app.state.failures)(scope, receive, send)
             return

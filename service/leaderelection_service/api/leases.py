@@ -5,21 +5,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 from fastapi.routing import APIRoute
 
-from leaderelection_service.api.deps import (
-    AppSettings,
-    Backend,
-    check_holder,
-    check_ttl,
-    check_value,
-)
+from leaderelection_service.api import examples
+from leaderelection_service.api.deps import AppSettings, Backend
+from leaderelection_service.api.operations import OPERATIONS, perform
+from leaderelection_service.api.responses import COMMON, WRITES, answer, refused
 from leaderelection_service.api.schemas import (
     AcquireBody,
-    ErrorBody,
     Lease,
     LeaseList,
     ReleaseBody,
@@ -32,29 +28,14 @@ from leaderelection_service.api.security import (
     WritableKey,
     scoped_prefix,
 )
-from leaderelection_service.errors import InvalidRequest
+from leaderelection_service.lease_errors import InvalidRequest
 from leaderelection_service.records import PREFIX_PATTERN, LeaseView, valid_key
 
 router = APIRouter(prefix="/v1/leases", tags=["leases"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in {
-        401: "unauthorized: no valid API token",
-        403: "forbidden: the token may not do this",
-        413: "invalid_request: body too large",
-        422: "invalid_request: malformed body, bad key, ttl out of range",
-        500: "internal",
-        503: "backend_unavailable, with Retry-After",
-    }.items()
-}
 
-
-def _errors(**extra: str) -> dict[int | str, dict[str, Any]]:
-    out = dict(_ERRORS)
-    for status, text in extra.items():
-        out[int(status[1:])] = {"model": ErrorBody, "description": text}
-    return out
+def _example(summary: str, value: object) -> dict[str, dict[str, object]]:
+    return {"request": {"summary": summary, "value": value}}
 
 
 def lease_json(view: LeaseView) -> Response:
@@ -64,56 +45,85 @@ def lease_json(view: LeaseView) -> Response:
 @router.post(
     "/{key}/acquire",
     response_model=Lease,
-    responses=_errors(s409="lease_held: another holder has it (the current record is in `lease`)"),
+    operation_id="acquireLease",
+    responses=answer(
+        "The lease, held by the caller: a new term, or its own extended", examples.ACQUIRED
+    )
+    | refused(*WRITES, "lease_held"),
     summary="Acquire a lease, or extend it if this holder already holds it",
 )
 async def acquire(
-    key: WritableKey, body: AcquireBody, backend: Backend, settings: AppSettings
+    key: WritableKey,
+    body: Annotated[
+        AcquireBody,
+        Body(openapi_examples=_example("Acquire for 10 s", examples.ACQUIRE_BODY)),
+    ],
+    backend: Backend,
+    settings: AppSettings,
 ) -> Response:
-    holder, ttl = check_holder(body.holder), check_ttl(body.ttl, settings)
-    view = await backend.acquire(key, holder, ttl, check_value(body.value))
-    return lease_json(view)
+    return lease_json(await perform("acquire", key, body, backend, settings))
 
 
 @router.post(
     "/{key}/renew",
     response_model=Lease,
-    responses=_errors(
-        s404="not_found: the key was never acquired",
-        s409="lease_lost: another holder or term has it, or it was released",
-    ),
+    operation_id="renewLease",
+    responses=answer("The lease, its expiry moved to now + ttl", examples.LEASE)
+    | refused(*WRITES, "not_found", "lease_lost"),
     summary="Renew a held lease",
 )
 async def renew(
-    key: WritableKey, body: RenewBody, backend: Backend, settings: AppSettings
+    key: WritableKey,
+    body: Annotated[
+        RenewBody,
+        Body(
+            openapi_examples=_example(
+                f"Renew the term of token {examples.TOKEN}", examples.RENEW_BODY
+            )
+        ),
+    ],
+    backend: Backend,
+    settings: AppSettings,
 ) -> Response:
-    holder = check_holder(body.holder)
-    ttl = None if body.ttl is None else check_ttl(body.ttl, settings)
-    value = check_value(body.value)
-    view = await backend.renew(key, holder, body.fencing_token, ttl, value, body.announce)
-    return lease_json(view)
+    return lease_json(await perform("renew", key, body, backend, settings))
 
 
 @router.post(
     "/{key}/release",
     response_model=Lease,
-    responses=_errors(
-        s404="not_found: the key was never acquired",
-        s409="lease_lost: another holder or term has it",
-    ),
+    operation_id="releaseLease",
+    responses=answer("The lease, free at once (`held` false)", examples.RELEASED)
+    | refused(*WRITES, "not_found", lease_lost="another holder or term has the lease"),
     summary="Release a held lease: free at once, the record and its token are kept",
 )
-async def release(key: WritableKey, body: ReleaseBody, backend: Backend) -> Response:
-    view = await backend.release(key, check_holder(body.holder), body.fencing_token)
-    return lease_json(view)
+async def release(
+    key: WritableKey,
+    body: Annotated[
+        ReleaseBody,
+        Body(
+            openapi_examples=_example(
+                f"Release the term of token {examples.TOKEN}", examples.RELEASE_BODY
+            )
+        ),
+    ],
+    backend: Backend,
+    settings: AppSettings,
+) -> Response:
+    return lease_json(await perform("release", key, body, backend, settings))
 
 
 @router.post(
     "/{key}/revoke",
     response_model=Lease,
-    responses=_errors(
-        s403="forbidden: revoking needs an admin token (whose prefix holds the key)",
-        s404="not_found: the key was never acquired",
+    operation_id="revokeLease",
+    responses=answer(
+        "The lease, its current term ended now (`held` false, `state` revoked)", examples.REVOKED
+    )
+    | refused(
+        *COMMON,
+        "invalid_key",
+        "not_found",
+        forbidden="revoking needs an admin token whose prefix holds the key",
     ),
     summary="Revoke a lease: end its current term now, whoever holds it (admin)",
 )
@@ -124,7 +134,11 @@ async def revoke(key: AdministeredKey, backend: Backend) -> Response:
 @router.get(
     "/{key}",
     response_model=Lease,
-    responses=_errors(s404="not_found: the key was never acquired"),
+    operation_id="getLease",
+    responses=answer("The lease as the service's clock sees it now", examples.LEASE)
+    | refused(
+        *COMMON, "invalid_key", "not_found", forbidden="the key is outside the token's prefix"
+    ),
     summary="Look up a lease",
 )
 async def lookup(key: ReadableKey, backend: Backend) -> Response:
@@ -133,7 +147,7 @@ async def lookup(key: ReadableKey, backend: Backend) -> Response:
 
 def operation_routes() -> dict[str, APIRoute]:
     """The acquire, renew and release routes, by operation (for ``api.hot``)."""
-    wanted = {f"{router.prefix}/{{key}}/{op}": op for op in ("acquire", "renew", "release")}
+    wanted = {f"{router.prefix}/{{key}}/{op}": op for op in OPERATIONS}
     return {
         wanted[r.path]: r for r in router.routes if isinstance(r, APIRoute) and r.path in wanted
     }
@@ -156,17 +170,26 @@ def decode_cursor(cursor: str) -> str:
 @router.get(
     "",
     response_model=LeaseList,
-    responses=_errors(),
+    operation_id="listLeases",
+    responses=answer("A page of leases; `next_cursor` null on the last", examples.LEASE_LIST)
+    | refused(*COMMON, "invalid_prefix", forbidden="the prefix is outside the token's prefix"),
     summary="List leases by key prefix, ordered by key, a page at a time",
 )
 async def list_leases(
     backend: Backend,
     who: Caller,
-    prefix: Annotated[str, Query(pattern=PREFIX_PATTERN, description="Key prefix.")] = "",
-    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
+    prefix: Annotated[
+        str,
+        Query(pattern=PREFIX_PATTERN, description="Key prefix.", examples=[examples.PREFIX]),
+    ] = "",
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.", examples=[100])] = 100,
     cursor: Annotated[
         str | None,
-        Query(max_length=200, description="next_cursor of the previous page."),
+        Query(
+            max_length=200,
+            description="next_cursor of the previous page.",
+            examples=[examples.CURSOR],
+        ),
     ] = None,
 ) -> Response:
     prefix = scoped_prefix(prefix, who)  # a scoped token lists within its scope

@@ -1,4 +1,4 @@
-"""``GET /metrics``: Prometheus text exposition (see ``leaderelection_service.metrics``).
+"""``GET /metrics``: Prometheus text exposition (see ``leaderelection_service.metric_families``).
 
 Example::
 
@@ -13,12 +13,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from leaderelection_service import metrics
+from leaderelection_service.api import examples
 from leaderelection_service.api.deps import AppSettings
-from leaderelection_service.api.schemas import ErrorBody
+from leaderelection_service.api.responses import answer, refused
 from leaderelection_service.api.security import Caller
-from leaderelection_service.errors import Forbidden
+from leaderelection_service.lease_errors import Forbidden
 from leaderelection_service.lease_gauges import LeaseGauges
+from leaderelection_service.metrics_rendering import render_leases, render_process
 
 router = APIRouter(tags=["health"])
 
@@ -26,11 +27,9 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={
-        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
-        401: {"model": ErrorBody, "description": "unauthorized: no valid API token"},
-        403: {"model": ErrorBody, "description": "forbidden: a token limited to a prefix"},
-    },
+    operation_id="metrics",
+    responses=answer("Prometheus text format", examples.METRICS, media_type="text/plain")
+    | refused("unauthorized", "internal", forbidden="a token limited to a prefix"),
     summary="Prometheus metrics of this process (all workers' with --workers N)",
 )
 async def prometheus_metrics(request: Request, settings: AppSettings, who: Caller) -> Response:
@@ -40,5 +39,5 @@ async def prometheus_metrics(request: Request, settings: AppSettings, who: Calle
     top = settings.metrics_key_labels
     counts = await gauges.counts(top)
     answering = getattr(request.app.state.backend, "answering", True)
-    body = metrics.render_process() + metrics.render_leases(counts, top, answering)
+    body = render_process() + render_leases(counts, top, answering)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,8 +1,15 @@
-"""Request and response bodies of HTTP API v1 (what openapi.yaml documents)."""
+"""Request and response bodies of HTTP API v1 (what openapi.yaml documents).
+
+Times are ``Timestamp``: strings the records write (``records.rfc3339``: UTC,
+microseconds, ``Z``), declared ``format: date-time`` so that generated clients
+type them as times. A ``datetime`` field was the alternative: pydantic would
+write ``...:16Z`` without the microseconds when they are zero, a change of the
+wire format.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -15,9 +22,13 @@ ErrorCode = Literal[
     "invalid_request",
     "unauthorized",
     "forbidden",
+    "too_many_requests",
     "backend_unavailable",
     "internal",
 ]
+
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+"""RFC 3339 UTC with microseconds and ``Z``: ``2026-11-27T09:20:16.123456Z``."""
 
 _TTL = Field(
     description="Seconds the grant lasts, millisecond precision; within the service's "
@@ -84,9 +95,9 @@ class Lease(BaseModel):
     holder: str
     fencing_token: int = Field(description="Strictly increases with every new term of the key.")
     ttl: float = Field(description="Seconds the current grant lasts.")
-    acquired_at: str = Field(description="RFC 3339 UTC: when the current term began.")
-    renewed_at: str = Field(description="RFC 3339 UTC: the last acquire or renew.")
-    expires_at: str = Field(description="RFC 3339 UTC: when the grant lapses unless renewed.")
+    acquired_at: Timestamp = Field(description="RFC 3339 UTC: when the current term began.")
+    renewed_at: Timestamp = Field(description="RFC 3339 UTC: the last acquire or renew.")
+    expires_at: Timestamp = Field(description="RFC 3339 UTC: when the grant lapses unless renewed.")
     transitions: int = Field(description="How many times the holder changed.")
     held: bool = Field(description="False once expired or released.")
     state: LeaseState = Field(
@@ -94,7 +105,7 @@ class Lease(BaseModel):
         "Decided on the deciding clock, with `held`."
     )
     value: str | None = Field(description="What the holder published; null: nothing.")
-    server_time: str = Field(description="RFC 3339 UTC: the deciding clock at the answer.")
+    server_time: Timestamp = Field(description="RFC 3339 UTC: the deciding clock at the answer.")
 
 
 class LeaseList(BaseModel):
@@ -107,9 +118,11 @@ class LeaseList(BaseModel):
 class ErrorBody(BaseModel):
     """Every error answer, whatever the status."""
 
-    error: ErrorCode
-    message: str
-    lease: Lease | None = None
+    error: ErrorCode = Field(description="What went wrong, for programs: one code per kind.")
+    message: str = Field(description="What went wrong, for people.")
+    lease: Lease | None = Field(
+        description="The current record for `lease_held` and `lease_lost`; otherwise null."
+    )
 
 
 class Health(BaseModel):
@@ -120,3 +133,8 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: str
     backend: str = Field(description="The backend's kind (its URL scheme): file, postgresql, gs, …")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Present when the backend answers but may not keep the contract, e.g. a "
+        "PostgreSQL primary that replicates to its standbys asynchronously",
+    )

@@ -28,10 +28,10 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from leaderelection_service.api.answers import error_response
 from leaderelection_service.api.deps import Key
-from leaderelection_service.api.errors import error_response
 from leaderelection_service.auth import OPEN, ApiToken, Role, TokenTable
-from leaderelection_service.errors import Forbidden, Unauthorized
+from leaderelection_service.lease_errors import Forbidden, Unauthorized
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/"})
 """Paths served without a token: the liveness and readiness probes (kubelet and

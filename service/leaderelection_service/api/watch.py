@@ -8,7 +8,7 @@ Example::
 
 A stream first sends the current state of every key it covers (events with
 ``"replay": true``), read a page at a time while the changes since it
-subscribed queue apart (see ``watch``), then each change as it happens. Each event's SSE ``id``
+subscribed queue apart (see ``watch_hub``), then each change as it happens. Each event's SSE ``id``
 is ``KEY:VERSION`` (see ``events``); on reconnect a client sends the last one
 as ``Last-Event-ID`` and is not sent that key's state again unless it changed.
 A prefix stream replays every other key's current state on reconnect: clients
@@ -32,22 +32,24 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from leaderelection_service import metrics
+from leaderelection_service import metric_families
+from leaderelection_service.api import examples
 from leaderelection_service.api.deps import Backend
-from leaderelection_service.api.schemas import ErrorBody, Lease
+from leaderelection_service.api.responses import COMMON, answer, refused, stream
+from leaderelection_service.api.schemas import Lease, Timestamp
 from leaderelection_service.api.security import Caller, ReadableKey, scoped_prefix
 from leaderelection_service.auth import OPEN, ApiToken
-from leaderelection_service.errors import (
+from leaderelection_service.events import EVENT_TYPES, WatchEvent, describe
+from leaderelection_service.lease_errors import (
     BackendUnavailable,
     InvalidRequest,
     LeaseNotFound,
     TooManyRequests,
 )
-from leaderelection_service.events import EVENT_TYPES, WatchEvent, describe
 from leaderelection_service.records import HISTORY_LIMIT, PREFIX_PATTERN, LeaseView, valid_key
 from leaderelection_service.storage import LeaseBackend
 from leaderelection_service.subscription import Subscription, TooManyForOwner, TooManySubscribers
-from leaderelection_service.watch import PAGE, WatchHub
+from leaderelection_service.watch_hub import PAGE, WatchHub
 
 router = APIRouter(prefix="/v1", tags=["watch"])
 
@@ -72,7 +74,10 @@ def get_hub(request: Request) -> WatchHub:
 Hub = Annotated[WatchHub, Depends(get_hub)]
 Renewed = Annotated[
     bool,
-    Query(description="Also send `renewed` events (every renewal of every watched lease)."),
+    Query(
+        description="Also send `renewed` events (every renewal of every watched lease).",
+        examples=[False],
+    ),
 ]
 LastEventId = Annotated[
     str | None,
@@ -80,6 +85,7 @@ LastEventId = Annotated[
         alias="Last-Event-ID",
         max_length=200,
         description="`KEY:VERSION` of the last event received: resume after it.",
+        examples=[examples.LAST_EVENT_ID],
     ),
 ]
 
@@ -98,8 +104,8 @@ class LeaseEvent(BaseModel):
 class TermBody(BaseModel):
     holder: str
     fencing_token: int
-    acquired_at: str = Field(description="RFC 3339 UTC.")
-    ended_at: str | None = Field(description="RFC 3339 UTC; null while the term lasts.")
+    acquired_at: Timestamp = Field(description="RFC 3339 UTC.")
+    ended_at: Timestamp | None = Field(description="RFC 3339 UTC; null while the term lasts.")
     ended_by: str | None = Field(description="released | expired; null while the term lasts.")
     value: str | None = Field(
         default=None, description="The term's value: the current one, or the last it had."
@@ -112,23 +118,20 @@ class LeaseHistory(BaseModel):
     terms: list[TermBody] = Field(description="Oldest first; the last is the current term.")
 
 
-_SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "An endless `text/event-stream`: `event:` one of "
-        + ", ".join(EVENT_TYPES)
-        + "; `id:` KEY:VERSION; `data:` a LeaseEvent as JSON.",
-        "content": {"text/event-stream": {"schema": LeaseEvent.model_json_schema()}},
-    },
-    401: {"model": ErrorBody, "description": "unauthorized: no valid API token"},
-    403: {"model": ErrorBody, "description": "forbidden: the key or prefix is outside the token's"},
-    422: {"model": ErrorBody, "description": "invalid_request: bad key, prefix or Last-Event-ID"},
-    429: {
-        "model": ErrorBody,
-        "description": "too_many_requests: this token (or address) has as many open streams "
-        "as one caller may; with Retry-After",
-    },
-    503: {"model": ErrorBody, "description": "backend_unavailable, or too many open streams"},
-}
+_STREAM = (
+    "An endless `text/event-stream`: `event:` one of "
+    + ", ".join(EVENT_TYPES)
+    + "; `id:` KEY:VERSION; `data:` a LeaseEvent as JSON. A stream begins with the current "
+    "state of each key it covers (`replay` true). One event as sent:\n\n```\n"
+    + examples.STREAM
+    + "```"
+)
+_OUTSIDE = "the key is outside the token's prefix"
+_STREAM_TEXTS = dict(
+    forbidden="the key or prefix is outside the token's prefix",
+    backend_unavailable="the backend cannot be reached, or this process has no room for "
+    "another stream, or is shutting down (`Retry-After: 5`)",
+)
 
 
 def parse_last_event_id(value: str | None) -> tuple[str, int] | None:
@@ -141,7 +144,7 @@ def parse_last_event_id(value: str | None) -> tuple[str, int] | None:
 
 
 def _frame(event: WatchEvent) -> ServerSentEvent:
-    metrics.WATCH_EVENTS.labels(event.type).inc()
+    metric_families.WATCH_EVENTS.labels(event.type).inc()
     return ServerSentEvent(data=event.json(), event=event.type, id=event.id)
 
 
@@ -241,7 +244,11 @@ async def _open(
 @router.get(
     "/leases/{key}/watch",
     response_class=EventSourceResponse,
-    responses=_SSE_RESPONSES,
+    operation_id="watchLease",
+    responses=stream(_STREAM, LeaseEvent, EVENT_TYPES, examples.LEASE_EVENT)
+    | refused(
+        *COMMON, "invalid_key", "invalid_last_event_id", "too_many_requests", **_STREAM_TEXTS
+    ),
     summary="Watch one lease: its current state, then every change (Server-Sent Events)",
 )
 async def watch_key(
@@ -277,7 +284,11 @@ def _prefix_pages(backend: LeaseBackend, prefix: str) -> Pages:
 @router.get(
     "/watch",
     response_class=EventSourceResponse,
-    responses=_SSE_RESPONSES,
+    operation_id="watchLeases",
+    responses=stream(_STREAM, LeaseEvent, EVENT_TYPES, examples.LEASE_EVENT)
+    | refused(
+        *COMMON, "invalid_prefix", "invalid_last_event_id", "too_many_requests", **_STREAM_TEXTS
+    ),
     summary="Watch every lease under a key prefix (Server-Sent Events)",
 )
 async def watch_prefix(
@@ -286,7 +297,12 @@ async def watch_prefix(
     who: Caller,
     request: Request,
     prefix: Annotated[
-        str, Query(pattern=PREFIX_PATTERN, description="Key prefix; empty: every key.")
+        str,
+        Query(
+            pattern=PREFIX_PATTERN,
+            description="Key prefix; empty: every key.",
+            examples=[examples.PREFIX],
+        ),
     ] = "",
     renewed: Renewed = False,
     last_event_id: LastEventId = None,
@@ -301,13 +317,9 @@ async def watch_prefix(
 @router.get(
     "/leases/{key}/history",
     response_model=LeaseHistory,
-    responses={
-        401: {"model": ErrorBody, "description": "unauthorized: no valid API token"},
-        403: {"model": ErrorBody, "description": "forbidden: the key is outside the token's"},
-        404: {"model": ErrorBody, "description": "not_found: the key was never acquired"},
-        422: {"model": ErrorBody, "description": "invalid_request: bad key"},
-        503: {"model": ErrorBody, "description": "backend_unavailable, with Retry-After"},
-    },
+    operation_id="leaseHistory",
+    responses=answer("The key's terms, oldest first", examples.HISTORY)
+    | refused(*COMMON, "invalid_key", "not_found", forbidden=_OUTSIDE),
     summary=f"A key's last {HISTORY_LIMIT} leadership terms, kept by the backend",
 )
 async def history(key: ReadableKey, backend: Backend) -> dict[str, Any]:

@@ -56,7 +56,7 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 from requests.adapters import HTTPAdapter
 
-from leaderelection_service.errors import BackendUnavailable, LeaseError, WriteConflict
+from leaderelection_service.lease_errors import BackendUnavailable, LeaseError, WriteConflict
 from leaderelection_service.records import LeaseRecord, valid_key
 from leaderelection_service.storage import Capabilities, Versioned
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 
-from leaderelection_service.errors import WriteConflict
+from leaderelection_service.lease_errors import WriteConflict
 from leaderelection_service.records import LeaseRecord
 from leaderelection_service.storage import Capabilities, Versioned
 

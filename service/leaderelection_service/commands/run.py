@@ -30,11 +30,32 @@ the command, the others wait. What happens when:
    children should end them when it gets SIGTERM. Elsewhere than Linux there
    is no parent-death signal: CMD keeps running if ``run`` is SIGKILLed.
 
-Exit status 2: bad arguments or timing (a ``Config`` rule broken), or the
-service refused the request for good (401, 403 or 422, the client's
-``errors.PERMANENT``: retrying would not help, so the elector ended the
-election). Every other error (transport, 500, 503, ``lease_lost``) is
-reported and retried.
+For cron, where every host fires the same line and the job must run once::
+
+    leaderelection run --key nightly --ttl 15 --no-wait --hold-after 2m -- ./nightly.sh
+
+6. ``--no-wait``: when an acquire finds another holder (the service answered
+   ``lease_held``), exit at once with status 75 without running CMD (also
+   after a lost term, instead of waiting to run it again). Until the service
+   answers at all, ``run`` keeps trying: bound that with ``--timeout``.
+7. ``--timeout DURATION``: if CMD has not started that long after ``run``
+   started, exit with status 124 (as timeout(1) does). Once CMD has started
+   it no longer applies.
+8. ``--hold-after DURATION``: when CMD exits, keep the lease (renewing) that
+   much longer before releasing it, so a host whose cron fires late still
+   finds it held; then exit with CMD's status. A signal or a lost term ends
+   the hold early.
+
+Exit statuses of ``run`` itself, apart from CMD's own: 2, bad arguments or
+timing (a ``Config`` rule broken), or the service refused the request for good
+(401, 403 or 422, the client's ``errors.PERMANENT``: retrying would not help,
+so the elector ended the election); 75 (``EX_TEMPFAIL``), ``--no-wait`` found
+the lease held; 124, ``--timeout`` passed; 127, CMD could not be started;
+128 + N, signal N stopped ``run`` before CMD started. Every other error
+(transport, 500, 503, ``lease_lost``) is reported and retried. 75 and 124 were
+chosen as the statuses least likely to be a job's own that a shell user
+already reads as "try later" and "timed out"; ``flock -n`` (status 1) was
+rejected as the model because 1 is every failing job's status.
 """
 
 from __future__ import annotations
@@ -48,14 +69,23 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from leaderelection import Config, LeaderElector, LeaseClient
+from leaderelection import Config, LeaderElector, Lease, LeaseClient, LeaseHeld
 from leaderelection.errors import PERMANENT
 from leaderelection_service.commands import connection
+from leaderelection_service.commands.durations import duration
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+HELD = 75
+"""``--no-wait`` and another holder has the lease (sysexits.h ``EX_TEMPFAIL``)."""
+TIMED_OUT = 124
+"""``--timeout`` passed before CMD started (as timeout(1))."""
+USAGE = 2
+NOT_STARTED = 127
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +108,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--value",
         help="what the leader publishes as the lease's value (an address, a version; "
         "at most 4096 bytes of UTF-8)",
+    )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help=f"if another holder has the lease, exit {HELD} at once without running CMD",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=duration,
+        metavar="DURATION",
+        help=f"give up (exit {TIMED_OUT}) if CMD has not started after DURATION (90, 1.5s, 2m)",
+    )
+    parser.add_argument(
+        "--hold-after",
+        type=duration,
+        default=0.0,
+        metavar="DURATION",
+        help="keep the lease this long after CMD exits, then release (for cron)",
     )
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS…")
     parser.set_defaults(func=main)
@@ -111,6 +159,28 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return preexec
 
 
+class WatchedClient(LeaseClient):
+    """The client, telling ``run`` each time an acquire finds another holder.
+
+    ``--no-wait`` must know that the service answered ``lease_held``; the
+    elector treats that answer as an ordinary wait and reports nothing.
+    Rejected: one acquire of ``run``'s own before the elector starts (the
+    elector would acquire again, and a campaign after a lost term would not
+    be covered), and a hook in the elector's public API for one command.
+    """
+
+    def __init__(self, *args: Any, on_held: Callable[[LeaseHeld], None], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.on_held = on_held
+
+    def acquire(self, *args: Any, **kw: Any) -> Lease:
+        try:
+            return super().acquire(*args, **kw)
+        except LeaseHeld as exc:
+            self.on_held(exc)
+            raise
+
+
 @dataclass
 class Child:
     """CMD, running in its own process group."""
@@ -141,18 +211,29 @@ class Runner:
     Every event goes through one ``SimpleQueue`` (safe to put into from a
     signal handler) to the main thread, which alone starts and stops CMD: the
     parent-death signal is tied to the thread that forked, so CMD must be
-    started by a thread that lives as long as the process.
+    started by a thread that lives as long as the process. The two deadlines
+    (``--timeout``, the end of ``--hold-after``) are the queue's own timeout,
+    read on the injected ``clock``.
     """
 
     def __init__(
-        self, args: argparse.Namespace, cmd: list[str], config: Config, grace: float
+        self,
+        args: argparse.Namespace,
+        cmd: list[str],
+        config: Config,
+        grace: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.args = args
         self.cmd = cmd
         self.grace = grace
+        self.clock = clock
         self.events: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
-        self.client = LeaseClient(
-            connection.server(args), token=connection.token(args), timeout=config.timeout
+        self.client = WatchedClient(
+            connection.server(args),
+            token=connection.token(args),
+            timeout=config.timeout,
+            on_held=lambda err: self.events.put(("held", err)),
         )
         self.elector = LeaderElector(
             self.client,
@@ -165,6 +246,8 @@ class Runner:
             on_error=lambda me, err, cancel: self.on_error(err),
         )
         self.child: Child | None = None
+        self.started = False
+        """CMD has been started once: ``--timeout`` no longer applies."""
         self.preexec = _parent_death_signal()
 
     def on_error(self, err: Exception) -> None:
@@ -194,6 +277,7 @@ class Runner:
             self.events.put(("exited", None))
             return
         self.child = Child(proc)
+        self.started = True
         threading.Thread(target=self._wait, args=(self.child,), daemon=True).start()
 
     def _wait(self, child: Child) -> None:
@@ -203,20 +287,43 @@ class Runner:
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda n, frame: self.events.put(("signal", n)))
+        began = self.clock()
         self.elector.start()
         self.say(f"campaigning for {self.args.key} as {self.elector.identity}")
         try:
-            return self._loop()
+            give_up = None if self.args.timeout is None else began + self.args.timeout
+            status, hold = self._loop(give_up)
+            return self._hold(status) if hold else status
         finally:
             self.elector.stop()  # releases the lease if this process still holds it
             self.client.close()
 
-    def _loop(self) -> int:
+    def _next(self, until: float | None) -> tuple[str, object] | None:
+        """The next event, or None when the clock reaches ``until`` first."""
+        if until is None:
+            return self.events.get()
+        try:
+            return self.events.get(timeout=max(0.0, until - self.clock()))
+        except queue.Empty:
+            return None
+
+    def _loop(self, give_up: float | None) -> tuple[int, bool]:
+        """Until CMD exits or ``run`` gives up: the exit status, and whether to hold first."""
         while True:
-            event, value = self.events.get()
+            got = self._next(None if self.started else give_up)
+            if got is None:  # --timeout passed before CMD started
+                self.say(f"not elected within --timeout {self.args.timeout:g} s; giving up")
+                return TIMED_OUT, False
+            event, value = got
             if event == "elected":
                 if self.child is None:
                     self.start_child()
+            elif event == "held":
+                if self.args.no_wait and self.child is None:
+                    assert isinstance(value, LeaseHeld)
+                    holder = value.lease.holder if value.lease is not None else "another holder"
+                    self.say(f"{self.args.key} is held by {holder}; --no-wait: not running")
+                    return HELD, False
             elif event == "ousted":
                 if self.child is not None:
                     self.say(f"leadership of {self.args.key} ended; stopping the command")
@@ -224,34 +331,55 @@ class Runner:
                     self.child = None
             elif event == "exited":
                 if value is None:
-                    return 127  # CMD could not be started
+                    return NOT_STARTED, False  # CMD could not be started
                 if value is self.child and not self.child.stopping:
                     status = self.child.stop(0)  # reaped; kills what it left behind
+                    if self.args.hold_after > 0 and self.elector.is_leader:
+                        return status, True
                     self.say(f"command exited with status {status}; releasing")
-                    return status
+                    return status, False
             elif event == "refused":
                 self.say(f"the service refused the request for good: {value}")
                 if self.child is not None:
                     self.child.stop(self.grace)
-                return 2
+                return USAGE, False
             elif event == "signal":
                 assert isinstance(value, int)
                 if self.child is None:
-                    return 128 + value
+                    return 128 + value, False
                 self.say(f"got signal {value}; stopping the command and releasing")
-                return self.child.stop(self.grace)
+                return self.child.stop(self.grace), False
+
+    def _hold(self, status: int) -> int:
+        """``--hold-after``: keep leading (the elector renews) until it passes; CMD's status."""
+        hold = self.args.hold_after
+        self.say(f"command exited with status {status}; holding {self.args.key} for {hold:g} s")
+        until = self.clock() + hold
+        while (got := self._next(until)) is not None:
+            event, value = got
+            if event == "ousted":
+                self.say(f"leadership of {self.args.key} ended while holding it")
+                return status
+            if event == "refused":
+                self.say(f"the service refused the request for good: {value}")
+                return status
+            if event == "signal":
+                self.say(f"got signal {value}; releasing")
+                return status
+        self.say(f"held {self.args.key} for {hold:g} s after the command; releasing")
+        return status
 
 
 def main(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         print("leaderelection run: no command given (… -- CMD ARGS)", file=sys.stderr)
-        return 2
+        return USAGE
     grace = args.ttl / 5 if args.grace is None else args.grace
     try:
         config = config_for(args.ttl, args.retry, grace)
         runner = Runner(args, cmd, config, grace)
     except ValueError as exc:
         print(f"leaderelection run: {exc}", file=sys.stderr)
-        return 2
+        return USAGE
     return runner.run()

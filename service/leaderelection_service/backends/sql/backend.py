@@ -21,7 +21,7 @@ How it runs:
 2. PostgreSQL (``postgresql.py``): the statements run on psycopg's async
    connections in the event loop, prepared, with no thread hop; acquires and
    renewals that arrive together share one statement and one commit
-   (``batch.py``). Measured (``bench/sql_engines.py``, ``bench/sql_batch.py``,
+   (``backends/batching.py``). Measured (``bench/sql_engines.py``, ``bench/sql_batch.py``,
    docs/design.md): a statement through the sync pool and a worker thread
    cost 0.23 to 0.39 ms of CPU, through SQLAlchemy's async engine 0.33 to 0.65 ms,
    on psycopg's async connection in the loop 0.16 to 0.19 ms; batched, about
@@ -58,7 +58,7 @@ from leaderelection_service.backends.sql.schema import (
     tables,
 )
 from leaderelection_service.backends.sql.statements import statements_for
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.records import LeaseView, valid_key
 from leaderelection_service.refusals import held, lost, never_acquired
 from leaderelection_service.sql_names import DEFAULT_TABLE
@@ -120,8 +120,10 @@ class SqlLeases:
         self._listener: PgListener | None = None
 
     def _conninfo(self) -> str:
-        """The URL as libpq takes it (``postgresql://…?options=…``)."""
-        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        """The URL as libpq takes it (``host=h1,h2 port=… options=…``)."""
+        from leaderelection_service.backends.sql.postgresql import libpq_conninfo
+
+        return libpq_conninfo(self.url)
 
     def _written(self) -> None:
         if self._changes is not None:
@@ -219,6 +221,11 @@ class SqlLeases:
 
     async def ping(self) -> None:
         await self.db.ping()
+
+    @property
+    def warning(self) -> str | None:
+        """Why this backend, though ready, may not keep the contract (``readiness``)."""
+        return getattr(self.db, "warning", None)
 
     async def wait_for_change(self, timeout: float) -> None:
         if self._changes is None:

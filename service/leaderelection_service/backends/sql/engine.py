@@ -5,13 +5,26 @@ Example::
     engine = make_engine("sqlite:////var/lib/leases.db", pooled=True)
     engine_url("postgresql://db/leases").drivername   # 'postgresql+psycopg'
 
+A PostgreSQL URL may name several hosts the way libpq does
+(``postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write``): the
+service then connects to whichever of them is the writable primary, and after
+a failover to the promoted standby. SQLAlchemy's ``make_url`` reads that
+netloc as one host with port ``5432,h2:5432`` and fails, so ``engine_url``
+rewrites it to SQLAlchemy's own multi-host form (``?host=h1:5432&host=h2:5432``),
+which its psycopg dialect turns back into libpq's ``host=h1,h2 port=…``;
+``postgresql.libpq_conninfo`` does the same for the connections this project
+opens itself. Rejected: handing the URL string straight to psycopg and SQLAlchemy
+separately (two parsers, and the SQLAlchemy one refuses it).
+
 SQLAlchemy imports a driver when the engine is created, not when this module
 is imported: opening ``sqlite://`` never loads psycopg or pymysql.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import URL, Engine
@@ -25,9 +38,32 @@ _DRIVERS = {
 }
 
 
+_PG_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+_NETLOC = re.compile(r"^(?P<scheme>[^:/]+)://(?P<user>[^@/?#]*@)?(?P<hosts>[^/?#]*)(?P<rest>.*)$")
+
+
+def multi_host_to_query(url: str) -> str:
+    """A libpq multi-host URL in SQLAlchemy's form; any other URL unchanged.
+
+    ``postgresql://u@h1:1,h2:2/db?x=y`` -> ``postgresql://u@/db?host=h1:1&host=h2:2&x=y``.
+    """
+    m = _NETLOC.match(url)
+    if m is None or m["scheme"].lower() not in _PG_SCHEMES or "," not in m["hosts"]:
+        return url
+    hosts = [h for h in m["hosts"].split(",") if h]
+    if any(h.startswith("[") for h in hosts):
+        raise ValueError(
+            "an IPv6 address in a multi-host PostgreSQL URL is not supported: "
+            "name the hosts (DNS or /etc/hosts) or use IPv4 addresses"
+        )
+    path, _, query = m["rest"].partition("?")
+    listed = "&".join("host=" + quote(h, safe=":") for h in hosts)
+    return f"{m['scheme']}://{m['user'] or ''}{path or '/'}?{listed}{'&' + query if query else ''}"
+
+
 def engine_url(url: str) -> URL:
     """``url`` with the driver this project uses filled in (``postgresql`` → psycopg 3)."""
-    u = make_url(url)
+    u = make_url(multi_host_to_query(url))
     name = _DRIVERS.get(u.drivername)
     if name:
         u = u.set(drivername=name)

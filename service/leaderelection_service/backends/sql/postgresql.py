@@ -2,6 +2,8 @@
 
 Example::
 
+    conninfo = libpq_conninfo(engine_url("postgresql://u@db1:5432,db2:5432/leases"))
+    # "user=u dbname=leases host=db1,db2 port=5432,5432"
     db = PgSql(conninfo, statements, schema, pool_size=10, allow_us=0)
     granted, row = await db.acquire("cron", "host-a", 10_000_000)
     await db.close()
@@ -24,9 +26,14 @@ MariaDB run the same statements through SQLAlchemy in worker threads
    refused connection answers 503 at once, and a dropped connection discards
    every idle one (they all lost the same server).
 3. Acquires and renewals that arrive together share one statement and one
-   commit (``batch.py``, ``Statements.acquire_batch`` / ``renew_batch``),
-   each caller getting the answer of its own key. A renewal the batch refused
-   is decided again by the single statement, which reads why.
+   commit (``backends/batching.py``, ``Statements.acquire_batch`` /
+   ``renew_batch``: ``UPDATE … FROM unnest(…)``, ``INSERT … SELECT FROM
+   unnest(…) ON CONFLICT …``, the same rules and the same database clock as
+   the single statement), each caller getting the answer of its own key. A
+   key is in one batch at a time: an ``ON CONFLICT`` may not touch a row
+   twice, and the loser of a race for a key is answered with the winner's
+   record. A renewal the batch refused is decided again by the single
+   statement, which reads why.
 4. Failures: connection trouble answers ``BackendUnavailable`` (503,
    Retry-After); a call whose pooled connection turned out dead is retried
    once on a fresh one (each operation is idempotent for its holder, so a
@@ -49,13 +56,15 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import RowFactory, RowMaker, tuple_row
 from psycopg.types.string import TextLoader
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL
 
-from leaderelection_service.backends.sql.batch import Batcher
+from leaderelection_service.backends.batching import Batcher
 from leaderelection_service.backends.sql.engine import first_line
+from leaderelection_service.backends.sql.replication import QUERY, replication_warning
 from leaderelection_service.backends.sql.rows import LeaseRow, row_reader
 from leaderelection_service.backends.sql.schema import SchemaGate, SchemaMissing
 from leaderelection_service.backends.sql.statements import Statements
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable
 
 # ``past`` (jsonb) arrives as its JSON text: most answers never look at it.
 _ADAPTERS = AdaptersMap(psycopg.adapters)
@@ -81,10 +90,56 @@ def _renew_params(item: RenewItem) -> dict[str, Any]:
     }
 
 
+_MAX_BATCH = 256
+
+
+def _lease_key(item: tuple[Any, ...]) -> str:
+    key: str = item[0]
+    return key
+
+
 def lease_rows(cursor: Any) -> RowMaker[LeaseRow]:
     """psycopg's row factory for lease statements: rows by the cursor's column names."""
     names = tuple(column.name for column in cursor.description or ())
     return row_reader(names) if names else tuple  # a result without rows: none to read
+
+
+def libpq_conninfo(u: URL) -> str:
+    """The libpq connection string of a PostgreSQL ``engine_url`` (hosts listed as libpq wants).
+
+    Query parameters (``target_session_attrs``, ``sslmode``, ``options``, …)
+    pass through; the last of a repeated one counts, as in libpq.
+    """
+    params: dict[str, str] = {}
+    if u.username:
+        params["user"] = u.username
+    if u.password:
+        params["password"] = str(u.password)
+    if u.database:
+        params["dbname"] = u.database
+    if u.host:
+        params["host"] = u.host
+    if u.port:
+        params["port"] = str(u.port)
+    for name, value in u.query.items():
+        if name == "host" and not isinstance(value, str):
+            names, ports = zip(*(_host_port(h) for h in value), strict=True)
+            params["host"] = ",".join(names)
+            if any(ports):
+                params["port"] = ",".join(ports)
+        elif name == "host" and ":" in value and not value.startswith("/"):
+            params["host"], params["port"] = _host_port(value)
+        else:
+            params[name] = value if isinstance(value, str) else value[-1]
+    return make_conninfo("", **params)
+
+
+def _host_port(item: str) -> tuple[str, str]:
+    """``h:5432`` -> (``h``, ``5432``); ``h`` -> (``h``, ``""``); a socket directory as is."""
+    if item.startswith("/") or ":" not in item:
+        return item, ""
+    host, _, port = item.rpartition(":")
+    return host, port
 
 
 def with_index_plans(conninfo: str) -> str:
@@ -202,14 +257,20 @@ class PgSql:
         self._allow_us = allow_us
         self.statements = 0
         """Statements sent (for tests and benchmarks)."""
+        self.warning: str | None = None
+        """Why acknowledged writes could be lost on failover, as of the last ping."""
         # Two batches of each kind in flight keep the connection busy while
         # the next one gathers; the pool is shared with the single statements.
         in_flight = max(1, pool_size // 4)
-        self.acquires: Batcher[AcquireItem, LeaseRow] | None = None
-        self.renewals: Batcher[RenewItem, LeaseRow] | None = None
+        self.acquires: Batcher[AcquireItem, LeaseRow | None] | None = None
+        self.renewals: Batcher[RenewItem, LeaseRow | None] | None = None
         if batch and st.acquire_batch and st.renew_batch:
-            self.acquires = Batcher(self._acquire_batch, max_in_flight=in_flight)
-            self.renewals = Batcher(self._renew_batch, max_in_flight=in_flight)
+            self.acquires = Batcher(
+                self._acquire_batch, key=_lease_key, max_batch=_MAX_BATCH, max_in_flight=in_flight
+            )
+            self.renewals = Batcher(
+                self._renew_batch, key=_lease_key, max_batch=_MAX_BATCH, max_in_flight=in_flight
+            )
 
     # -- running statements ----------------------------------------------------
 
@@ -278,7 +339,8 @@ class PgSql:
         rows = await self.fetch(self.st.acquire, params)
         return rows[0] if rows else None
 
-    async def _acquire_batch(self, items: list[AcquireItem]) -> dict[str, LeaseRow]:
+    async def _acquire_batch(self, items: list[AcquireItem]) -> list[LeaseRow | None]:
+        """Each item's row, in order; None where the statement did not answer for its key."""
         assert self.st.acquire_batch is not None
         params = {
             "keys": [i[0] for i in items],
@@ -292,13 +354,8 @@ class PgSql:
         except RolledBack:
             # Not expected (every batch locks in key order); never fail the
             # callers for it: each runs its single statement.
-            answered = {}
-            for key, holder, ttl_us, value in items:
-                row = await self._acquire_one(key, holder, ttl_us, value)
-                if row is not None:
-                    answered[key] = row
-            return answered
-        return {row.lease_key: row for row in rows}
+            return [await self._acquire_one(*item) for item in items]
+        return _in_order(items, rows)
 
     async def renew(
         self,
@@ -318,11 +375,12 @@ class PgSql:
             # Refused in the batch: the single statement decides again and reads why.
         return await self._owner_write(self.st.renew, _renew_params(item))
 
-    async def _renew_batch(self, items: list[RenewItem]) -> dict[str, LeaseRow]:
+    async def _renew_batch(self, items: list[RenewItem]) -> list[LeaseRow | None]:
+        """Each item's row, in order; None where the batch refused it."""
         assert self.st.renew_batch is not None
         if len(items) == 1:  # alone: the single statement, without the batch's key-order lock
             rows = await self.fetch(self.st.renew, _renew_params(items[0]))
-            return {rows[0].lease_key: rows[0]} if rows else {}
+            return [rows[0] if rows else None]
         params = {
             "keys": [i[0] for i in items],
             "holders": [i[1] for i in items],
@@ -334,8 +392,8 @@ class PgSql:
         try:
             rows = await self.fetch(self.st.renew_batch, params)
         except RolledBack:
-            return {}  # each caller runs its single statement
-        return {row.lease_key: row for row in rows}
+            return [None] * len(items)  # each caller runs its single statement
+        return _in_order(items, rows)
 
     async def release(self, key: str, holder: str, token: int) -> tuple[bool, LeaseRow | None]:
         params = {"key": key, "holder": holder, "token": token}
@@ -358,7 +416,16 @@ class PgSql:
         return await self.fetch(sql, params)
 
     async def ping(self) -> None:
-        await self.execute(self.st.now, {}, tuple_row)
+        """The server answers; also reads whether it replicates synchronously (``warning``)."""
+        rows = await self.execute(QUERY, {}, tuple_row)
+        standbys, names, commit = rows[0]
+        self.warning = replication_warning(int(standbys), str(names), str(commit))
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+def _in_order(items: list[Any], rows: list[LeaseRow]) -> list[LeaseRow | None]:
+    """The batch's rows by item: each key's row, or None where it has none."""
+    by_key = {row.lease_key: row for row in rows}
+    return [by_key.get(item[0]) for item in items]

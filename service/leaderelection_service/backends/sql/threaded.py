@@ -35,7 +35,7 @@ from leaderelection_service.backends.sql.engine import first_line
 from leaderelection_service.backends.sql.rows import LeaseRow, row_reader
 from leaderelection_service.backends.sql.schema import SchemaGate, SchemaMissing
 from leaderelection_service.backends.sql.statements import Statements
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ The clock is ``statement_timestamp()``: one value for the whole statement.
 Every write calls ``pg_notify`` in the same statement, so a listener hears of
 it at commit, never before the write is durable (I3).
 
-The batch forms (``batch.py`` gathers the calls) run the same compare-and-set
+The batch forms (``backends/batching.py`` gathers the calls) run the same compare-and-set
 for many keys in one statement, with rows locked in key order so that two
 batches (of this or another replica) never wait on each other in a cycle;
 each key's answer is what its single statement would say.

@@ -8,11 +8,11 @@ Example::
 URL ``file:///var/lib/leaderelection``. Every write is a compare-and-set under
 the key's ``fcntl.flock``, shared by every process on the host, so
 ``--workers 2`` and several services on one directory are safe. Writes are
-group-committed (``backends.file_commit``): those that arrive together are
+group-committed (``group_commit.py``, ``committer.py``): those that arrive together are
 checked, written and made durable as one batch by one worker thread, with one
 ``syncfs`` (``sync="file"``: one ``fdatasync`` per record) and one directory
-``fsync`` for the whole batch, before any of them is answered (S3). The
-layout and the record encoding are in ``backends.file_format``.
+``fsync`` for the whole batch, before any of them is answered (durability (I3)). The
+layout and the file names are in ``names.py``, the record encoding in ``encoding.py``.
 
 Reads take no lock and run in the event loop itself: a record is one small
 file in the page cache, and opening and parsing it costs less than handing it
@@ -30,19 +30,19 @@ from typing import Literal
 
 import anyio.to_thread
 
-from leaderelection_service.backends.file_commit import Committer, GroupCommit, read_file
-from leaderelection_service.backends.file_format import (
+from leaderelection_service.backends.file.committer import Committer
+from leaderelection_service.backends.file.encoding import Torn, decode, encode
+from leaderelection_service.backends.file.group_commit import GroupCommit
+from leaderelection_service.backends.file.names import (
     LOCKS_DIR,
     LONG_PREFIX,
     RECORD_SUFFIX,
     RECORDS_DIR,
-    Torn,
-    decode,
-    encode,
     file_name,
     key_of,
 )
-from leaderelection_service.errors import BackendUnavailable
+from leaderelection_service.backends.file.syscalls import read_file
+from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.records import LeaseRecord
 from leaderelection_service.storage import Capabilities, Versioned
 

@@ -1,17 +1,11 @@
-"""Group commit for the file backend: the writes that arrive together share one sync.
+"""One batch of the file backend's writes, committed with one sync: lock, check, write, swap.
 
 Example::
 
-    commit = GroupCommit(Committer(records_fd, locks_fd))
-    await commit.write("cron", "63726f6e", encode(record), expected=3, revision=4)
-    # returns once the record is on disk; WriteConflict if the revision on
-    # disk was not 3; BackendUnavailable if the disk refused this write or
-    # the batch's sync
-
-Writes queue in the event loop. When no batch is running, every queued write
-(on distinct keys, at most ``max_batch``) goes to one worker thread as one
-batch; writes that arrive meanwhile wait for the next. There is no timer: an
-idle service commits a write at once, a busy one commits bigger batches.
+    committer = Committer(records_fd, locks_fd)
+    batch = [Pending("cron", "63726f6e", encode(record), expected=3, revision=4)]
+    committer.commit(batch)  # in the worker thread (``group_commit.py`` gathers the batch)
+    batch[0].error           # None: durable; WriteConflict, BackendUnavailable: not written
 
 One batch, in the worker thread (``Committer.commit``):
 
@@ -28,7 +22,7 @@ One batch, in the worker thread (``Committer.commit``):
    atomic: a reader opens the old record or the new one, whole). A key with
    no record yet, or with one written by an earlier version of the service,
    gets ``os.replace`` instead;
-6. ``fsync`` the directory once: every exchange is durable (S3);
+6. ``fsync`` the directory once: every exchange is durable (durability (I3));
 7. unlock; the event loop then answers each caller.
 
 Nothing is renamed before its data is durable, so a crash leaves each record
@@ -52,8 +46,8 @@ freed, on every write. On the ext4 disk this was measured on (mounted with
 ``unlink``, one at a time: a batch of 64 renames took 41 ms, against 0.5 ms
 for 64 exchanges. Rewriting a former record in place allocates and frees
 nothing. The cost is a reader that opened the record just before it became
-the spare, and reads it while the next write rewrites it: ``file_format``
-checksums every record so that such a reader reads again.
+the spare, and reads it while the next write rewrites it: the format
+checksums every record (``encoding.py``) so that such a reader reads again.
 
 Why ``syncfs`` by default: it flushes the disk once per batch, where
 ``fdatasync`` flushes it once per file. 64 rewritten spares took 0.36 ms with
@@ -67,59 +61,18 @@ filesystem: after another program wrote 400 MB without syncing, one batch's
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
-import errno
 import fcntl
-import functools
 import os
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-from leaderelection_service.backends.file_format import (
-    LOCK_SUFFIX,
-    RECORD_SUFFIX,
-    SPARE_SUFFIX,
-    Torn,
-    decode,
-    padded,
-)
-from leaderelection_service.errors import BackendUnavailable, WriteConflict
+from leaderelection_service.backends.file import syscalls
+from leaderelection_service.backends.file.encoding import Torn, decode, padded
+from leaderelection_service.backends.file.names import LOCK_SUFFIX, RECORD_SUFFIX, SPARE_SUFFIX
+from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 
-_RENAME_EXCHANGE = 2
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
 _SPARE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-_NOT_SUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
-
-
-def _libc_function(name: str) -> Any:
-    """A C library function (called without the GIL), or None where there is none."""
-    try:
-        return getattr(ctypes.CDLL(None, use_errno=True), name)
-    except (OSError, AttributeError):
-        return None
-
-
-_syncfs = _libc_function("syncfs")  # int syncfs(int fd)
-if _syncfs is not None:
-    _syncfs.argtypes = [ctypes.c_int]
-_renameat2 = _libc_function("renameat2")  # (olddirfd, oldpath, newdirfd, newpath, flags)
-if _renameat2 is not None:
-    _renameat2.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_uint,
-    ]
-
-
-def _check(result: int) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 @dataclass(eq=False)
@@ -131,7 +84,6 @@ class Pending:
     data: bytes
     expected: int | None
     revision: int
-    done: asyncio.Future[int]
     error: BaseException | None = field(default=None)
     """This write's own outcome, set by the batch (a conflict, an unreadable record)."""
 
@@ -142,8 +94,8 @@ class Committer:
     def __init__(self, records_fd: int, locks_fd: int, *, syncfs: bool = True) -> None:
         self.records_fd = records_fd
         self.locks_fd = locks_fd
-        self.use_syncfs = syncfs and _syncfs is not None
-        self.use_exchange = _renameat2 is not None
+        self.use_syncfs = syncfs and syscalls.HAVE_SYNCFS
+        self.use_exchange = syscalls.HAVE_EXCHANGE
 
     def commit(self, batch: Sequence[Pending]) -> None:
         """Set each item's ``error`` or leave it None (written); raise to fail them all."""
@@ -172,7 +124,7 @@ class Committer:
     def _check(self, p: Pending) -> bool | None:
         """2. None when ``p`` may not be written; else whether its record may be exchanged."""
         try:
-            data = read_file(self.records_fd, p.name + RECORD_SUFFIX)
+            data = syscalls.read_file(self.records_fd, p.name + RECORD_SUFFIX)
         except FileNotFoundError:
             revision, checked = None, False
         except OSError as exc:
@@ -208,7 +160,7 @@ class Committer:
                     continue
                 written.append((p, exchange, fd))
                 try:
-                    _write_all(fd, padded(p.data, os.fstat(fd).st_size))
+                    syscalls.write_all(fd, padded(p.data, os.fstat(fd).st_size))
                 except OSError as exc:
                     p.error = _failed("cannot write lease file", exc)
             self._sync_data([(p, fd) for p, _, fd in written if p.error is None])  # 4.
@@ -235,12 +187,12 @@ class Committer:
     def _sync_data(self, files: list[tuple[Pending, int]]) -> None:
         if not files:
             return
-        if self.use_syncfs and _syncfs is not None:
+        if self.use_syncfs:
             try:
-                _check(_syncfs(self.records_fd))
+                syscalls.syncfs(self.records_fd)
                 return
             except OSError as exc:
-                if exc.errno not in _NOT_SUPPORTED:
+                if exc.errno not in syscalls.NOT_SUPPORTED:
                     raise
                 self.use_syncfs = False
         for p, fd in files:
@@ -251,13 +203,10 @@ class Committer:
 
     def _exchange(self, a: str, b: str) -> bool:
         """Swap two names atomically; False where the filesystem cannot."""
-        if _renameat2 is None:
-            return False
         try:
-            fd = self.records_fd
-            _check(_renameat2(fd, a.encode(), fd, b.encode(), _RENAME_EXCHANGE))
+            syscalls.exchange(self.records_fd, a, b)
         except OSError as exc:
-            if exc.errno not in _NOT_SUPPORTED:
+            if exc.errno not in syscalls.NOT_SUPPORTED:
                 raise
             self.use_exchange = False
             return False
@@ -268,114 +217,4 @@ def _failed(what: str, exc: OSError) -> BackendUnavailable:
     """A write's own failure; the OSError stays its cause (the answer names its kind)."""
     error = BackendUnavailable(f"{what}: {exc.strerror}")
     error.__cause__ = exc
-    return error
-
-
-def read_file(dir_fd: int, name: str) -> bytes:
-    fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view, offset = memoryview(data), 0
-    while offset < len(data):
-        offset += os.pwrite(fd, view[offset:], offset)
-
-
-class GroupCommit:
-    """Queues writes in the event loop and hands them to the worker thread in batches."""
-
-    def __init__(self, committer: Committer, max_batch: int = 128) -> None:
-        self._committer = committer
-        self._max_batch = max_batch
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-commit")
-        self._queue: list[Pending] = []
-        self._running = False
-        self._closed = False
-        self._idle = asyncio.Event()
-        self.batches = 0
-        """How many batches ran (for tests)."""
-
-    async def write(
-        self, key: str, name: str, data: bytes, expected: int | None, revision: int
-    ) -> int:
-        """``revision`` once ``data`` is durable as the record of ``key``."""
-        if self._closed:
-            raise BackendUnavailable("the file backend is closed", kind="the backend is closed")
-        loop = asyncio.get_running_loop()
-        item = Pending(key, name, data, expected, revision, loop.create_future())
-        self._queue.append(item)
-        if not self._running:
-            self._start(loop)
-        return await item.done
-
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch: list[Pending] = []
-        rest: list[Pending] = []
-        seen: set[str] = set()
-        for item in self._queue:
-            if item.done.done():
-                continue  # its caller was cancelled before the batch began: not written
-            if item.name in seen or len(batch) >= self._max_batch:
-                rest.append(item)  # one write per key and batch: the next one sees this one
-            else:
-                seen.add(item.name)
-                batch.append(item)
-        self._queue = rest
-        if not batch:
-            return
-        self._running = True
-        self._idle.clear()
-        self.batches += 1
-        done: Future[None] = self._executor.submit(self._committer.commit, batch)
-        asyncio.wrap_future(done, loop=loop).add_done_callback(
-            functools.partial(self._finish, batch, loop)
-        )
-
-    def _finish(
-        self, batch: list[Pending], loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]
-    ) -> None:
-        self._running = False
-        failure = None if done.cancelled() else done.exception()
-        if done.cancelled():
-            failure = BackendUnavailable("the file backend is closed", kind="the backend is closed")
-        for item in batch:
-            if item.done.done():
-                continue
-            error = item.error or failure
-            if error is None:
-                item.done.set_result(item.revision)
-            else:
-                item.done.set_exception(_own(error))
-        if self._queue and not self._closed:
-            self._start(loop)
-        else:
-            self._idle.set()
-
-    async def close(self) -> None:
-        self._closed = True
-        for item in self._queue:
-            if not item.done.done():
-                item.done.set_exception(
-                    BackendUnavailable("the file backend is closed", kind="the backend is closed")
-                )
-        self._queue = []
-        if self._running:
-            await self._idle.wait()
-        self._executor.shutdown(wait=True)
-
-
-def _own(error: BaseException) -> BaseException:
-    """A batch's failure, one object per caller (one object raised in many tasks
-    would collect all their tracebacks)."""
-    if isinstance(error, BackendUnavailable):
-        own = BackendUnavailable(error.message, retry_after=error.retry_after, kind=error.kind)
-        own.__cause__ = error.__cause__
-        return own
     return error

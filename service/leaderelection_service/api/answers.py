@@ -21,13 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leaderelection_service.api.bodies import read_body, replay
-from leaderelection_service.errors import (
+from leaderelection_service.failures import Failures
+from leaderelection_service.lease_errors import (
     BackendUnavailable,
     LeaseError,
     TooManyRequests,
     Unauthorized,
 )
-from leaderelection_service.failures import Failures
 
 log = logging.getLogger("leaderelection")
 

@@ -61,9 +61,9 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
-from leaderelection_service import metrics
-from leaderelection_service.errors import BackendUnavailable, LeaseError, LeaseNotFound
+from leaderelection_service import metric_families
 from leaderelection_service.events import Seen, WatchEvent, describe, seen, transition
+from leaderelection_service.lease_errors import BackendUnavailable, LeaseError, LeaseNotFound
 from leaderelection_service.records import LeaseView
 from leaderelection_service.storage import LeaseBackend
 from leaderelection_service.subscription import (
@@ -158,7 +158,7 @@ class WatchHub:
             sub.ready.set()
         self._subs.add(sub)
         self._owners[owner] += 1
-        metrics.WATCH_SUBSCRIBERS.inc()
+        metric_families.WATCH_SUBSCRIBERS.inc()
         self._ensure_started()
         if not sub.ready.is_set():
             self._wake.set()  # read now rather than after the poll interval
@@ -187,12 +187,12 @@ class WatchHub:
             self._owners[sub.owner] -= 1
             if self._owners[sub.owner] <= 0:
                 del self._owners[sub.owner]
-            metrics.WATCH_SUBSCRIBERS.dec()
+            metric_families.WATCH_SUBSCRIBERS.dec()
 
     def _drop(self, sub: Subscription) -> None:
         """A subscriber too slow to keep up: end its stream, free its queue."""
         log.warning("dropping a watch subscriber that fell %d events behind", self.queue_size)
-        metrics.WATCH_DROPPED.inc()
+        metric_families.WATCH_DROPPED.inc()
         self.unsubscribe(sub)
         sub.dropped = True
         sub.end(
@@ -319,7 +319,7 @@ class WatchHub:
         prefixes, keys = coverage if coverage is not None else self.coverage()
         views: list[LeaseView] = []
         for prefix in prefixes:
-            views.extend(await scan(self.backend, prefix))
+            views.extend(await list_all_pages(self.backend, prefix))
         for key in keys:
             with contextlib.suppress(LeaseNotFound):
                 views.append(await self.backend.get(key))
@@ -348,8 +348,8 @@ class WatchHub:
         return events
 
 
-async def scan(backend: LeaseBackend, prefix: str) -> list[LeaseView]:
-    """Every lease under ``prefix``, a page at a time."""
+async def list_all_pages(backend: LeaseBackend, prefix: str) -> list[LeaseView]:
+    """Every lease under ``prefix``, a page at a time (``scan`` is one page of a store)."""
     out: list[LeaseView] = []
     after: str | None = None
     while True:

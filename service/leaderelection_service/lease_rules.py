@@ -8,7 +8,7 @@ Example::
     await leases.renew("cron", "host-a", view.record.fencing_token, ttl=10.0)
     await leases.release("cron", "host-a", view.record.fencing_token)
 
-The rules (CONTRACT.md, "Operations"):
+The rules (docs/contract.md, "Operations"):
 
 1. acquire is granted when the key has no record, or its lease was released,
    or it expired (``expires_at + clock_skew_allowance`` has passed). A new
@@ -36,7 +36,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-from leaderelection_service.errors import BackendUnavailable, WriteConflict
+from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.refusals import held, lost, never_acquired
 from leaderelection_service.storage import RecordStore
