@@ -24,6 +24,8 @@ RECORD_KEYS = {
     "expires_at",
     "transitions",
     "held",
+    "state",
+    "value",
     "server_time",
 }
 
@@ -166,3 +168,28 @@ def test_unknown_route_and_method_use_error_body(http: httpx.Client) -> None:
 @pytest.mark.parametrize("cursor", ["!!!", "Li4veA", "x" * 300])
 def test_bad_cursor_is_invalid_request(http: httpx.Client, cursor: str) -> None:
     assert_error(http.get("/v1/leases", params={"cursor": cursor}), 422, "invalid_request")
+
+
+def test_value_is_published_replaced_and_bounded(http: httpx.Client) -> None:
+    first = acquire_with(http, "pub", {"holder": "a", "ttl": 10, "value": "é" * 2048})
+    assert first.status_code == 200 and first.json()["value"] == "é" * 2048
+    token = first.json()["fencing_token"]
+    too_big = acquire_with(http, "pub", {"holder": "a", "ttl": 10, "value": "é" * 2049})
+    body = assert_error(too_big, 422, "invalid_request")
+    assert "4096 bytes" in body["message"] and "4098" in body["message"]
+    renew = http.post(
+        "/v1/leases/pub/renew", json={"holder": "a", "fencing_token": token, "value": "v2"}
+    )
+    assert renew.status_code == 200 and renew.json()["value"] == "v2"
+    assert renew.json()["fencing_token"] == token
+    nul = http.post(
+        "/v1/leases/pub/renew", json={"holder": "a", "fencing_token": token, "value": "a\x00"}
+    )
+    assert_error(nul, 422, "invalid_request")
+    assert http.get("/v1/leases/pub").json()["value"] == "v2"  # the refusals changed nothing
+    history = http.get("/v1/leases/pub/history").json()
+    assert history["terms"][-1]["value"] == "v2"
+
+
+def acquire_with(http: httpx.Client, key: str, body: dict) -> httpx.Response:
+    return http.post(f"/v1/leases/{key}/acquire", json=body)

@@ -37,7 +37,7 @@ def test_loads_roles_prefixes_and_labels_without_tokens(tmp_path: Path) -> None:
     assert w.label == "token #1 (write, prefix 'team-a.')" and r.label == "token #2 (read)"
     shown = f"{w!r} {r!r} {t.summary()}"
     assert GOOD not in shown and OTHER not in shown
-    assert t.summary().startswith("2 API tokens (1 write, 1 read) from ")
+    assert t.summary().startswith("2 API tokens (0 admin, 1 write, 1 read) from ")
 
 
 def test_authenticate_finds_the_token_or_none(tmp_path: Path) -> None:
@@ -58,8 +58,8 @@ BAD_FILES: list[tuple[str, Any, str]] = [
     ("short token", [{"token": "abc", "role": "read"}], "16-512 characters long, got 3"),
     ("token with a space", [{"token": GOOD + " x", "role": "read"}], "may hold only letters"),
     ("token not ascii", [{"token": "é" * 20, "role": "read"}], "may hold only letters"),
-    ("no role", [{"token": GOOD}], 'role must be "read" or "write", got None'),
-    ("bad role", [{"token": GOOD, "role": "admin"}], "got 'admin'"),
+    ("no role", [{"token": GOOD}], 'role must be "read", "write" or "admin", got None'),
+    ("bad role", [{"token": GOOD, "role": "root"}], "got 'root'"),
     ("bad prefix", [{"token": GOOD, "role": "read", "prefix": "a/b"}], "prefix must be"),
     ("prefix not str", [{"token": GOOD, "role": "read", "prefix": 3}], "prefix must be"),
     (
@@ -164,3 +164,13 @@ def test_check_exposure(tmp_path: Path) -> None:
         r"tokens.*--auth-file.*--insecure",
     ):
         check_exposure("0.0.0.0", tokens=None, insecure=False)
+
+
+def test_admin_role_writes_and_administers_within_its_prefix(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps([{"token": GOOD, "role": "admin", "prefix": "ops."}]))
+    admin = TokenTable.load(path).authenticate(GOOD)
+    assert admin is not None and admin.role is Role.ADMIN
+    assert admin.may_write("ops.k") and admin.may_administer("ops.k")
+    assert not admin.may_write("web.k") and not admin.may_administer("web.k")
+    assert OPEN.may_administer("any.key")  # no token file: everyone is admin

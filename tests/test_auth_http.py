@@ -26,6 +26,8 @@ ROLES = {
     "reader": ("read", ""),
     "team_a": ("write", "team-a."),
     "team_a_reader": ("read", "team-a."),
+    "operator": ("admin", ""),
+    "team_a_operator": ("admin", "team-a."),
 }
 
 PROBES = ("/healthz", "/readyz")
@@ -294,7 +296,7 @@ def test_tokens_never_reach_the_log(
     svc.start()
     assert svc.log_path is not None
     log = svc.log_path.read_text()
-    assert "authentication on: 4 API tokens (2 write, 2 read)" in log
+    assert "authentication on: 6 API tokens (2 admin, 2 write, 2 read)" in log
     for secret in [*tokens.tokens.values(), wrong]:
         assert secret not in log
 
@@ -341,3 +343,32 @@ def test_auth_file_from_the_environment(tmp_path: Path) -> None:
     with ServiceProcess((tmp_path / "d").as_uri(), env=env) as proc:
         assert httpx.get(proc.url + "/v1/leases").status_code == 401
         assert httpx.get(proc.url + "/v1/leases", headers=tokens.header("only")).status_code == 200
+
+
+def test_only_an_admin_token_revokes_and_within_its_prefix(
+    http: httpx.Client, tokens: TokenSet
+) -> None:
+    held = acquire(http, tokens, "admin", "team-a.rev", holder="wedged")  # a write token
+
+    def revoke(who: str, key: str = "team-a.rev") -> httpx.Response:
+        return http.post(f"/v1/leases/{key}/revoke", json={}, headers=tokens.header(who))
+
+    for who in ("reader", "admin", "team_a"):  # read and write tokens may not
+        r = revoke(who)
+        assert_error(r, 403, "forbidden")
+        assert "admin token" in r.json()["message"]
+    other = acquire(http, tokens, "admin", "team-b.rev")
+    assert_error(revoke("team_a_operator", "team-b.rev"), 403, "forbidden")  # outside its prefix
+    assert http.get("/v1/leases/team-b.rev", headers=tokens.header("reader")).json()["held"]
+    r = revoke("team_a_operator")
+    assert r.status_code == 200 and r.json()["state"] == "revoked"
+    lost = http.post(
+        "/v1/leases/team-a.rev/renew",
+        json={"holder": "wedged", "fencing_token": held["fencing_token"]},
+        headers=tokens.header("admin"),
+    )
+    assert lost.status_code == 409 and lost.json()["error"] == "lease_lost"
+    assert revoke("operator", "team-b.rev").json()["state"] == "revoked"
+    assert other["fencing_token"] == 1
+    # an admin token writes too
+    assert acquire(http, tokens, "operator", "team-b.rev")["fencing_token"] == 2

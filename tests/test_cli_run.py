@@ -284,3 +284,27 @@ def test_bad_invocations_exit_2(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and "margin" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_value_is_published_while_the_command_runs(
+    service: ServiceProcess, http: httpx.Client, tmp_path: Path, runs: list[Run]
+) -> None:
+    ready, done = tmp_path / "ready", tmp_path / "done"
+    code = (
+        "import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch()\n"
+        "while not pathlib.Path(sys.argv[2]).exists(): time.sleep(0.05)"
+    )
+    cmd = (sys.executable, "-c", code, str(ready), str(done))
+    run = Run(tmp_path, service.url, "pub", "run-v", *cmd, value="10.0.0.7:8443 v2")
+    runs.append(run)
+    wait_until(ready.exists, 60, what="the command starting")
+    record = http.get("/v1/leases/pub").json()
+    assert (record["holder"], record["state"], record["value"]) == (
+        "run-v", "held", "10.0.0.7:8443 v2"
+    )  # fmt: skip
+    done.touch()
+    assert run.wait(60) == 0
+    too_big = Run(tmp_path, service.url, "pub2", "run-w", "true", value="x" * 4097)
+    runs.append(too_big)
+    assert too_big.wait(60) == 2 and too_big.says("4096 bytes")
+    assert httpx.get(f"{service.url}/v1/leases/pub2").status_code == 404  # nothing sent

@@ -76,12 +76,13 @@ def test_status_json_lists_what_was_acquired(service: ServiceProcess, http: http
     assert by_key["job-a"]["fencing_token"] == a["fencing_token"]
     assert by_key["job-a"]["held"] is True
     assert by_key["job-b"]["held"] is False
+    assert (by_key["job-a"]["state"], by_key["job-b"]["state"]) == ("held", "released")
     # the table names the states: job-b was released by its holder, not expired
     table = cli("status", "--server", service.url, "--prefix", "job-")
     assert table.returncode == 0, table.stderr
     rows = [line.split() for line in table.stdout.splitlines()[1:]]
-    assert [(r[0], r[-1]) for r in rows] == [("job-a", "held"), ("job-b", "released")]
-    assert rows[1][-2] == "-"  # no time left on a released lease
+    assert [(r[0], r[-2]) for r in rows] == [("job-a", "held"), ("job-b", "released")]
+    assert rows[1][-3] == "-"  # no time left on a released lease
 
 
 def test_status_table_shows_holder_token_time_left_and_state(
@@ -92,9 +93,9 @@ def test_status_table_shows_holder_token_time_left_and_state(
     done = cli("status", env=env)
     assert done.returncode == 0, done.stderr
     header, row = done.stdout.splitlines()
-    assert header.split() == ["KEY", "HOLDER", "TOKEN", "TIME", "LEFT", "STATE"]
-    key, holder, token, left, state = row.split()
-    assert (key, holder, token, state) == ("cron-nightly", "host-a-4242", "1", "held")
+    assert header.split() == ["KEY", "HOLDER", "TOKEN", "TIME", "LEFT", "STATE", "VALUE"]
+    key, holder, token, left, state, value = row.split()
+    assert (key, holder, token, state, value) == ("cron-nightly", "host-a-4242", "1", "held", "-")
     assert left.endswith("s") and 0 < float(left[:-1]) <= 30.0
 
 
@@ -110,7 +111,7 @@ def test_status_says_expired_once_a_lease_lapses(
     done = cli("status", "--server", service.url)
     assert done.returncode == 0, done.stderr
     _, row = done.stdout.splitlines()
-    assert row.split() == ["short", "host-a", "1", "-", "expired"]
+    assert row.split() == ["short", "host-a", "1", "-", "expired", "-"]
 
 
 def test_status_follows_pages(
@@ -206,3 +207,16 @@ def test_token_from_flag_or_environment(monkeypatch: pytest.MonkeyPatch) -> None
     flagged = argparse.Namespace(server="http://other:1", token="from-flag")
     assert connection.headers(flagged) == {"Authorization": "Bearer from-flag"}
     assert connection.server(flagged) == "http://other:1"
+
+
+def test_status_shows_the_published_value(service: ServiceProcess, http: httpx.Client) -> None:
+    long = "v" * 60
+    for key, value in (("pub-a", "10.0.0.7:8443"), ("pub-b", long), ("pub-c", "two\nlines")):
+        r = http.post(f"/v1/leases/{key}/acquire", json={"holder": "h", "ttl": 30, "value": value})
+        assert r.status_code == 200
+    done = cli("status", "--server", service.url, "--prefix", "pub-")
+    assert done.returncode == 0, done.stderr
+    values = [line.split()[-1] for line in done.stdout.splitlines()[1:]]
+    assert values == ["10.0.0.7:8443", "v" * 39 + "…", "two\\nlines"]
+    doc = json.loads(cli("status", "--server", service.url, "--prefix", "pub-", "--json").stdout)
+    assert [lease["value"] for lease in doc["leases"]] == ["10.0.0.7:8443", long, "two\nlines"]

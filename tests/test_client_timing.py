@@ -21,7 +21,7 @@ class FakeClock:
 
 def lease(token: int = 1, ttl: float = 10.0) -> Lease:
     t = datetime(2026, 1, 1, tzinfo=UTC)
-    return Lease("k", "me", token, ttl, t, t, t + timedelta(seconds=ttl), 0, True, t)
+    return Lease("k", "me", token, ttl, t, t, t + timedelta(seconds=ttl), 0, True, "held", t)
 
 
 @pytest.fixture

@@ -114,6 +114,20 @@ async def test_renew_after_expiry_succeeds_while_nobody_took_it(
     assert r.held and r.record.fencing_token == a.record.fencing_token
 
 
+async def test_state_is_decided_on_the_deciding_clock(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("k", "a", SHORT)
+    assert a.to_public()["state"] == "held"
+    await wait_expired(lease_backend, "k")
+    lapsed = (await lease_backend.get("k")).to_public()
+    assert (lapsed["held"], lapsed["state"]) == (False, "expired")
+    back = await lease_backend.renew("k", "a", a.record.fencing_token, 60.0)
+    assert back.to_public()["state"] == "held"
+    rel = await lease_backend.release("k", "a", a.record.fencing_token)
+    assert (rel.to_public()["held"], rel.to_public()["state"]) == (False, "released")
+    listed = await lease_backend.list("k", None, 10)
+    assert [v.to_public()["state"] for v in listed] == ["released"]
+
+
 async def test_takeover_after_expiry_starts_new_term(lease_backend: LeaseBackend) -> None:
     a = await lease_backend.acquire("k", "a", SHORT)
     await wait_expired(lease_backend, "k")
@@ -329,3 +343,72 @@ async def test_refusals_say_why_in_the_same_words(lease_backend: LeaseBackend) -
     ):
         with pytest.raises(LeaseNotFound, match=r"^lease 'nope' was never acquired$"):
             await call()
+
+
+async def test_value_is_set_by_acquire_and_replaced_by_renew_in_the_same_term(
+    lease_backend: LeaseBackend,
+) -> None:
+    a = await lease_backend.acquire("k", "a", 60.0, "10.0.0.7:8443")
+    assert a.to_public()["value"] == "10.0.0.7:8443"
+    kept = await lease_backend.renew("k", "a", a.record.fencing_token, None)
+    assert kept.record.value == "10.0.0.7:8443"  # absent: unchanged
+    new = await lease_backend.renew("k", "a", a.record.fencing_token, None, "v2 ✓ \"'; --")
+    assert new.record.fencing_token == a.record.fencing_token  # no new term
+    assert (await lease_backend.get("k")).to_public()["value"] == "v2 ✓ \"'; --"
+    again = await lease_backend.acquire("k", "a", 60.0)  # the holder's own acquire keeps it
+    assert again.record.value == "v2 ✓ \"'; --"
+    assert again.record.history[-1].value == "v2 ✓ \"'; --"
+    rel = await lease_backend.release("k", "a", a.record.fencing_token)
+    assert rel.record.value == "v2 ✓ \"'; --"
+    b = await lease_backend.acquire("k", "b", 60.0)
+    assert b.record.value is None  # a new term starts without the last one's value
+    ended = [t.to_public() for t in (await lease_backend.get("k")).record.history]
+    assert [(t["fencing_token"], t["value"]) for t in ended] == [(1, "v2 ✓ \"'; --"), (2, None)]
+
+
+async def test_value_of_the_largest_size_round_trips(lease_backend: LeaseBackend) -> None:
+    big = "é" * 2048  # 4,096 bytes of UTF-8
+    a = await lease_backend.acquire("k", "a", 60.0, big)
+    assert (await lease_backend.get("k")).record.value == big
+    await lease_backend.renew("k", "a", a.record.fencing_token, None, "x" * 4096)
+    assert (await lease_backend.get("k")).record.value == "x" * 4096
+
+
+async def test_announced_value_is_kept_until_the_value_changes(
+    lease_backend: LeaseBackend,
+) -> None:
+    a = await lease_backend.acquire("k", "a", 60.0, "one")
+    assert a.record.announced is False
+    told = await lease_backend.renew("k", "a", a.record.fencing_token, None, "two", True)
+    assert told.record.announced is True
+    plain = await lease_backend.renew("k", "a", a.record.fencing_token, 30.0)
+    assert (plain.record.value, plain.record.announced) == ("two", True)
+    quiet = await lease_backend.renew("k", "a", a.record.fencing_token, None, "three")
+    assert (quiet.record.value, quiet.record.announced) == ("three", False)
+
+
+async def test_revoke_ends_the_term_and_the_holders_renew_is_lease_lost(
+    lease_backend: LeaseBackend,
+) -> None:
+    a = await lease_backend.acquire("k", "a", 60.0, "addr")
+    rev = await lease_backend.revoke("k")
+    assert (rev.held, rev.to_public()["state"]) == (False, "revoked")
+    assert rev.record.fencing_token == a.record.fencing_token and rev.record.value == "addr"
+    with pytest.raises(LeaseLost, match="was revoked"):
+        await lease_backend.renew("k", "a", a.record.fencing_token, 60.0)
+    again = await lease_backend.revoke("k")  # nothing left to end: no write
+    assert again.record.revision == rev.record.revision and again.state == "revoked"
+    b = await lease_backend.acquire("k", "b", 60.0)
+    assert b.record.fencing_token == a.record.fencing_token + 1 and b.state == "held"
+    ended = [(t.fencing_token, t.ended_by) for t in (await lease_backend.get("k")).record.history]
+    assert ended == [(1, "revoked"), (2, None)]
+    with pytest.raises(LeaseNotFound):
+        await lease_backend.revoke("never")
+
+
+async def test_revoke_of_a_lapsed_lease_stops_its_late_renewal(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("k", "a", SHORT)
+    await wait_expired(lease_backend, "k")
+    assert (await lease_backend.revoke("k")).state == "revoked"
+    with pytest.raises(LeaseLost):
+        await lease_backend.renew("k", "a", a.record.fencing_token, 5.0)

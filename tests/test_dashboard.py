@@ -156,6 +156,41 @@ def _dashboard_live(browser: Any, dash: ServiceProcess, http: httpx.Client, tmp_
     assert errors == []
 
 
+def test_dashboard_shows_the_value_its_changes_and_a_revoke(
+    browser: Any, dash: ServiceProcess, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    with httpx.Client(base_url=dash.url, timeout=10) as http:
+        body = {"holder": "api-1", "ttl": 600, "value": "10.0.0.7:8443"}
+        first = http.post("/v1/leases/api.primary/acquire", json=body)
+        assert first.is_success
+        none = http.post("/v1/leases/api.other/acquire", json={"holder": "api-2", "ttl": 600})
+        assert none.is_success
+        page = browser.new_page(viewport={"width": 1200, "height": 640})
+        errors = _watch_console(page)
+        page.goto(dash.url + "/")
+        row = page.locator('tr[data-key="api.primary"]')
+        expect(row.locator(".value")).to_have_text("10.0.0.7:8443")
+        expect(page.locator('tr[data-key="api.other"] .value')).to_have_text("—")
+        # The "<b>" is text, never markup.
+        renew = {"holder": "api-1", "fencing_token": 1, "value": "<b>10.0.0.8</b>"}
+        assert http.post("/v1/leases/api.primary/renew", json=renew).is_success
+        expect(row.locator(".value")).to_have_text("<b>10.0.0.8</b>")
+        expect(row.locator(".value b")).to_have_count(0)
+        expect(page.locator("#announce")).to_contain_text("api-1 published <b>10.0.0.8</b>")
+        expect(row.locator(".token")).to_have_text("1")  # the same term
+        row.locator(".history-toggle").click()
+        expect(page.locator("tr.history li")).to_contain_text("value <b>10.0.0.8</b>")
+        # An operator's revoke: its own state, said as such.
+        assert http.post("/v1/leases/api.other/revoke", json={}).is_success
+        expect(page.locator('tr[data-key="api.other"] .badge')).to_have_text("revoked")
+        expect(page.locator("#announce")).to_contain_text("api.other: revoked")
+        expect(page.locator("#summary")).to_contain_text("1 revoked")
+        page.close()
+    assert errors == []
+
+
 def test_dashboard_fits_a_phone(browser: Any, dash: ServiceProcess, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 

@@ -182,7 +182,7 @@ LEASE = {
     "key": "job", "holder": "me", "fencing_token": 1, "ttl": 1.0,
     "acquired_at": "2026-01-01T00:00:00.000000Z", "renewed_at": "2026-01-01T00:00:00.000000Z",
     "expires_at": "2026-01-01T00:00:01.000000Z", "transitions": 0, "held": True,
-    "server_time": "2026-01-01T00:00:00.000000Z",
+    "state": "held", "server_time": "2026-01-01T00:00:00.000000Z",
 }  # fmt: skip
 
 
@@ -411,3 +411,38 @@ def test_readme_example_runs_and_releases_on_sigterm(
     lines = out.read_text().split()
     assert "ousting" in lines
     assert not httpx.get(f"{shared_service.url}/v1/leases/nightly-report").json()["held"]
+
+
+def test_value_is_published_and_proclaimed_in_the_same_term(
+    electors: Electors, shared_service: ServiceProcess, client: LeaseClient, key: str
+) -> None:
+    config = Config(term=30, renew=10, retry=0.5)
+    elector = electors.new(shared_service.url, key, identity="me", config=config, value="v1")
+    follower = electors.new(shared_service.url, key, identity="other", config=config)
+    with elector:
+        assert elector.wait_for_leadership(20)
+        assert elector.lease is not None and elector.lease.value == "v1"
+        token = elector.lease.fencing_token
+        assert client.get(key).value == "v1"
+        with client.watch(key) as events:  # a watcher without renewed=true
+            stream = iter(events)
+            first = next(stream)
+            assert first.replay and first.lease.value == "v1"
+            elector.proclaim("v2")  # renewed at once, not after renew=10 s
+            told = next(stream)
+            assert (told.type, told.lease.value, told.lease.fencing_token) == (
+                "renewed",
+                "v2",
+                token,
+            )
+        assert client.get(key).value == "v2"
+        elector.proclaim("quiet", announce=False)
+        wait_until(lambda: client.get(key).value == "quiet", 10, what="the quiet value")
+        follower.proclaim("follower's")  # remembered for its next acquire
+        with follower:
+            elector.stop()
+            assert follower.wait_for_leadership(20)
+            assert client.get(key).value == "follower's"
+            assert client.get(key).fencing_token == token + 1
+    with pytest.raises(ValueError, match="4096 bytes"):
+        electors.new(shared_service.url, key, value="x" * 4097)

@@ -52,7 +52,8 @@ class FakeClock:
 
 def lease(token: int = 1, ttl: float = 10.0, holder: str = "me", held: bool = True) -> Lease:
     t = datetime(2026, 1, 1, tzinfo=UTC)
-    return Lease("k", holder, token, ttl, t, t, t + timedelta(seconds=ttl), 0, held, t)
+    state = "held" if held else "expired"
+    return Lease("k", holder, token, ttl, t, t, t + timedelta(seconds=ttl), 0, held, state, t)
 
 
 @pytest.fixture
@@ -251,3 +252,40 @@ def test_a_broken_watch_stream_reconnects_after_retry_where_it_left_off(
     wait = follow.answer()
     assert isinstance(wait, Wait) and wait.until == 1000 + CONFIG.retry
     assert follow.answer() == OpenWatch("k:1")
+
+
+def test_proclaim_while_leading_renews_at_once_with_the_value(clock: FakeClock) -> None:
+    machine = Machine("k", "me", CONFIG, clock, random.Random(3), value="v1")
+    d = Driver(machine.campaign())
+    assert d.action == Send("acquire", ("k", "me", 10.0), CONFIG.timeout, {"value": "v1"})
+    d.answer(lease())
+    assert d.calls_until_blocking() == ["on_elected"]
+    wait = d.action
+    assert isinstance(wait, Wait) and wait.until == 1003 and not wait.done()
+    machine.proclaim("v2", announce=True)
+    assert wait.done()  # the campaign's wait ends: no waiting for the next renewal
+    renew = d.answer()
+    assert renew == Send(
+        "renew", ("k", "me", 1, 10.0), renew.timeout, {"value": "v2", "announce": True}
+    )
+    d.answer(lease())
+    plain = d.action
+    assert isinstance(plain, Wait) and not plain.done()
+    clock.now = 1003
+    again = d.answer()
+    assert isinstance(again, Send) and again.kwargs == {}  # delivered: renewals carry no value
+
+
+def test_proclaim_while_following_goes_with_the_next_acquire(
+    machine: Machine, clock: FakeClock
+) -> None:
+    d = Driver(machine.campaign())
+    assert d.action == Send("acquire", ("k", "me", 10.0), CONFIG.timeout)
+    wait = d.answer(LeaseHeld("held", status=409))
+    machine.proclaim("mine", announce=False)
+    assert isinstance(wait, Wait) and not wait.done()  # nothing to renew: no early acquire
+    clock.now = wait.until or clock.now
+    assert d.answer() == Send("acquire", ("k", "me", 10.0), CONFIG.timeout, {"value": "mine"})
+    d.answer(lease())
+    assert d.calls_until_blocking() == ["on_elected"]
+    assert isinstance(d.action, Wait) and not d.action.done()  # the acquire delivered it

@@ -17,7 +17,7 @@ from leaderelection_service.backends.sql.notify import Changes
 from leaderelection_service.events import describe, seen, transition
 from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import LeaseRecord, LeaseView
-from leaderelection_service.subscription import TooManyForOwner
+from leaderelection_service.subscription import Subscription, TooManyForOwner
 from leaderelection_service.watch_hub import WatchHub
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -86,6 +86,30 @@ def test_renewal_of_a_lapsed_lease_is_a_revival_every_watcher_gets() -> None:
     assert ev.type == "renewed" and ev.revived
     (plain,) = transition(seen(view(a, 0.5)), view(back, 5))
     assert plain.type == "renewed" and not plain.revived
+
+
+def test_a_value_change_reaches_every_watcher_only_when_announced() -> None:
+    a = LeaseRecord.new_term(None, key="k", holder="a", ttl=10, now=at(0), value="v1")
+    plain = Subscription(None, "", renewed=False)
+    renewals = Subscription(None, "", renewed=True)
+    quiet = a.extended(ttl=10, now=at(1), value="v2")
+    (ev,) = transition(seen(view(a, 0.5)), view(quiet, 1))
+    assert (ev.type, ev.lease["value"], ev.announced) == ("renewed", "v2", False)
+    assert renewals.wants(ev) and not plain.wants(ev)
+    told = quiet.extended(ttl=10, now=at(2), value="v3", announce=True)
+    (ev,) = transition(seen(view(quiet, 1)), view(told, 2))
+    assert ev.announced and plain.wants(ev) and renewals.wants(ev)
+    # A later renewal that keeps the value is an ordinary renewal again ...
+    kept = told.extended(ttl=10, now=at(3))
+    (ev,) = transition(seen(view(told, 2)), view(kept, 3))
+    assert not ev.announced and not plain.wants(ev)
+    # ... but folded with the announced change a reader had not yet seen, it is told.
+    (ev,) = transition(seen(view(quiet, 1)), view(kept, 3))
+    assert ev.announced and ev.lease["value"] == "v3"
+    # The same value announced again is no change: nothing to tell.
+    same = kept.extended(ttl=10, now=at(4), value="v3", announce=True)
+    (ev,) = transition(seen(view(kept, 3)), view(same, 4))
+    assert not ev.announced
 
 
 def test_takeover_before_the_expiry_was_seen_reports_both() -> None:
@@ -254,3 +278,15 @@ async def test_streams_are_capped_per_owner_not_only_per_process() -> None:
         assert hub.subscribers == 4 and other is not again
     finally:
         await hub.close()
+
+
+def test_revoke_is_an_event_of_its_own_and_ends_the_term_in_the_history() -> None:
+    a = acquire(None, "a", 0)
+    revoked = a.released_at(at(1), revoked=True)
+    (ev,) = transition(seen(view(a, 0.5)), view(revoked, 1))
+    assert (ev.type, ev.lease["state"]) == ("revoked", "revoked")
+    assert describe(view(revoked, 2)).type == "revoked"
+    b = acquire(revoked, "b", 3)
+    assert describe(view(b, 4)).type == "acquired"  # a revoked lease was free, not taken over
+    # A reader that last saw a's term hears that it was revoked, then b's term.
+    assert kinds(transition(seen(view(a, 0.5)), view(b, 4))) == ["revoked", "acquired"]

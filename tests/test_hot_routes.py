@@ -63,6 +63,17 @@ STEPS: list[Request | float] = [
     post("/v1/leases/k/release", {"holder": "b", "fencing_token": 2}),  # idempotent
     post("/v1/leases/k/renew", {"holder": "b", "fencing_token": 2}),  # released: 409
     post("/v1/leases/k/acquire", {"holder": "a", "ttl": 10}),
+    # values: set, kept, replaced (announced or not), and refused beyond 4,096 bytes
+    post("/v1/leases/k/acquire", {"holder": "a", "ttl": 10, "value": "é" * 2048}),
+    post("/v1/leases/k/renew", {"holder": "a", "fencing_token": 3, "value": "v2"}),
+    post("/v1/leases/k/renew", {"holder": "a", "fencing_token": 3, "value": "v", "announce": True}),
+    post("/v1/leases/k/renew", {"holder": "a", "fencing_token": 3}),
+    post("/v1/leases/k/acquire", {"holder": "a", "ttl": 10, "value": "é" * 2049}),  # 422
+    post("/v1/leases/k/renew", {"holder": "a", "fencing_token": 3, "value": "x" * 4097}),
+    post("/v1/leases/k/renew", {"holder": "a", "fencing_token": 3, "value": "a\x00b"}),
+    post("/v1/leases/k/renew", {"holder": "a", "fencing_token": 3, "value": 7}),
+    post("/v1/leases/k/renew", {"holder": "a", "fencing_token": 3, "announce": "yes"}),
+    post("/v1/leases/k/renew", b'{"holder": "a", "fencing_token": 3, "value": "\\ud800"}'),
     # validation: passed on to the route, which describes the problem
     post("/v1/leases/k/acquire", b'{"holder": "a", "ttl": '),
     post("/v1/leases/k/acquire", b"[1, 2]"),

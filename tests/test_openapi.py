@@ -35,6 +35,7 @@ OPERATION_IDS = {
     ("post", "/v1/leases/{key}/acquire"): "acquireLease",
     ("post", "/v1/leases/{key}/renew"): "renewLease",
     ("post", "/v1/leases/{key}/release"): "releaseLease",
+    ("post", "/v1/leases/{key}/revoke"): "revokeLease",
     ("get", "/v1/leases/{key}"): "getLease",
     ("get", "/v1/leases"): "listLeases",
     ("get", "/v1/leases/{key}/watch"): "watchLease",

@@ -9,6 +9,7 @@ between two processes' backends, and 503 answers when the database is away.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import subprocess
 import sys
 import time
@@ -16,10 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import MetaData, Table
 
 from leaderelection_service.backends.memory import MemoryStore
 from leaderelection_service.backends.sql import SqlLeases, migrate_url
+from leaderelection_service.backends.sql.engine import make_engine
 from leaderelection_service.backends.sql.postgresql import PgSql
+from leaderelection_service.backends.sql.schema import ADDED_IN_2, TableNames, tables
 from leaderelection_service.lease_errors import BackendUnavailable, LeaseLost
 from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import HISTORY_LIMIT
@@ -73,9 +77,59 @@ async def test_schema_is_left_alone_when_creation_is_off(sql_url: str) -> None:
         with pytest.raises(BackendUnavailable) as err:
             await backend.acquire("k", "a", 5.0)
         assert "leaderelection migrate" in err.value.message
-        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (0, 1)
-        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (1, 1)
+        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (0, 2)
+        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (2, 2)
         assert (await backend.acquire("k", "a", 5.0)).record.fencing_token == 1
+    finally:
+        await backend.close()
+
+
+def _version_1_table(url: str, table: str) -> None:
+    """A table as schema version 1 made it (no value columns), with one released lease."""
+    engine = make_engine(url, pool_size=1)
+    try:
+        leases, meta = tables(TableNames.of(table))
+        old = Table(
+            table,
+            MetaData(),
+            *(c._copy() for c in leases.columns if c.name not in ADDED_IN_2),
+            **leases.kwargs,
+        )
+        with engine.begin() as conn:
+            old.create(conn)
+            meta.create(conn)
+            conn.execute(meta.insert().values(name="schema_version", value="1"))
+            conn.execute(
+                old.insert().values(
+                    lease_key="k", holder="old", fencing_token=7, ttl_us=5_000_000,
+                    acquired_us=1, renewed_us=1, expires_us=2, transitions=3,
+                    released=True, revision=9, past=[],
+                )
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+async def test_migrate_adds_the_value_columns_to_a_version_1_table(sql_url: str) -> None:
+    table = f"v1_{secrets.token_hex(4)}"
+    _version_1_table(sql_url, table)
+    backend = SqlLeases(sql_url, table=table, create_schema=False)
+    try:
+        with pytest.raises(BackendUnavailable) as err:
+            await backend.get("k")
+        assert "schema version 1" in err.value.message and "migrate" in err.value.message
+        assert migrate_url(sql_url, table=table, schema=None) == (1, 2)
+        assert migrate_url(sql_url, table=table, schema=None) == (2, 2)
+        kept = (await backend.get("k")).record
+        assert (kept.fencing_token, kept.holder, kept.value, kept.announced) == (
+            7,
+            "old",
+            None,
+            False,
+        )
+        view = await backend.acquire("k", "new", 5.0, "after the upgrade")
+        assert (view.record.fencing_token, view.record.value) == (8, "after the upgrade")
+        assert [t.value for t in view.record.history] == [None, "after the upgrade"]
     finally:
         await backend.close()
 
@@ -87,7 +141,7 @@ def test_migrate_command(postgres_url: str) -> None:
 
     done = migrate("--backend-url", postgres_url, "--sql-table", "by_operator")
     assert done.returncode == 0, done.stderr
-    assert "schema version 1" in done.stdout and "upgraded from version 0" in done.stdout
+    assert "schema version 2" in done.stdout and "upgraded from version 0" in done.stdout
     bad = migrate("--backend-url", postgres_url, "--sql-table", "x; DROP TABLE y")
     assert bad.returncode != 0 and "identifier" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -175,7 +175,7 @@ async def test_a_batch_chosen_as_deadlock_victim_is_answered_by_single_statement
         await other.execute("SELECT 1 FROM leaderelection_leases WHERE lease_key = 'b' FOR UPDATE")
         statements = db.statements
         batch = asyncio.create_task(
-            db._acquire_batch([("a", "me", 30_000_000), ("b", "me", 30_000_000)])
+            db._acquire_batch([("a", "me", 30_000_000, None), ("b", "me", 30_000_000, "v")])
         )
         deadline = time.monotonic() + 30
         while True:  # until the batch waits for b's lock, which the other transaction holds
@@ -237,13 +237,15 @@ async def test_generic_plans_use_the_primary_key_even_on_a_tiny_table(backend: S
     st = db.st
     assert st.renew_batch is not None
     sql = st.renew_batch
-    for i, name in enumerate(("keys", "holders", "tokens", "ttls"), 1):
+    for i, name in enumerate(("keys", "holders", "tokens", "ttls", "values", "announced"), 1):
         sql = sql.replace(f"%({name})s", f"${i}")
     conn, epoch = await db.pool.take()
     try:
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         await conn.execute(f"PREPARE probe AS {sql}")
-        cur = await conn.execute("EXPLAIN EXECUTE probe('{tiny}', '{a}', '{1}', '{1000}')")
+        cur = await conn.execute(
+            "EXPLAIN EXECUTE probe('{tiny}', '{a}', '{1}', '{1000}', '{NULL}', '{NULL}')"
+        )
         plan = "\n".join(row[0] for row in await cur.fetchall())
         await conn.execute("DEALLOCATE probe")
         await conn.execute("RESET plan_cache_mode")
@@ -251,3 +253,28 @@ async def test_generic_plans_use_the_primary_key_even_on_a_tiny_table(backend: S
         await db.pool.give(conn, epoch)
     assert "Index Scan" in plan, plan
     assert "Seq Scan" not in plan, plan
+
+
+async def test_batched_acquires_and_renewals_carry_each_callers_value(backend: SqlLeases) -> None:
+    db = pg(backend)
+    n = 8
+    first = await asyncio.gather(
+        *(backend.acquire(f"val{i}", f"h{i}", 60.0, f"a{i}" if i % 2 else None) for i in range(n))
+    )
+    assert [v.record.value for v in first] == [f"a{i}" if i % 2 else None for i in range(n)]
+    batches = db.renewals.batches  # type: ignore[union-attr]
+    renewed = await asyncio.gather(
+        *(
+            backend.renew(
+                f"val{i}", f"h{i}", first[i].record.fencing_token, None,
+                f"r{i}" if i % 3 else None, i % 3 == 1,
+            )
+            for i in range(n)
+        )
+    )  # fmt: skip
+    assert db.renewals.batches > batches  # type: ignore[union-attr]
+    for i, view in enumerate(renewed):
+        want = f"r{i}" if i % 3 else first[i].record.value
+        assert view.record.value == want
+        assert (await backend.get(f"val{i}")).record.value == want
+        assert view.record.announced is (i % 3 == 1)

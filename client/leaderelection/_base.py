@@ -57,19 +57,37 @@ def _path(key: str, action: str = "") -> str:
     return f"/v1/leases/{quote(key, safe='')}" + (f"/{action}" if action else "")
 
 
-def acquire(key: str, holder: str, ttl: float) -> Call:
-    return Call("POST", _path(key, "acquire"), {"holder": holder, "ttl": float(ttl)})
+def acquire(key: str, holder: str, ttl: float, value: str | None = None) -> Call:
+    body: dict[str, Any] = {"holder": holder, "ttl": float(ttl)}
+    if value is not None:
+        body["value"] = value
+    return Call("POST", _path(key, "acquire"), body)
 
 
-def renew(key: str, holder: str, fencing_token: int, ttl: float | None) -> Call:
+def renew(
+    key: str,
+    holder: str,
+    fencing_token: int,
+    ttl: float | None,
+    value: str | None = None,
+    announce: bool = False,
+) -> Call:
     body: dict[str, Any] = {"holder": holder, "fencing_token": fencing_token}
     if ttl is not None:
         body["ttl"] = float(ttl)
+    if value is not None:
+        body["value"] = value
+        if announce:
+            body["announce"] = True
     return Call("POST", _path(key, "renew"), body)
 
 
 def release(key: str, holder: str, fencing_token: int) -> Call:
     return Call("POST", _path(key, "release"), {"holder": holder, "fencing_token": fencing_token})
+
+
+def revoke(key: str) -> Call:
+    return Call("POST", _path(key, "revoke"), {})
 
 
 def get(key: str) -> Call:

@@ -39,6 +39,19 @@ def check_key(key: str) -> str:
     return key
 
 
+VALUE_MAX_BYTES = 4096
+
+
+def check_value(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"value must be a string, got {type(value).__name__}")
+    if len(value.encode("utf-8")) > VALUE_MAX_BYTES or "\x00" in value:
+        raise ValueError(f"value must be at most {VALUE_MAX_BYTES} bytes of UTF-8, without NUL")
+    return value
+
+
 class ElectorBase(Generic[ClientT, ElectedT, ErrorT]):
     """The arguments and readers of an elector over a ``ClientT``, with its callback types."""
 
@@ -54,6 +67,7 @@ class ElectorBase(Generic[ClientT, ElectedT, ErrorT]):
         on_error: ErrorT | None = None,
         clock: Clock = time.monotonic,
         watch: bool = True,
+        value: str | None = None,
     ) -> None:
         self.client = client
         self.watch = watch
@@ -64,7 +78,9 @@ class ElectorBase(Generic[ClientT, ElectedT, ErrorT]):
         self.on_ousting = on_ousting
         self.on_error = on_error
         self._clock = clock
-        self._machine = Machine(self.key, self.identity, self.config, clock)
+        self._machine = Machine(
+            self.key, self.identity, self.config, clock, value=check_value(value)
+        )
         self._setup()
 
     def _setup(self) -> None:
@@ -88,7 +104,7 @@ class ElectorBase(Generic[ClientT, ElectedT, ErrorT]):
     def _request(self, action: Send) -> Callable[[], Any]:
         """The client call of a ``Send``, ready to call (sync) or to call and await (async)."""
         method = getattr(self.client, action.operation)
-        return lambda: method(*action.args, timeout=action.timeout)
+        return lambda: method(*action.args, timeout=action.timeout, **action.kwargs)
 
     def _callback(self, action: Call) -> Callable[[], Any] | None:
         """The callback of a ``Call`` with its arguments bound; None if none is set."""
@@ -101,6 +117,22 @@ class ElectorBase(Generic[ClientT, ElectedT, ErrorT]):
             error = action.error
             return lambda: fn(self.identity, error, self.cancel)
         return lambda: fn(self.identity, self.cancel)
+
+    def proclaim(self, value: str, *, announce: bool = True) -> None:
+        """Publish ``value`` (an address, a version) as the lease's ``value``.
+
+        Leading: a renew carries it at once, in the same term; ``announce``
+        sends the change to every watcher of the key, not only to those that
+        follow renewals (docs/watch.md). Not leading: the next acquire
+        carries it. Observers read it as ``Lease.value``. ``ValueError`` if
+        it is over 4,096 bytes of UTF-8.
+        """
+        self._machine.proclaim(check_value(value) or "", announce)
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake the driver's waits: the machine's state changed."""
+        raise NotImplementedError
 
     def _term_changed(self, began: bool) -> None:
         """A term began (True) or ended: before its callback, under the driver's lock."""

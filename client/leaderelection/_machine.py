@@ -38,8 +38,8 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from leaderelection._election import Clock, Election, Leadership
 from leaderelection.config import Config
@@ -67,6 +67,8 @@ class Send:
     """"acquire", "renew" or "release"."""
     args: tuple[str | int | float, ...]
     timeout: float
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments besides ``timeout`` (the value and whether to announce it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,7 @@ class Machine:
         config: Config,
         clock: Clock,
         rng: random.Random | None = None,
+        value: str | None = None,
     ) -> None:
         self.key = key
         self.identity = identity
@@ -148,6 +151,13 @@ class Machine:
         """The watch stream saw the lease freed: a waiting follower tries at once."""
         self.refusal: LeaseError | None = None
         """The permanent error that ended the election, if one did."""
+        self.value = value
+        """What every acquire publishes (``proclaim`` replaces it)."""
+        self.announce = False
+        self.proclaimed = 0
+        """How many times ``proclaim`` was called ..."""
+        self.delivered = 0
+        """... and how many of those the service has answered (a renew or acquire carried it)."""
 
     # -- what drivers read (any thread, no lock) ------------------------------------------
 
@@ -166,6 +176,16 @@ class Machine:
     def cancel(self) -> None:
         self.stopping = True
 
+    def proclaim(self, value: str, announce: bool) -> None:
+        """Publish ``value``: the campaign renews with it at once if leading, else the
+        next acquire carries it (every acquire carries the latest value anyway)."""
+        self.value = value
+        self.announce = announce
+        self.proclaimed += 1
+
+    def _unsent(self) -> bool:
+        return self.proclaimed > self.delivered
+
     # -- the flows ---------------------------------------------------------------------------
 
     def campaign(self) -> Flow:
@@ -174,8 +194,8 @@ class Machine:
             yield from self._end("deadline")  # a pause or a hung call may have run past it
             if not self.election.active:
                 yield from self._acquire()
-            elif (wait := self.election.renew_wait()) > 0:
-                yield Wait(self.clock() + wait, lambda: self.stopping)
+            elif (wait := self.election.renew_wait()) > 0 and not self._unsent():
+                yield Wait(self.clock() + wait, lambda: self.stopping or self._unsent())
             else:
                 yield from self._renew()
         yield from self._end("stopped")
@@ -219,12 +239,14 @@ class Machine:
     # -- the steps of the campaign ----------------------------------------------------------
 
     def _acquire(self) -> Flow:
-        sent = self.clock()
+        sent, carried = self.clock(), self.proclaimed
+        kwargs = {} if self.value is None else {"value": self.value}
         result = yield Send(
-            "acquire", (self.key, self.identity, self.config.term), self.config.timeout
+            "acquire", (self.key, self.identity, self.config.term), self.config.timeout, kwargs
         )
         error: LeaseError | None = None
         if isinstance(result, Lease):
+            self.delivered = max(self.delivered, carried)
             yield from self._granted(result, sent)
             if self.election.active:
                 return
@@ -246,10 +268,14 @@ class Machine:
     def _renew(self) -> Flow:
         term = self.election.leadership
         assert term is not None
-        sent = self.clock()
+        sent, carried = self.clock(), self.proclaimed
         args = (self.key, self.identity, term.lease.fencing_token, self.config.term)
-        result = yield Send("renew", args, self.election.attempt_timeout())
+        kwargs: dict[str, Any] = {}
+        if self._unsent() and self.value is not None:
+            kwargs = {"value": self.value, "announce": self.announce}
+        result = yield Send("renew", args, self.election.attempt_timeout(), kwargs)
         if isinstance(result, Lease):
+            self.delivered = max(self.delivered, carried)
             yield from self._granted(result, sent)
         elif isinstance(result, ENDS_TERM):
             log.info("leaderelection %s: %s lost the lease: %s", self.key, self.identity, result)

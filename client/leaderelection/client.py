@@ -70,9 +70,19 @@ class LeaseClient:
         except httpx.HTTPError as exc:
             raise _base.wrap_transport_error(exc, call) from exc
 
-    def acquire(self, key: str, holder: str, ttl: float, *, timeout: float | None = None) -> Lease:
-        """Acquire ``key`` for ``ttl`` seconds; ``LeaseHeld`` if another holder has it."""
-        return _base.parse_lease(self._send(_base.acquire(key, holder, ttl), timeout))
+    def acquire(
+        self,
+        key: str,
+        holder: str,
+        ttl: float,
+        *,
+        value: str | None = None,
+        timeout: float | None = None,
+    ) -> Lease:
+        """Acquire ``key`` for ``ttl`` seconds, publishing ``value``; ``LeaseHeld`` if
+        another holder has it."""
+        call = _base.acquire(key, holder, ttl, value)
+        return _base.parse_lease(self._send(call, timeout))
 
     def renew(
         self,
@@ -81,10 +91,16 @@ class LeaseClient:
         fencing_token: int,
         ttl: float | None = None,
         *,
+        value: str | None = None,
+        announce: bool = False,
         timeout: float | None = None,
     ) -> Lease:
-        """Extend a held lease (``ttl`` None: its current ttl); ``LeaseLost`` if not held."""
-        call = _base.renew(key, holder, fencing_token, ttl)
+        """Extend a held lease (``ttl`` None: its current ttl); ``LeaseLost`` if not held.
+
+        ``value`` replaces the published value (None: unchanged) in the same
+        term; ``announce`` sends that change to every watcher (docs/watch.md).
+        """
+        call = _base.renew(key, holder, fencing_token, ttl, value, announce)
         return _base.parse_lease(self._send(call, timeout))
 
     def release(
@@ -93,6 +109,14 @@ class LeaseClient:
         """Free a held lease at once; ``LeaseLost`` if another term has it."""
         call = _base.release(key, holder, fencing_token)
         return _base.parse_lease(self._send(call, timeout))
+
+    def revoke(self, key: str, *, timeout: float | None = None) -> Lease:
+        """End the current term of ``key`` now, whoever holds it (an admin token's act).
+
+        The holder's next renew is ``LeaseLost``; revoking a lease already
+        released or revoked changes nothing. ``Forbidden`` without the admin role.
+        """
+        return _base.parse_lease(self._send(_base.revoke(key), timeout))
 
     def get(self, key: str, *, timeout: float | None = None) -> Lease:
         """The lease of ``key``; ``LeaseNotFound`` if it was never acquired."""
@@ -181,10 +205,18 @@ class AsyncLeaseClient:
             raise _base.wrap_transport_error(exc, call) from exc
 
     async def acquire(
-        self, key: str, holder: str, ttl: float, *, timeout: float | None = None
+        self,
+        key: str,
+        holder: str,
+        ttl: float,
+        *,
+        value: str | None = None,
+        timeout: float | None = None,
     ) -> Lease:
-        """Acquire ``key`` for ``ttl`` seconds; ``LeaseHeld`` if another holder has it."""
-        return _base.parse_lease(await self._send(_base.acquire(key, holder, ttl), timeout))
+        """Acquire ``key`` for ``ttl`` seconds, publishing ``value``; ``LeaseHeld`` if
+        another holder has it."""
+        call = _base.acquire(key, holder, ttl, value)
+        return _base.parse_lease(await self._send(call, timeout))
 
     async def renew(
         self,
@@ -193,10 +225,16 @@ class AsyncLeaseClient:
         fencing_token: int,
         ttl: float | None = None,
         *,
+        value: str | None = None,
+        announce: bool = False,
         timeout: float | None = None,
     ) -> Lease:
-        """Extend a held lease (``ttl`` None: its current ttl); ``LeaseLost`` if not held."""
-        call = _base.renew(key, holder, fencing_token, ttl)
+        """Extend a held lease (``ttl`` None: its current ttl); ``LeaseLost`` if not held.
+
+        ``value`` replaces the published value (None: unchanged) in the same
+        term; ``announce`` sends that change to every watcher (docs/watch.md).
+        """
+        call = _base.renew(key, holder, fencing_token, ttl, value, announce)
         return _base.parse_lease(await self._send(call, timeout))
 
     async def release(
@@ -205,6 +243,10 @@ class AsyncLeaseClient:
         """Free a held lease at once; ``LeaseLost`` if another term has it."""
         call = _base.release(key, holder, fencing_token)
         return _base.parse_lease(await self._send(call, timeout))
+
+    async def revoke(self, key: str, *, timeout: float | None = None) -> Lease:
+        """End the current term of ``key`` now, whoever holds it (an admin token's act)."""
+        return _base.parse_lease(await self._send(_base.revoke(key), timeout))
 
     async def get(self, key: str, *, timeout: float | None = None) -> Lease:
         """The lease of ``key``; ``LeaseNotFound`` if it was never acquired."""

@@ -4,7 +4,8 @@ Example::
 
     lease = client.acquire("cron", "host-a", ttl=10)
     lease.fencing_token      # 7: pass it along with every write you make as leader
-    lease.holder, lease.held, lease.expires_at
+    lease.holder, lease.state, lease.expires_at   # state: held, released, expired
+    lease.value              # what the holder published, or None
 
 Times are the service's clock (``server_time`` says when it answered). The
 elector never uses them to decide whether it leads: only ``time.monotonic()``.
@@ -21,6 +22,12 @@ def _time(value: Any) -> datetime:
     if not isinstance(value, str):
         raise ValueError(f"expected an RFC 3339 time, got {value!r}")
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _value(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"expected a string value, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +47,13 @@ class Lease:
     """How many times the holder changed."""
     held: bool
     """False once expired or released."""
+    state: str
+    """``held``, ``released`` (freed by its holder), ``expired`` (lapsed) or
+    ``revoked`` (ended by an operator), as the service decided it on its clock."""
     server_time: datetime
     """The deciding clock when the service answered."""
+    value: str | None = None
+    """What the holder published (its address, its version); None: nothing."""
 
     @classmethod
     def from_json(cls, data: Any) -> Lease:
@@ -59,7 +71,9 @@ class Lease:
                 expires_at=_time(data["expires_at"]),
                 transitions=int(data["transitions"]),
                 held=bool(data["held"]),
+                state=str(data["state"]),
                 server_time=_time(data["server_time"]),
+                value=_value(data.get("value")),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a lease record: {exc!r}") from exc

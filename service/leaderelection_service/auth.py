@@ -13,8 +13,10 @@ Example::
     caller.list_prefix("")                   # "team-a.": a listing narrows to the scope
 
 A ``read`` token may look up, list and watch leases and see the dashboard and
-metrics; a ``write`` token may also acquire, renew and release. A ``prefix``
-limits a token to keys that start with it (every key when absent).
+metrics; a ``write`` token may also acquire, renew and release; an ``admin``
+token may also revoke a holder's term (``POST /v1/leases/{key}/revoke``). A
+``prefix`` limits a token to keys that start with it (every key when absent).
+Without a token file everyone may do everything, revoke included.
 
 A presented token is hashed and compared with ``hmac.compare_digest`` against
 the digest of every configured token, without stopping at a match, so the time
@@ -57,6 +59,8 @@ class AuthConfigError(ValueError):
 class Role(enum.StrEnum):
     READ = "read"
     WRITE = "write"
+    ADMIN = "admin"
+    """May also revoke a holder's term (within its prefix)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +75,15 @@ class ApiToken:
     def may_read(self, key: str) -> bool:
         return key.startswith(self.prefix)
 
+    @property
+    def writes(self) -> bool:
+        return self.role is not Role.READ  # write, or admin (which includes write)
+
     def may_write(self, key: str) -> bool:
-        return self.role is Role.WRITE and key.startswith(self.prefix)
+        return self.writes and key.startswith(self.prefix)
+
+    def may_administer(self, key: str) -> bool:
+        return self.role is Role.ADMIN and key.startswith(self.prefix)
 
     def list_prefix(self, prefix: str) -> str | None:
         """The prefix a listing for ``prefix`` runs with, or None if it is out of scope.
@@ -88,7 +99,7 @@ class ApiToken:
         return None
 
 
-OPEN = ApiToken(label="no authentication", role=Role.WRITE)
+OPEN = ApiToken(label="no authentication", role=Role.ADMIN)
 """The caller when the service has no token file: may do everything."""
 
 
@@ -115,10 +126,12 @@ class TokenTable:
 
     def summary(self) -> str:
         """``3 API tokens (2 write, 1 read) from /etc/...``: for the start-up log."""
+        admins = sum(1 for t in self.tokens if t.role is Role.ADMIN)
         writers = sum(1 for t in self.tokens if t.role is Role.WRITE)
+        readers = len(self.tokens) - admins - writers
         return (
             f"{len(self.tokens)} API token{'s' if len(self.tokens) != 1 else ''} "
-            f"({writers} write, {len(self.tokens) - writers} read) from {self.source}"
+            f"({admins} admin, {writers} write, {readers} read) from {self.source}"
         )
 
     @classmethod
@@ -179,8 +192,8 @@ def parse_entries(data: Any, source: str) -> list[ApiToken]:
                 "(with = padding at the end): what an Authorization: Bearer header carries"
             )
         role = entry.get("role")
-        if role not in (Role.READ.value, Role.WRITE.value):
-            raise AuthConfigError(f'{at}: role must be "read" or "write", got {role!r}')
+        if role not in (Role.READ.value, Role.WRITE.value, Role.ADMIN.value):
+            raise AuthConfigError(f'{at}: role must be "read", "write" or "admin", got {role!r}')
         prefix = entry.get("prefix", "")
         if not isinstance(prefix, str) or PREFIX_RE.fullmatch(prefix) is None:
             raise AuthConfigError(

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leaderelection_service import __version__
-from leaderelection_service.commands import run, status
+from leaderelection_service.commands import revoke, run, status
 
 if TYPE_CHECKING:
     from leaderelection_service.connections import Budget
@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.set_defaults(func=_openapi)
     status.add_arguments(
         sub.add_parser("status", help="show the current leases (table, --json, --watch)")
+    )
+    revoke.add_arguments(
+        sub.add_parser("revoke", help="end a lease's current term now, whoever holds it (admin)")
     )
     run.add_arguments(
         sub.add_parser(

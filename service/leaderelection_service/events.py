@@ -13,9 +13,11 @@ Event types (the SSE ``event:`` names):
 |              | holder again after its own lapse)                                   |
 | ``taken_over`` | a term began for another holder after the last term lapsed        |
 | ``renewed``  | the same term was extended (sent only when asked for, except when a |
-|              | lapsed lease is renewed by its holder and so is held again)         |
+|              | lapsed lease is renewed by its holder and so is held again, and     |
+|              | when the renewal changed the value with ``announce``)               |
 | ``released`` | the holder released it                                              |
 | ``expired``  | its time ran out (no write: seen on the deciding clock)             |
+| ``revoked``  | an operator ended the term (``POST …/revoke``)                       |
 
 The kind of a term's start and end is read from the record and its history,
 never from when a replica happened to look, so every replica names the same
@@ -27,6 +29,14 @@ key's events: ``2 * revision`` for the state a write left and
 so it sorts just after the write it outlived). The SSE ``id`` is
 ``KEY:VERSION``; a client that resumes with ``Last-Event-ID`` is not sent that
 key's state again unless its version is newer.
+
+**Values.** A renew (or the holder's own acquire) that changes the lease's
+``value`` is a ``renewed`` event carrying the new value: sent to the
+``?renewed=true`` watchers, as every renewal is, and to every watcher when the
+write asked for it to be announced (``announce: true``; the record keeps that
+flag with the value, so every replica decides alike). The value is compared
+with the one the reader last saw: a change made and undone between two reads
+is folded away, like any other.
 
 **Coalescing.** Changes that fall between two reads are folded: the end of the
 last term the reader saw is reported (from the history, ``released`` or
@@ -41,11 +51,18 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from leaderelection_service.records import LeaseRecord, LeaseView, Term
+from leaderelection_service.records import LeaseRecord, LeaseState, LeaseView, Term
 
-EventType = Literal["acquired", "taken_over", "renewed", "released", "expired"]
-EVENT_TYPES: tuple[EventType, ...] = ("acquired", "taken_over", "renewed", "released", "expired")
-State = Literal["held", "released", "expired"]
+EventType = Literal["acquired", "taken_over", "renewed", "released", "expired", "revoked"]
+EVENT_TYPES: tuple[EventType, ...] = (
+    "acquired",
+    "taken_over",
+    "renewed",
+    "released",
+    "expired",
+    "revoked",
+)
+State = LeaseState
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +76,8 @@ class WatchEvent:
     """True for the current state sent when a stream (re)connects."""
     revived: bool = False
     """A ``renewed`` that made a lapsed lease held again (sent to every subscriber)."""
+    announced: bool = False
+    """A ``renewed`` that changed the value with ``announce`` (sent to every subscriber)."""
 
     @property
     def id(self) -> str:
@@ -88,9 +107,7 @@ class Seen:
 
 
 def state(view: LeaseView) -> State:
-    if view.record.released:
-        return "released"
-    return "held" if view.held else "expired"
+    return view.state  # decided by the record on the deciding clock
 
 
 def version(view: LeaseView) -> int:
@@ -109,16 +126,24 @@ def _previous_term(record: LeaseRecord) -> Term | None:
 def start_type(record: LeaseRecord) -> EventType:
     """How the record's current term began: ``taken_over`` or ``acquired``."""
     before = _previous_term(record)
-    if before is not None and before.ended_by != "released" and before.holder != record.holder:
+    freed = before is not None and before.ended_by in ("released", "revoked")
+    if before is not None and not freed and before.holder != record.holder:
         return "taken_over"
     return "acquired"
 
 
 def _event(
-    type_: EventType, view: LeaseView, ver: int, *, replay: bool = False, revived: bool = False
+    type_: EventType,
+    view: LeaseView,
+    ver: int,
+    *,
+    replay: bool = False,
+    revived: bool = False,
+    announced: bool = False,
 ) -> WatchEvent:
     rec = view.record
-    return WatchEvent(type_, rec.key, ver, rec.revision, view.to_public(), replay, revived)
+    lease = view.to_public()
+    return WatchEvent(type_, rec.key, ver, rec.revision, lease, replay, revived, announced)
 
 
 def describe(view: LeaseView, *, replay: bool = False) -> WatchEvent:
@@ -137,10 +162,11 @@ def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:
             return [_event("expired", view, version(view))]
         return []
     if rec.fencing_token == old.fencing_token:  # the same term, written again
-        if st == "released":
-            return [] if old.released else [_event("released", view, version(view))]
+        if st in ("released", "revoked"):
+            return [] if old.released else [_event(st, view, version(view))]
         if st == "held":
-            return [_event("renewed", view, version(view), revived=prev.lapsed)]
+            told = rec.announced and rec.value != old.value  # rule "value" (above)
+            return [_event("renewed", view, version(view), revived=prev.lapsed, announced=told)]
         return [] if prev.lapsed else [_event("expired", view, version(view))]
     # A new term (or several): first the end of the one we saw, then the current one.
     out: list[WatchEvent] = []
@@ -149,10 +175,10 @@ def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:
     kind = start_type(rec)
     if st == "held":
         out.append(_event(kind, view, version(view)))
-    elif st == "released":
-        # Began and was released between two reads: the start sorts just before.
+    elif st in ("released", "revoked"):
+        # Began and was released (or revoked) between two reads: the start sorts just before.
         out.append(_event(kind, view, version(view) - 1))
-        out.append(_event("released", view, version(view)))
+        out.append(_event(st, view, version(view)))
     else:
         out.append(_event(kind, view, 2 * rec.revision))
         out.append(_event("expired", view, version(view)))
@@ -165,9 +191,13 @@ def _term_end(old: LeaseRecord, view: LeaseView) -> WatchEvent:
     if ended is not None and ended.ended_by == "released" and ended.ended_at is not None:
         final = old.released_at(ended.ended_at)
         kind: EventType = "released"
+    elif ended is not None and ended.ended_by == "revoked" and ended.ended_at is not None:
+        final = old.released_at(ended.ended_at, revoked=True)
+        kind = "revoked"
     else:
         final = old
         kind = "expired"
     lease = final.to_public(view.server_time, view.allowance)
     lease["held"] = False  # a newer term exists, whatever the clocks say
+    lease["state"] = kind
     return WatchEvent(kind, old.key, 2 * old.revision + 1, old.revision, lease)

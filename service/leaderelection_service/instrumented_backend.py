@@ -54,20 +54,33 @@ class InstrumentedBackend:
         finally:
             BACKEND_LATENCY.labels(operation).observe(time.perf_counter() - started)
 
-    async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView:
-        view: LeaseView = await self._timed("acquire", self.inner.acquire(key, holder, ttl))
+    async def acquire(
+        self, key: str, holder: str, ttl: float, value: str | None = None
+    ) -> LeaseView:
+        call = self.inner.acquire(key, holder, ttl, value)
+        view: LeaseView = await self._timed("acquire", call)
         return self._observed(view)
 
     async def renew(
-        self, key: str, holder: str, fencing_token: int, ttl: float | None
+        self,
+        key: str,
+        holder: str,
+        fencing_token: int,
+        ttl: float | None,
+        value: str | None = None,
+        announce: bool = False,
     ) -> LeaseView:
-        call = self.inner.renew(key, holder, fencing_token, ttl)
+        call = self.inner.renew(key, holder, fencing_token, ttl, value, announce)
         view: LeaseView = await self._timed("renew", call)
         return self._observed(view)
 
     async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView:
         call = self.inner.release(key, holder, fencing_token)
         view: LeaseView = await self._timed("release", call)
+        return self._observed(view)
+
+    async def revoke(self, key: str) -> LeaseView:
+        view: LeaseView = await self._timed("revoke", self.inner.revoke(key))
         return self._observed(view)
 
     async def get(self, key: str) -> LeaseView:

@@ -57,11 +57,12 @@ def decide_acquire(
     ttl: float,
     now: datetime,
     allowance: float = 0.0,
+    value: str | None = None,
 ) -> LeaseRecord:
     if current is None or not current.held_at(now, allowance):
-        return LeaseRecord.new_term(current, key=key, holder=holder, ttl=ttl, now=now)
+        return LeaseRecord.new_term(current, key=key, holder=holder, ttl=ttl, now=now, value=value)
     if current.holder == holder:
-        return current.extended(ttl=ttl, now=now)
+        return current.extended(ttl=ttl, now=now, value=value)
     raise held(key, LeaseView(current, now, allowance))
 
 
@@ -90,13 +91,17 @@ def decide_renew(
     ttl: float | None,
     now: datetime,
     allowance: float = 0.0,
+    value: str | None = None,
+    announce: bool = False,
 ) -> LeaseRecord:
     rec = _check_owner(
         current, key=key, holder=holder, fencing_token=fencing_token, now=now, allowance=allowance
     )
     if rec.released:
         raise lost(key, LeaseView(rec, now, allowance), holder, fencing_token)
-    return rec.extended(ttl=rec.ttl if ttl is None else ttl, now=now)
+    return rec.extended(
+        ttl=rec.ttl if ttl is None else ttl, now=now, value=value, announce=announce
+    )
 
 
 def decide_release(
@@ -115,6 +120,16 @@ def decide_release(
     if rec.released:
         return None
     return rec.released_at(now)
+
+
+def decide_revoke(current: LeaseRecord | None, *, key: str, now: datetime) -> LeaseRecord | None:
+    """Rule "revoke": the current term ends now, held or lapsed; None when it already
+    ended by a release or a revoke (nothing to write)."""
+    if current is None:
+        raise never_acquired(key)
+    if current.released:
+        return None
+    return current.released_at(now, revoked=True)
 
 
 def _contended(key: str) -> BackendUnavailable:
@@ -231,16 +246,30 @@ class CasLeases:
                 return self._view(new, now)
             raise _contended(key)
 
-    async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView:
+    async def acquire(
+        self, key: str, holder: str, ttl: float, value: str | None = None
+    ) -> LeaseView:
         return await self._change(
             key,
             lambda cur, now: decide_acquire(
-                cur, key=key, holder=holder, ttl=ttl, now=now, allowance=self._allowance
+                cur,
+                key=key,
+                holder=holder,
+                ttl=ttl,
+                now=now,
+                allowance=self._allowance,
+                value=value,
             ),
         )
 
     async def renew(
-        self, key: str, holder: str, fencing_token: int, ttl: float | None
+        self,
+        key: str,
+        holder: str,
+        fencing_token: int,
+        ttl: float | None,
+        value: str | None = None,
+        announce: bool = False,
     ) -> LeaseView:
         return await self._change(
             key,
@@ -252,6 +281,8 @@ class CasLeases:
                 ttl=ttl,
                 now=now,
                 allowance=self._allowance,
+                value=value,
+                announce=announce,
             ),
         )
 
@@ -267,6 +298,9 @@ class CasLeases:
                 allowance=self._allowance,
             ),
         )
+
+    async def revoke(self, key: str) -> LeaseView:
+        return await self._change(key, lambda cur, now: decide_revoke(cur, key=key, now=now))
 
     async def get(self, key: str) -> LeaseView:
         cur = await self.store.read(key)

@@ -16,13 +16,17 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 PREFIX_PATTERN = r"^[A-Za-z0-9._-]{0,128}$"
 KEY_RE = re.compile(KEY_PATTERN)
 PREFIX_RE = re.compile(PREFIX_PATTERN)
 HOLDER_MAX = 256
+LeaseState = Literal["held", "released", "expired", "revoked"]
+"""A record's ``state`` on a clock (docs/contract.md, "Words")."""
+VALUE_MAX_BYTES = 4096
+"""The most a lease's ``value`` may hold, in UTF-8 bytes."""
 HISTORY_LIMIT = 20
 """How many terms each record remembers (the dashboard's history)."""
 
@@ -33,6 +37,10 @@ def valid_key(key: str) -> bool:
 
 def valid_holder(holder: str) -> bool:
     return 1 <= len(holder) <= HOLDER_MAX and holder.isprintable()
+
+
+def valid_value(value: str) -> bool:
+    return len(value.encode("utf-8", "surrogatepass")) <= VALUE_MAX_BYTES
 
 
 def rfc3339(t: datetime) -> str:
@@ -56,7 +64,9 @@ class Term:
     fencing_token: int
     acquired_at: datetime
     ended_at: datetime | None = None
-    ended_by: str | None = None  # "released" | "expired"; None while it lasts
+    ended_by: str | None = None  # "released" | "expired" | "revoked"; None while it lasts
+    value: str | None = None
+    """The term's value when it ended (the current one while it lasts)."""
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -65,6 +75,7 @@ class Term:
             "acquired_at": rfc3339(self.acquired_at),
             "ended_at": rfc3339(self.ended_at) if self.ended_at else None,
             "ended_by": self.ended_by,
+            "value": self.value,
         }
 
     @classmethod
@@ -75,6 +86,7 @@ class Term:
             acquired_at=parse_time(d["acquired_at"]),
             ended_at=parse_time(d["ended_at"]) if d.get("ended_at") else None,
             ended_by=d.get("ended_by"),
+            value=d.get("value"),
         )
 
 
@@ -144,6 +156,12 @@ class LeaseRecord:
     revision: int = 1
     history: Sequence[Term] = field(default=())
     """Oldest first, the current term last; a tuple, or ``LazyTerms``."""
+    value: str | None = None
+    """What the holder publishes (docs/contract.md, "value"); None: nothing."""
+    announced: bool = False
+    """The write that set ``value`` asked for it to be announced to every watcher."""
+    revoked: bool = False
+    """Released by an operator's revoke, not by its holder (then ``released`` too)."""
 
     # -- derived state -------------------------------------------------------
 
@@ -156,17 +174,33 @@ class LeaseRecord:
     def held_at(self, now: datetime, allowance: float = 0.0) -> bool:
         return not self.released and now < self.free_at(allowance)
 
+    def state_at(self, now: datetime, allowance: float = 0.0) -> LeaseState:
+        """``held``, ``released`` (freed by its holder) or ``expired`` (lapsed), on ``now``.
+
+        Decided here, on the deciding clock, so that no reader guesses it from
+        the times (a release and a lapse both leave ``held`` false).
+        """
+        if self.released:
+            return "revoked" if self.revoked else "released"
+        return "held" if now < self.free_at(allowance) else "expired"
+
     # -- transitions (used by the lease rules) ------------------------------
 
     @staticmethod
     def new_term(
-        current: LeaseRecord | None, *, key: str, holder: str, ttl: float, now: datetime
+        current: LeaseRecord | None,
+        *,
+        key: str,
+        holder: str,
+        ttl: float,
+        now: datetime,
+        value: str | None = None,
     ) -> LeaseRecord:
         """A fresh term after ``current`` (None: the key was never acquired)."""
         expires = now + timedelta(seconds=ttl)
-        term = Term(holder=holder, fencing_token=1, acquired_at=now)
+        term = Term(holder=holder, fencing_token=1, acquired_at=now, value=value)
         if current is None:
-            return LeaseRecord(key, holder, 1, ttl, now, now, expires, history=(term,))
+            return LeaseRecord(key, holder, 1, ttl, now, now, expires, history=(term,), value=value)
         token = current.fencing_token + 1
         past = list(current.history)
         if past and past[-1].ended_at is None:
@@ -185,25 +219,41 @@ class LeaseRecord:
             released=False,
             revision=current.revision + 1,
             history=tuple(past[-HISTORY_LIMIT:]),
+            value=value,
         )
 
-    def extended(self, *, ttl: float, now: datetime) -> LeaseRecord:
-        """The same term, renewed at ``now`` for ``ttl`` seconds."""
-        return replace(
+    def extended(
+        self, *, ttl: float, now: datetime, value: str | None = None, announce: bool = False
+    ) -> LeaseRecord:
+        """The same term, renewed at ``now`` for ``ttl`` seconds.
+
+        ``value`` None keeps the value (and whether it was announced);
+        otherwise it replaces it, announced or not as ``announce`` says.
+        """
+        out = replace(
             self,
             ttl=ttl,
             renewed_at=now,
             expires_at=now + timedelta(seconds=ttl),
             revision=self.revision + 1,
         )
-
-    def released_at(self, now: datetime) -> LeaseRecord:
+        if value is None:
+            return out
         past = list(self.history)
         if past and past[-1].fencing_token == self.fencing_token:
-            past[-1] = replace(past[-1], ended_at=now, ended_by="released")
+            past[-1] = replace(past[-1], value=value)
+        return replace(out, value=value, announced=announce, history=tuple(past))
+
+    def released_at(self, now: datetime, *, revoked: bool = False) -> LeaseRecord:
+        """The term ended at ``now`` by its holder's release, or by a revoke."""
+        past = list(self.history)
+        if past and past[-1].fencing_token == self.fencing_token:
+            ended_by = "revoked" if revoked else "released"
+            past[-1] = replace(past[-1], ended_at=now, ended_by=ended_by)
         return replace(
             self,
             released=True,
+            revoked=revoked,
             expires_at=now,
             revision=self.revision + 1,
             history=tuple(past),
@@ -223,6 +273,8 @@ class LeaseRecord:
             "expires_at": rfc3339(self.expires_at),
             "transitions": self.transitions,
             "held": self.held_at(server_time, allowance),
+            "state": self.state_at(server_time, allowance),
+            "value": self.value,
             "server_time": rfc3339(server_time),
         }
 
@@ -240,6 +292,9 @@ class LeaseRecord:
             "released": self.released,
             "revision": self.revision,
             "history": [t.to_public() for t in self.history],
+            "value": self.value,
+            "announced": self.announced,
+            "revoked": self.revoked,
         }
 
     @classmethod
@@ -256,6 +311,10 @@ class LeaseRecord:
             released=bool(d["released"]),
             revision=int(d["revision"]),
             history=tuple(Term.from_public(t) for t in d.get("history", ())),
+            # absent in records written before values existed
+            value=d.get("value"),
+            announced=bool(d.get("announced", False)),
+            revoked=bool(d.get("revoked", False)),
         )
 
 
@@ -270,6 +329,10 @@ class LeaseView:
     @property
     def held(self) -> bool:
         return self.record.held_at(self.server_time, self.allowance)
+
+    @property
+    def state(self) -> LeaseState:
+        return self.record.state_at(self.server_time, self.allowance)
 
     def to_public(self) -> dict[str, Any]:
         return self.record.to_public(self.server_time, self.allowance)

@@ -39,7 +39,7 @@ def lost(key: str, lease: LeaseView, holder: str, fencing_token: int) -> LeaseLo
     """
     rec = lease.record
     if rec.holder == holder and rec.fencing_token == fencing_token and rec.released:
-        return LeaseLost(f"lease {key!r} was released", lease)
+        return LeaseLost(f"lease {key!r} was {'revoked' if rec.revoked else 'released'}", lease)
     return LeaseLost(
         f"lease {key!r} is no longer held by this holder with this fencing token", lease
     )

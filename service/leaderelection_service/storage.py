@@ -72,13 +72,27 @@ class LeaseBackend(Protocol):
     capabilities: Capabilities
     description: str
 
-    async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView: ...
-
-    async def renew(
-        self, key: str, holder: str, fencing_token: int, ttl: float | None
+    async def acquire(
+        self, key: str, holder: str, ttl: float, value: str | None = None
     ) -> LeaseView: ...
 
+    async def renew(
+        self,
+        key: str,
+        holder: str,
+        fencing_token: int,
+        ttl: float | None,
+        value: str | None = None,
+        announce: bool = False,
+    ) -> LeaseView:
+        """``value`` None keeps the value; ``announce``: a new one is told to every watcher."""
+        ...
+
     async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView: ...
+
+    async def revoke(self, key: str) -> LeaseView:
+        """End the current term now (an operator's act): the record, ``revoked``."""
+        ...
 
     async def get(self, key: str) -> LeaseView: ...
 

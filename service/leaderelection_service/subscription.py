@@ -53,7 +53,7 @@ class Subscription:
 
     def wants(self, event: WatchEvent) -> bool:
         return self.matches(event.key) and (
-            event.type != "renewed" or self.renewed or event.revived
+            event.type != "renewed" or self.renewed or event.revived or event.announced
         )
 
     def stale(self, event: WatchEvent) -> bool:

@@ -120,6 +120,14 @@ class Elector:
             assert self._loop is not None
             self._loop.call(self.inner.cancel)
 
+    def proclaim(self, value: str, *, announce: bool = True) -> None:
+        if isinstance(self.inner, LeaderElector):
+            self.inner.proclaim(value, announce=announce)
+        else:
+            assert self._loop is not None
+            inner = self.inner
+            self._loop.call(lambda: inner.proclaim(value, announce=announce))
+
     def stop(self, timeout: float | None = None) -> None:
         if isinstance(self.inner, LeaderElector):
             self.inner.stop(timeout)

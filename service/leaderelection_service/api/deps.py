@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from leaderelection_service.lease_errors import InvalidRequest
-from leaderelection_service.records import KEY_PATTERN
+from leaderelection_service.records import KEY_PATTERN, VALUE_MAX_BYTES
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
 
@@ -47,3 +47,18 @@ def check_ttl(ttl: float, settings: Settings) -> float:
             f"got {ttl:g}"
         )
     return round(ttl, 3)
+
+
+def check_value(value: str | None) -> str | None:
+    """A lease's value: at most ``VALUE_MAX_BYTES`` of UTF-8, no NUL (PostgreSQL text has none)."""
+    if value is None:
+        return None
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidRequest("value: must be valid Unicode text (no lone surrogates)") from None
+    if size > VALUE_MAX_BYTES:
+        raise InvalidRequest(f"value: must be at most {VALUE_MAX_BYTES} bytes of UTF-8, got {size}")
+    if "\x00" in value:
+        raise InvalidRequest("value: must not contain U+0000")
+    return value

@@ -24,7 +24,12 @@ from typing import Any
 
 from leaderelection_service import refusals
 from leaderelection_service.events import describe
-from leaderelection_service.lease_rules import decide_acquire, decide_release, decide_renew
+from leaderelection_service.lease_rules import (
+    decide_acquire,
+    decide_release,
+    decide_renew,
+    decide_revoke,
+)
 from leaderelection_service.records import (
     HISTORY_LIMIT,
     KEY_PATTERN,
@@ -68,6 +73,10 @@ LEASE = LeaseView(_RENEWED, _NOW).to_public()
 """What renew and get answer: HOLDER holds the key."""
 ACQUIRED = LeaseView(_ACQUIRED, _ACQUIRED.acquired_at).to_public()
 RELEASED = LeaseView(_RENEWED.released_at(_at(50.0)), _at(50.0)).to_public()
+_REVOKED = decide_revoke(_RENEWED, key=KEY, now=_at(48.0))
+assert _REVOKED is not None
+REVOKED = LeaseView(_REVOKED, _at(48.0)).to_public()
+"""What revoke answers: an operator ended HOLDER's term."""
 
 ACQUIRE_BODY = {"holder": HOLDER, "ttl": TTL}
 RENEW_BODY = {"holder": HOLDER, "fencing_token": TOKEN, "ttl": TTL}

@@ -22,6 +22,7 @@ from leaderelection_service.api.schemas import (
     RenewBody,
 )
 from leaderelection_service.api.security import (
+    AdministeredKey,
     Caller,
     ReadableKey,
     WritableKey,
@@ -109,6 +110,25 @@ async def release(
     settings: AppSettings,
 ) -> Response:
     return lease_json(await perform("release", key, body, backend, settings))
+
+
+@router.post(
+    "/{key}/revoke",
+    response_model=Lease,
+    operation_id="revokeLease",
+    responses=answer(
+        "The lease, its current term ended now (`held` false, `state` revoked)", examples.REVOKED
+    )
+    | refused(
+        *COMMON,
+        "invalid_key",
+        "not_found",
+        forbidden="revoking needs an admin token whose prefix holds the key",
+    ),
+    summary="Revoke a lease: end its current term now, whoever holds it (admin)",
+)
+async def revoke(key: AdministeredKey, backend: Backend) -> Response:
+    return lease_json(await backend.revoke(key))
 
 
 @router.get(

@@ -4,7 +4,7 @@ Example::
 
     view = await perform("renew", key, RenewBody(holder="a", fencing_token=7), backend, settings)
 
-The holder and ttl checks and the backend call are written here once: the
+The holder, ttl and value checks and the backend call are written here once: the
 routes of ``api/leases.py`` and the hot path of ``api/hot.py`` both call
 ``perform``, so what a request does cannot differ with the way it came in
 (they had drifted: the renew route checked the ttl before the holder, the hot
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from leaderelection_service.api.deps import check_holder, check_ttl
+from leaderelection_service.api.deps import check_holder, check_ttl, check_value
 from leaderelection_service.records import LeaseView
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
@@ -35,10 +35,12 @@ async def perform(
     """Check ``body`` (``AcquireBody``, ``RenewBody`` or ``ReleaseBody``), call the backend."""
     holder = check_holder(body.holder)
     if operation == "acquire":
-        return await backend.acquire(key, holder, check_ttl(body.ttl, settings))
+        ttl = check_ttl(body.ttl, settings)
+        return await backend.acquire(key, holder, ttl, check_value(body.value))
     if operation == "renew":
         ttl = None if body.ttl is None else check_ttl(body.ttl, settings)
-        return await backend.renew(key, holder, body.fencing_token, ttl)
+        value = check_value(body.value)
+        return await backend.renew(key, holder, body.fencing_token, ttl, value, body.announce)
     if operation == "release":
         return await backend.release(key, holder, body.fencing_token)
     raise ValueError(f"not a lease operation: {operation!r}")

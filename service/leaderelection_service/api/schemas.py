@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from leaderelection_service.records import HOLDER_MAX
+from leaderelection_service.records import HOLDER_MAX, VALUE_MAX_BYTES, LeaseState
 
 ErrorCode = Literal[
     "lease_held",
@@ -46,6 +46,16 @@ _HOLDER = Field(
 _TOKEN = Field(ge=1, description="The fencing token the acquire answered.", examples=[7])
 
 
+_VALUE = Field(
+    default=None,
+    max_length=VALUE_MAX_BYTES,
+    description="What the holder publishes (its address, its version): at most 4096 bytes "
+    "of UTF-8, no U+0000. Omitted: acquire starts a term without a value, or keeps the "
+    "value when it extends the caller's own term; renew keeps the value.",
+    examples=["10.0.0.7:8443"],
+)
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -53,6 +63,7 @@ class _Body(BaseModel):
 class AcquireBody(_Body):
     holder: StrictStr = _HOLDER
     ttl: float = _TTL
+    value: StrictStr | None = _VALUE
 
 
 class RenewBody(_Body):
@@ -63,6 +74,12 @@ class RenewBody(_Body):
         description="New ttl in seconds; omitted: the lease's current ttl.",
         allow_inf_nan=False,
         strict=True,
+    )
+    value: StrictStr | None = _VALUE
+    announce: StrictBool = Field(
+        default=False,
+        description="With a value: the change is sent to every watcher, not only to those "
+        "that asked for renewals (docs/watch.md).",
     )
 
 
@@ -83,6 +100,11 @@ class Lease(BaseModel):
     expires_at: Timestamp = Field(description="RFC 3339 UTC: when the grant lapses unless renewed.")
     transitions: int = Field(description="How many times the holder changed.")
     held: bool = Field(description="False once expired or released.")
+    state: LeaseState = Field(
+        description="held; released (freed by its holder); expired (lapsed, not renewed). "
+        "Decided on the deciding clock, with `held`."
+    )
+    value: str | None = Field(description="What the holder published; null: nothing.")
     server_time: Timestamp = Field(description="RFC 3339 UTC: the deciding clock at the answer.")
 
 

@@ -116,7 +116,7 @@ def require_read(who: Caller) -> ApiToken:
 
 
 def require_write(who: Caller) -> ApiToken:
-    if who.role is not Role.WRITE:
+    if not who.writes:
         raise Forbidden(f"{who.label} may only read; acquire, renew and release need a write token")
     return who
 
@@ -142,7 +142,16 @@ def writable_key(key: Key, who: Annotated[ApiToken, Depends(require_write)]) -> 
     return key
 
 
+def administered_key(key: Key, who: Caller) -> str:
+    if who.role is not Role.ADMIN:
+        raise Forbidden(f"{who.label} may not revoke; that needs an admin token")
+    if not who.may_administer(key):
+        raise _outside(key, who)
+    return key
+
+
 ReadableKey = Annotated[str, Depends(readable_key)]
+AdministeredKey = Annotated[str, Depends(administered_key)]
 WritableKey = Annotated[str, Depends(writable_key)]
 
 

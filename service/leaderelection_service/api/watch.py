@@ -106,7 +106,12 @@ class TermBody(BaseModel):
     fencing_token: int
     acquired_at: Timestamp = Field(description="RFC 3339 UTC.")
     ended_at: Timestamp | None = Field(description="RFC 3339 UTC; null while the term lasts.")
-    ended_by: str | None = Field(description="released | expired; null while the term lasts.")
+    ended_by: str | None = Field(
+        description="released | expired | revoked; null while the term lasts."
+    )
+    value: str | None = Field(
+        default=None, description="The term's value: the current one, or the last it had."
+    )
 
 
 class LeaseHistory(BaseModel):

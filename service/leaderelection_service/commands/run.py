@@ -4,6 +4,7 @@ Example::
 
     leaderelection run --key nightly-report --ttl 15 -- ./report.sh --all
     leaderelection run --key shard-7 --server http://leases:8080 --token "$T" -- python worker.py
+    leaderelection run --key api-primary --value 10.0.0.7:8443 -- ./serve.sh   # published
 
 Any number of copies may run on any hosts; the one that leads ``--key`` runs
 the command, the others wait. What happens when:
@@ -103,6 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between SIGTERM and SIGKILL when CMD must stop (default ttl/5)",
     )
     parser.add_argument("--holder", help="this candidate's name (default hostname-pid-random)")
+    parser.add_argument(
+        "--value",
+        help="what the leader publishes as the lease's value (an address, a version; "
+        "at most 4096 bytes of UTF-8)",
+    )
     parser.add_argument(
         "--no-wait",
         action="store_true",
@@ -234,6 +240,7 @@ class Runner:
             args.key,
             identity=args.holder,
             config=config,
+            value=args.value,
             on_elected=lambda me, cancel: self.events.put(("elected", None)),
             on_ousting=lambda me, cancel: self.events.put(("ousted", None)),
             on_error=lambda me, err, cancel: self.on_error(err),

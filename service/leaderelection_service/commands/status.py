@@ -3,9 +3,9 @@
 Example::
 
     $ leaderelection status --prefix cron
-    KEY           HOLDER             TOKEN  TIME LEFT  STATE
-    cron-nightly  host-a-4242-9f1c       7       8.2s  held
-    cron-weekly   host-b-17-03aa         3          -  released
+    KEY           HOLDER             TOKEN  TIME LEFT  STATE     VALUE
+    cron-nightly  host-a-4242-9f1c       7       8.2s  held      10.0.0.7:8443
+    cron-weekly   host-b-17-03aa         3          -  released  -
 
     leaderelection status --json            # {"server": URL, "leases": [records]}
     leaderelection status --watch           # redraw every second until Ctrl-C
@@ -13,7 +13,10 @@ Example::
 
 Time left is ``expires_at - server_time`` of the same answer: the service's
 clock alone, so this host's clock being wrong changes nothing. The state is
-``held``, ``released`` (freed by its holder) or ``expired`` (not renewed).
+the record's ``state`` as the service decided it: ``held``, ``released``
+(freed by its holder) or ``expired`` (not renewed). The value is what the
+holder published (``-``: none; its first 40 characters, escaped if it holds
+control characters; ``--json`` has all of it).
 
 Exit status: 0; 1 when the service cannot be reached or answers an error
 (``--watch`` keeps polling through errors and shows them instead).
@@ -36,7 +39,9 @@ from leaderelection_service.commands.connection import CommandError
 
 PAGE = 1000
 CLEAR = "\x1b[H\x1b[2J"
-COLUMNS = ("KEY", "HOLDER", "TOKEN", "TIME LEFT", "STATE")
+COLUMNS = ("KEY", "HOLDER", "TOKEN", "TIME LEFT", "STATE", "VALUE")
+VALUE_SHOWN = 40
+"""Characters of a value the table shows (all of it is in ``--json``)."""
 RIGHT_ALIGNED = {"TOKEN", "TIME LEFT"}
 
 
@@ -77,15 +82,8 @@ def _time(value: str) -> datetime:
 
 
 def state(lease: dict[str, Any]) -> str:
-    """``held``, ``released`` or ``expired``.
-
-    A release ends the grant early (``expires_at`` set to the moment of release,
-    before ``renewed_at + ttl``); a lapse leaves it at ``renewed_at + ttl``.
-    """
-    if lease["held"]:
-        return "held"
-    granted = (_time(lease["expires_at"]) - _time(lease["renewed_at"])).total_seconds()
-    return "released" if granted < lease["ttl"] - 0.001 else "expired"
+    """``held``, ``released`` or ``expired``: the record's ``state``, decided by the service."""
+    return str(lease["state"])
 
 
 def time_left(lease: dict[str, Any]) -> float | None:
@@ -94,6 +92,15 @@ def time_left(lease: dict[str, Any]) -> float | None:
         return None
     left = (_time(lease["expires_at"]) - _time(lease["server_time"])).total_seconds()
     return max(0.0, left)
+
+
+def shown_value(value: str | None) -> str:
+    """The value on one table line: ``-`` for none, control characters escaped, long ones cut."""
+    if value is None:
+        return "-"
+    text = value.encode("unicode_escape").decode("ascii") if not value.isprintable() else value
+    text = text or '""'
+    return text if len(text) <= VALUE_SHOWN else text[: VALUE_SHOWN - 1] + "…"
 
 
 def _seconds(value: float | None) -> str:
@@ -113,6 +120,7 @@ def table(leases: list[dict[str, Any]]) -> str:
             str(lease["fencing_token"]),
             _seconds(time_left(lease)),
             state(lease),
+            shown_value(lease.get("value")),
         )
         for lease in leases
     ]

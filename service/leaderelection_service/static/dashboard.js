@@ -27,7 +27,7 @@ const PAGE_ROWS = 200;
 
 const leases = new Map(); // key -> {lease, version, type, state, changedAt, row, historyRow, dirty, flash}
 const order = []; // every key, sorted
-const counts = { held: 0, expired: 0, released: 0 };
+const counts = { held: 0, expired: 0, released: 0, revoked: 0 };
 let shown = PAGE_ROWS; // rows drawn at most
 let drawQueued = false;
 let connects = 0; // streams opened since the page loaded (data-connects on #conn)
@@ -149,14 +149,13 @@ function dispatch(type, data, id) {
 
 function changedAt(type, lease) {
   if (type === "renewed") return lease.renewed_at;
-  if (type === "released" || type === "expired") return lease.expires_at;
+  if (type === "released" || type === "expired" || type === "revoked") return lease.expires_at;
   return lease.acquired_at;
 }
 
-function stateOf(type, lease) {
-  // The record says held or not; only the event type tells released from expired.
-  if (lease.held) return "held";
-  return type === "released" ? "released" : "expired";
+function stateOf(lease) {
+  // The service decides the state on its clock; the page never guesses it.
+  return lease.state;
 }
 
 function apply(type, event) {
@@ -166,12 +165,13 @@ function apply(type, event) {
   clockOffsetMs = Date.parse(event.lease.server_time) - Date.now();
   const entry = known || { row: null, historyRow: null };
   const before = known ? known.lease.holder : null;
+  const valueBefore = known ? known.lease.value : undefined;
   if (known) counts[known.state] -= 1;
   else insertKey(key);
   entry.lease = event.lease;
   entry.version = event.version;
   entry.type = type;
-  entry.state = stateOf(type, event.lease);
+  entry.state = stateOf(event.lease);
   entry.changedAt = Date.parse(changedAt(type, event.lease));
   entry.dirty = true;
   counts[entry.state] += 1;
@@ -179,6 +179,11 @@ function apply(type, event) {
   if (!event.replay && type !== "renewed") {
     entry.flash = true;
     announce(describe(type, event.lease, before));
+    if (entry.historyRow) loadHistory(key, entry);
+  } else if (!event.replay && known && valueBefore !== event.lease.value) {
+    // A renewal that published a new value: a change worth showing, in the same term.
+    entry.flash = true;
+    announce(`${key}: ${event.lease.holder} published ${event.lease.value ?? "no value"}`);
     if (entry.historyRow) loadHistory(key, entry);
   }
   scheduleDraw();
@@ -201,6 +206,7 @@ function describe(type, lease, before) {
     case "taken_over": return `${lease.key}: taken over by ${lease.holder} from ${before ?? "a lapsed holder"}`;
     case "released": return `${lease.key}: released by ${lease.holder}`;
     case "expired": return `${lease.key}: expired (last holder ${lease.holder})`;
+    case "revoked": return `${lease.key}: revoked (holder ${lease.holder})`;
     default: return `${lease.key}: ${type}`;
   }
 }
@@ -264,6 +270,10 @@ function updateRow(entry) {
   const lease = entry.lease;
   row.dataset.state = entry.state;
   row.querySelector(".holder").textContent = lease.holder;
+  const value = row.querySelector(".value");
+  value.textContent = lease.value ?? "—";
+  value.title = lease.value ?? "no value published";
+  value.toggleAttribute("data-none", lease.value == null);
   row.querySelector(".token").textContent = String(lease.fencing_token);
   row.querySelector(".transitions").textContent = String(lease.transitions);
   const badge = row.querySelector(".badge");
@@ -309,7 +319,8 @@ function summarize() {
   const paged = order.length > shown ? ` (the first ${shown} shown)` : "";
   $("summary").textContent =
     `${leases.size} leases: ${counts.held} held, ${counts.expired} expired, ` +
-    `${counts.released} released${paged}`;
+    `${counts.released} released` +
+    (counts.revoked ? `, ${counts.revoked} revoked` : "") + paged;
 }
 
 // -- history --------------------------------------------------------------------
@@ -326,7 +337,7 @@ function toggleHistory(key) {
   const row = document.createElement("tr");
   row.className = "history";
   const cell = document.createElement("td");
-  cell.colSpan = 8;
+  cell.colSpan = 9;
   cell.id = `history-${key}`;
   row.appendChild(cell);
   entry.row.after(row);
@@ -366,7 +377,8 @@ async function loadHistory(key, entry) {
     const end = term.ended_at
       ? `${term.ended_by} ${new Date(term.ended_at).toLocaleString()}`
       : "current term";
-    item.textContent = `token ${term.fencing_token}: ${term.holder}, from ${start}, ${end}`;
+    const value = term.value == null ? "" : `, value ${term.value}`;
+    item.textContent = `token ${term.fencing_token}: ${term.holder}, from ${start}, ${end}${value}`;
     list.appendChild(item);
   }
   cell.replaceChildren(title, list);
@@ -377,7 +389,7 @@ async function loadHistory(key, entry) {
 function resetRows() {
   leases.clear();
   order.length = 0;
-  counts.held = counts.expired = counts.released = 0;
+  counts.held = counts.expired = counts.released = counts.revoked = 0;
   shown = PAGE_ROWS;
   lastEventId = null;
   $("rows").replaceChildren();

@@ -131,11 +131,13 @@ class SqlLeases:
 
     # -- LeaseBackend ------------------------------------------------------------
 
-    async def acquire(self, key: str, holder: str, ttl: float) -> LeaseView:
+    async def acquire(
+        self, key: str, holder: str, ttl: float, value: str | None = None
+    ) -> LeaseView:
         _check_key(key)
         ttl_us = to_us(ttl)
         for _ in range(3):
-            granted, row = await self.db.acquire(key, holder, ttl_us)
+            granted, row = await self.db.acquire(key, holder, ttl_us, value)
             if row is not None and (granted or self._refuses(row, holder)):
                 break
         if row is None:
@@ -147,11 +149,18 @@ class SqlLeases:
         return view
 
     async def renew(
-        self, key: str, holder: str, fencing_token: int, ttl: float | None
+        self,
+        key: str,
+        holder: str,
+        fencing_token: int,
+        ttl: float | None,
+        value: str | None = None,
+        announce: bool = False,
     ) -> LeaseView:
         _check_key(key)
         ttl_us = None if ttl is None else to_us(ttl)
-        granted, row = await self.db.renew(key, holder, fencing_token, ttl_us)
+        announced = None if value is None else announce  # NULL, NULL: the value unchanged
+        granted, row = await self.db.renew(key, holder, fencing_token, ttl_us, value, announced)
         view = self._owner_view(key, row)
         if not granted:
             raise lost(key, view, holder, fencing_token)
@@ -168,6 +177,14 @@ class SqlLeases:
         elif not (rec.holder == holder and rec.fencing_token == fencing_token and rec.released):
             # Releasing one's own released lease again succeeds and writes nothing.
             raise lost(key, view, holder, fencing_token)
+        return view
+
+    async def revoke(self, key: str) -> LeaseView:
+        _check_key(key)
+        granted, row = await self.db.revoke(key)
+        view = self._owner_view(key, row)  # not granted: already released or revoked
+        if granted:
+            self._written()
         return view
 
     def _refuses(self, row: LeaseRow, holder: str) -> bool:

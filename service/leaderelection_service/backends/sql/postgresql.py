@@ -72,6 +72,24 @@ _ADAPTERS.register_loader("jsonb", TextLoader)
 
 Conn = psycopg.AsyncConnection[Any]
 R = TypeVar("R")
+AcquireItem = tuple[str, str, int, str | None]
+"""key, holder, ttl_us, value"""
+RenewItem = tuple[str, str, int, int | None, str | None, bool | None]
+"""key, holder, token, ttl_us, value, announced (both None: the value unchanged)"""
+
+
+def _renew_params(item: RenewItem) -> dict[str, Any]:
+    key, holder, token, ttl_us, value, announced = item
+    return {
+        "key": key,
+        "holder": holder,
+        "token": token,
+        "ttl_us": ttl_us,
+        "value": value,
+        "announced": announced,
+    }
+
+
 _MAX_BATCH = 256
 
 
@@ -244,8 +262,8 @@ class PgSql:
         # Two batches of each kind in flight keep the connection busy while
         # the next one gathers; the pool is shared with the single statements.
         in_flight = max(1, pool_size // 4)
-        self.acquires: Batcher[tuple[str, str, int], LeaseRow | None] | None = None
-        self.renewals: Batcher[tuple[str, str, int, int | None], LeaseRow | None] | None = None
+        self.acquires: Batcher[AcquireItem, LeaseRow | None] | None = None
+        self.renewals: Batcher[RenewItem, LeaseRow | None] | None = None
         if batch and st.acquire_batch and st.renew_batch:
             self.acquires = Batcher(
                 self._acquire_batch, key=_lease_key, max_batch=_MAX_BATCH, max_in_flight=in_flight
@@ -298,26 +316,37 @@ class PgSql:
 
     # -- operations ------------------------------------------------------------
 
-    async def acquire(self, key: str, holder: str, ttl_us: int) -> tuple[bool, LeaseRow | None]:
+    async def acquire(
+        self, key: str, holder: str, ttl_us: int, value: str | None = None
+    ) -> tuple[bool, LeaseRow | None]:
         """(granted, the row after); no row when it changed under a refusal (try again)."""
         if self.acquires is not None:
-            row = await self.acquires.submit((key, holder, ttl_us))
+            row = await self.acquires.submit((key, holder, ttl_us, value))
         else:
-            row = await self._acquire_one(key, holder, ttl_us)
+            row = await self._acquire_one(key, holder, ttl_us, value)
         return (bool(row.granted), row) if row is not None else (False, None)
 
-    async def _acquire_one(self, key: str, holder: str, ttl_us: int) -> LeaseRow | None:
-        params = {"key": key, "holder": holder, "ttl_us": ttl_us, "allow_us": self._allow_us}
+    async def _acquire_one(
+        self, key: str, holder: str, ttl_us: int, value: str | None
+    ) -> LeaseRow | None:
+        params = {
+            "key": key,
+            "holder": holder,
+            "ttl_us": ttl_us,
+            "allow_us": self._allow_us,
+            "value": value,
+        }
         rows = await self.fetch(self.st.acquire, params)
         return rows[0] if rows else None
 
-    async def _acquire_batch(self, items: list[tuple[str, str, int]]) -> list[LeaseRow | None]:
+    async def _acquire_batch(self, items: list[AcquireItem]) -> list[LeaseRow | None]:
         """Each item's row, in order; None where the statement did not answer for its key."""
         assert self.st.acquire_batch is not None
         params = {
             "keys": [i[0] for i in items],
             "holders": [i[1] for i in items],
             "ttls": [i[2] for i in items],
+            "values": [i[3] for i in items],
             "allow_us": self._allow_us,
         }
         try:
@@ -329,32 +358,36 @@ class PgSql:
         return _in_order(items, rows)
 
     async def renew(
-        self, key: str, holder: str, token: int, ttl_us: int | None
+        self,
+        key: str,
+        holder: str,
+        token: int,
+        ttl_us: int | None,
+        value: str | None = None,
+        announced: bool | None = None,
     ) -> tuple[bool, LeaseRow | None]:
         """(granted, the row after), or (False, the current row or None if unknown)."""
+        item = (key, holder, token, ttl_us, value, announced)
         if self.renewals is not None:
-            row = await self.renewals.submit((key, holder, token, ttl_us))
+            row = await self.renewals.submit(item)
             if row is not None:
                 return True, row
             # Refused in the batch: the single statement decides again and reads why.
-        params = {"key": key, "holder": holder, "token": token, "ttl_us": ttl_us}
-        return await self._owner_write(self.st.renew, params)
+        return await self._owner_write(self.st.renew, _renew_params(item))
 
-    async def _renew_batch(
-        self, items: list[tuple[str, str, int, int | None]]
-    ) -> list[LeaseRow | None]:
+    async def _renew_batch(self, items: list[RenewItem]) -> list[LeaseRow | None]:
         """Each item's row, in order; None where the batch refused it."""
         assert self.st.renew_batch is not None
         if len(items) == 1:  # alone: the single statement, without the batch's key-order lock
-            key, holder, token, ttl_us = items[0]
-            params = {"key": key, "holder": holder, "token": token, "ttl_us": ttl_us}
-            rows = await self.fetch(self.st.renew, params)
+            rows = await self.fetch(self.st.renew, _renew_params(items[0]))
             return [rows[0] if rows else None]
         params = {
             "keys": [i[0] for i in items],
             "holders": [i[1] for i in items],
             "tokens": [i[2] for i in items],
             "ttls": [i[3] for i in items],
+            "values": [i[4] for i in items],
+            "announced": [i[5] for i in items],
         }
         try:
             rows = await self.fetch(self.st.renew_batch, params)
@@ -365,6 +398,9 @@ class PgSql:
     async def release(self, key: str, holder: str, token: int) -> tuple[bool, LeaseRow | None]:
         params = {"key": key, "holder": holder, "token": token}
         return await self._owner_write(self.st.release, params)
+
+    async def revoke(self, key: str) -> tuple[bool, LeaseRow | None]:
+        return await self._owner_write(self.st.revoke, {"key": key})
 
     async def _owner_write(self, sql: str, params: dict[str, Any]) -> tuple[bool, LeaseRow | None]:
         rows = await self.fetch(sql, params)

@@ -8,7 +8,8 @@ Example::
 
 Times in the table are integers, microseconds since the Unix epoch on the
 database clock; ``past`` holds closed terms as compact JSON objects
-``{"h": holder, "t": token, "a": acquired_us, "e": ended_us, "b": ended_by}``.
+``{"h": holder, "t": token, "a": acquired_us, "e": ended_us, "b": ended_by,
+"v": value}`` (``v`` absent in terms closed before values existed).
 The current term is the row itself. The history is parsed only when asked
 for (``records.LazyTerms``): acquire and renew answers never show it.
 
@@ -51,6 +52,9 @@ class LeaseRow(NamedTuple):
     revision: int
     past: Any
     """JSON text, or already parsed (the drivers differ)."""
+    lease_value: str | None
+    announced: bool
+    revoked: bool
     now_us: int
     """The database clock when the statement ran (judges ``held``)."""
     granted: bool | None = None
@@ -85,6 +89,7 @@ def to_us(seconds: float) -> int:
 
 def to_record(row: LeaseRow) -> LeaseRecord:
     holder, acquired, expires, past = row.holder, row.acquired_us, row.expires_us, row.past
+    value, revoked = row.lease_value, bool(row.revoked)
     released = bool(row.released)
     token = int(row.fencing_token)
     return LeaseRecord(
@@ -99,12 +104,24 @@ def to_record(row: LeaseRow) -> LeaseRecord:
         released=released,
         revision=int(row.revision),
         # Parsed only when asked for (history, watch): acquire and renew never are.
-        history=LazyTerms(lambda: terms(past, holder, token, acquired, expires, released)),
+        history=LazyTerms(
+            lambda: terms(past, holder, token, acquired, expires, released, value, revoked)
+        ),
+        value=value,
+        announced=bool(row.announced),
+        revoked=revoked,
     )
 
 
 def terms(
-    past: Any, holder: str, token: int, acquired: int, expires: int, released: bool
+    past: Any,
+    holder: str,
+    token: int,
+    acquired: int,
+    expires: int,
+    released: bool,
+    value: str | None = None,
+    revoked: bool = False,
 ) -> list[Term]:
     """The closed terms of ``past`` (JSON text or already parsed), then the row's own."""
     if isinstance(past, (str, bytes)):
@@ -116,6 +133,7 @@ def terms(
             acquired_at=from_us(t["a"]),
             ended_at=from_us(t["e"]),
             ended_by=t["b"],
+            value=t.get("v"),
         )
         for t in past
     ]
@@ -125,7 +143,8 @@ def terms(
             fencing_token=token,
             acquired_at=from_us(acquired),
             ended_at=from_us(expires) if released else None,
-            ended_by="released" if released else None,
+            ended_by=("revoked" if revoked else "released") if released else None,
+            value=value,
         )
     )
     return out

@@ -11,10 +11,14 @@ Two tables, named by the operator (validated identifiers, never raw input):
 
 - ``<table>``: one row per key. Times are integers, microseconds since the
   Unix epoch on the database's clock; ``past`` holds the key's closed terms
-  as a JSON array (the current term is the row itself).
+  as a JSON array (the current term is the row itself); ``lease_value`` and
+  ``announced`` the holder's value, ``revoked`` an operator's revoke (version 2).
 - ``<table>_meta``: ``schema_version`` and anything later migrations need.
 
 ``migrate`` is idempotent and safe to run from several processes at once.
+Versions: 1 the lease and meta tables; 2 adds ``lease_value`` (nullable
+text), ``announced`` and ``revoked`` (booleans, default false) to the lease table, which
+``migrate`` adds in place to a version-1 table: its rows and tokens stay.
 """
 
 from __future__ import annotations
@@ -32,14 +36,18 @@ from sqlalchemy import (
     String,
     Table,
     Unicode,
+    UnicodeText,
     exc,
+    false,
+    inspect,
     select,
+    update,
 )
 from sqlalchemy.dialects import mysql, postgresql
 
 from leaderelection_service.sql_names import DEFAULT_TABLE, check_identifier
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump with every change of the tables; ``migrate`` brings older ones up to it."""
 
 
@@ -74,6 +82,10 @@ _KEY = _KEY.with_variant(
 _HOLDER = Unicode(256).with_variant(
     mysql.VARCHAR(256, charset="utf8mb4", collation="utf8mb4_nopad_bin"), "mysql", "mariadb"
 )
+# A value compares byte for byte too; TEXT holds its 4096 bytes on every dialect.
+_VALUE = UnicodeText().with_variant(
+    mysql.TEXT(charset="utf8mb4", collation="utf8mb4_nopad_bin"), "mysql", "mariadb"
+)
 _JSON = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
@@ -95,6 +107,9 @@ def tables(names: TableNames) -> tuple[Table, Table]:
         Column("released", Boolean, nullable=False),
         Column("revision", BigInteger, nullable=False),
         Column("past", _JSON, nullable=False),
+        Column("lease_value", _VALUE, nullable=True),
+        Column("announced", Boolean, nullable=False, server_default=false()),
+        Column("revoked", Boolean, nullable=False, server_default=false()),
         **mysql_opts,
     )
     meta = Table(
@@ -134,7 +149,8 @@ def migrate(engine: Engine, names: TableNames, attempts: int = 5) -> int:
     for attempt in range(attempts):
         try:
             return _migrate_once(engine, names)
-        except (exc.ProgrammingError, exc.IntegrityError):
+        except (exc.ProgrammingError, exc.IntegrityError, exc.OperationalError):
+            # a CREATE, INSERT or ALTER another process ran first
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
@@ -149,6 +165,9 @@ def _migrate_once(engine: Engine, names: TableNames) -> int:
         )
     if before == SCHEMA_VERSION:
         return before
+    if before:
+        _upgrade(engine, names)
+        return before
     with engine.begin() as conn:
         if names.schema and engine.dialect.name == "postgresql":
             quoted = engine.dialect.identifier_preparer.quote(names.schema)
@@ -156,6 +175,29 @@ def _migrate_once(engine: Engine, names: TableNames) -> int:
         leases.metadata.create_all(conn, checkfirst=True)
         conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
     return before
+
+
+ADDED_IN_2 = ("lease_value", "announced", "revoked")
+
+
+def _upgrade(engine: Engine, names: TableNames) -> None:
+    """Version 1 to 2: add the value columns in place (rows and tokens kept)."""
+    leases, meta = tables(names)
+    dialect = engine.dialect
+    quoted = dialect.identifier_preparer.format_table(leases)
+    with engine.begin() as conn:
+        have = {c["name"] for c in inspect(conn).get_columns(names.table, schema=names.schema)}
+        for name in ADDED_IN_2:
+            if name in have:
+                continue  # another process added it
+            column = leases.c[name]
+            sql_type = column.type.compile(dialect=dialect)
+            default = " NOT NULL DEFAULT " + ("FALSE" if dialect.name == "postgresql" else "0")
+            tail = " NULL" if name == "lease_value" else default
+            conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {name} {sql_type}{tail}")
+        conn.execute(
+            update(meta).where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION))
+        )
 
 
 def check_version(engine: Engine, names: TableNames) -> None:

@@ -104,9 +104,17 @@ class ThreadedSql:
 
     # -- operations ------------------------------------------------------------
 
-    async def acquire(self, key: str, holder: str, ttl_us: int) -> tuple[bool, LeaseRow | None]:
+    async def acquire(
+        self, key: str, holder: str, ttl_us: int, value: str | None = None
+    ) -> tuple[bool, LeaseRow | None]:
         """(granted, the row after); no row when it changed under a refusal (try again)."""
-        params = {"key": key, "holder": holder, "ttl_us": ttl_us, "allow_us": self._allow_us}
+        params = {
+            "key": key,
+            "holder": holder,
+            "ttl_us": ttl_us,
+            "allow_us": self._allow_us,
+            "value": value,
+        }
 
         def run(cur: Any) -> tuple[bool, LeaseRow | None]:
             row = self._query(cur, self.st.acquire, params)
@@ -117,14 +125,31 @@ class ThreadedSql:
         return await self._run(run)
 
     async def renew(
-        self, key: str, holder: str, token: int, ttl_us: int | None
+        self,
+        key: str,
+        holder: str,
+        token: int,
+        ttl_us: int | None,
+        value: str | None = None,
+        announced: bool | None = None,
     ) -> tuple[bool, LeaseRow | None]:
-        params = {"key": key, "holder": holder, "token": token, "ttl_us": ttl_us}
+        params = {
+            "key": key,
+            "holder": holder,
+            "token": token,
+            "ttl_us": ttl_us,
+            "value": value,
+            "announced": announced,
+        }
         return await self._run(lambda cur: self._owner_write(cur, self.st.renew, params))
 
     async def release(self, key: str, holder: str, token: int) -> tuple[bool, LeaseRow | None]:
         params = {"key": key, "holder": holder, "token": token}
         return await self._run(lambda cur: self._owner_write(cur, self.st.release, params))
+
+    async def revoke(self, key: str) -> tuple[bool, LeaseRow | None]:
+        params = {"key": key}
+        return await self._run(lambda cur: self._owner_write(cur, self.st.revoke, params))
 
     def _owner_write(
         self, cur: Any, sql: str, params: dict[str, Any]

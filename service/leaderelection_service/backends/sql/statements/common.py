@@ -32,7 +32,7 @@ from leaderelection_service.records import HISTORY_LIMIT
 
 COLUMNS = (
     "lease_key, holder, fencing_token, ttl_us, acquired_us, renewed_us, expires_us, "
-    "transitions, released, revision, past"
+    "transitions, released, revision, past, lease_value, announced, revoked"
 )
 KEEP = HISTORY_LIMIT - 1
 """Closed terms kept in ``past``; the row itself is the current term."""
@@ -54,6 +54,8 @@ class Statements:
     scan: str
     scan_to: str
     """``scan`` with an upper bound (``hi``), for a non-empty prefix."""
+    revoke: str = ""
+    """Returns the row and ``now_us`` when granted (MariaDB: see ``two_step``)."""
     two_step: bool = False
     """MariaDB has no ``UPDATE … RETURNING``: renew and release are an UPDATE
     whose row count says granted, then ``get`` in the same transaction."""
@@ -77,6 +79,8 @@ def on_conflict(now: str, append: str) -> str:
     # refuses anyone else. On a free lease a new term begins ("fencing token + 1
     # on a new term", "transitions count holder changes", the closed term kept
     # in past); for the holder itself the same term is extended (idempotent).
+    # Rule "value": a new term takes the acquire's value (none if it sent none);
+    # the holder's own acquire replaces it only when it sends one.
     return f"""ON CONFLICT (lease_key) DO UPDATE SET
   holder = excluded.holder,
   fencing_token = CASE WHEN {is_free} THEN r.fencing_token + 1 ELSE r.fencing_token END,
@@ -88,7 +92,12 @@ def on_conflict(now: str, append: str) -> str:
     + CASE WHEN {is_free} AND r.holder <> excluded.holder THEN 1 ELSE 0 END,
   released = FALSE,
   revision = r.revision + 1,
-  past = CASE WHEN {is_free} THEN {append} ELSE r.past END
+  past = CASE WHEN {is_free} THEN {append} ELSE r.past END,
+  lease_value = CASE WHEN {is_free} THEN excluded.lease_value
+    ELSE COALESCE(excluded.lease_value, r.lease_value) END,
+  announced = CASE WHEN {is_free} OR excluded.lease_value IS NOT NULL
+    THEN FALSE ELSE r.announced END,
+  revoked = FALSE
 WHERE {is_free} OR r.holder = excluded.holder"""
 
 
@@ -99,17 +108,22 @@ def standard(dialect: str, table: str, now: str, empty: str, append: str) -> Sta
     # one goes through on_conflict's compare-and-set.
     acquire = f"""
 INSERT INTO {table} AS r ({COLUMNS})
-VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE, 1, {empty})
+VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE, 1, {empty},
+        %(value)s, FALSE, FALSE)
 {on_conflict(now, append)}
 RETURNING {COLUMNS}, {now} AS now_us"""
     # Rule "renew only by the holder with its fencing token": the same term,
-    # extended from now, even past expiry while it was not released.
+    # extended from now, even past expiry while it was not released. Rule
+    # "value": a renew that sends one replaces it (``announced`` says whether
+    # every watcher is told; both NULL: unchanged).
     renew = f"""
 UPDATE {table} SET
   ttl_us = COALESCE(%(ttl_us)s, ttl_us),
   renewed_us = {now},
   expires_us = {now} + COALESCE(%(ttl_us)s, ttl_us),
-  revision = revision + 1
+  revision = revision + 1,
+  lease_value = COALESCE(%(value)s, lease_value),
+  announced = COALESCE(%(announced)s, announced)
 WHERE {OWNER} AND NOT released
 RETURNING {COLUMNS}, {now} AS now_us"""
     # Rule "release only by the holder with its fencing token": free at once,
@@ -118,7 +132,13 @@ RETURNING {COLUMNS}, {now} AS now_us"""
 UPDATE {table} SET released = TRUE, expires_us = {now}, revision = revision + 1
 WHERE {OWNER} AND NOT released
 RETURNING {COLUMNS}, {now} AS now_us"""
-    return Statements(dialect, acquire, renew, release, *reads(table, now))
+    # Rule "revoke": an operator ends the current term at once, held or lapsed;
+    # an already released or revoked lease is left as it is.
+    revoke = f"""
+UPDATE {table} SET released = TRUE, revoked = TRUE, expires_us = {now}, revision = revision + 1
+WHERE lease_key = %(key)s AND NOT released
+RETURNING {COLUMNS}, {now} AS now_us"""
+    return Statements(dialect, acquire, renew, release, *reads(table, now), revoke=revoke)
 
 
 def reads(table: str, now: str) -> tuple[str, str, str, str]:

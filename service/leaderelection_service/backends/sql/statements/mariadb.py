@@ -29,7 +29,8 @@ NOW = "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
 APPEND = (
     f"JSON_ARRAY_APPEND(IF(JSON_LENGTH(past) >= {KEEP}, JSON_REMOVE(past, '$[0]'), past),"
     " '$', JSON_OBJECT('h', holder, 't', fencing_token, 'a', acquired_us,"
-    " 'e', expires_us, 'b', IF(released, 'released', 'expired')))"
+    " 'e', expires_us, 'v', lease_value,"
+    " 'b', IF(revoked, 'revoked', IF(released, 'released', 'expired'))))"
 )
 
 
@@ -40,15 +41,21 @@ def mariadb(table: str) -> Statements:
     # the lease being free (released, or expired past the allowance); then a
     # new term ("fencing token + 1 on a new term", "transitions count holder
     # changes"), or the caller's own term extended, or (anyone else) no change.
+    # Rule "value": a new term takes the acquire's value, the caller's own
+    # term keeps it unless the acquire sends one.
     # Assignments run left to right and later ones see earlier results, so the
     # decision is taken once into @free and the holder is assigned last.
     acquire = f"""
 INSERT INTO {table} ({COLUMNS})
-VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE, 1, '[]')
+VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE, 1, '[]',
+        %(value)s, FALSE, FALSE)
 ON DUPLICATE KEY UPDATE
   past = IF(@free := (released OR expires_us + %(allow_us)s <= VALUES(renewed_us)),
             {APPEND}, past),
   transitions = transitions + IF(@free AND holder <> VALUES(holder), 1, 0),
+  lease_value = IF(@free, VALUES(lease_value),
+                   IF({mine}, COALESCE(VALUES(lease_value), lease_value), lease_value)),
+  announced = IF(@free OR ({mine} AND VALUES(lease_value) IS NOT NULL), FALSE, announced),
   fencing_token = fencing_token + IF(@free, 1, 0),
   acquired_us = IF(@free, VALUES(acquired_us), acquired_us),
   revision = IF({mine}, revision + 1, revision),
@@ -56,6 +63,7 @@ ON DUPLICATE KEY UPDATE
   renewed_us = IF({mine}, VALUES(renewed_us), renewed_us),
   expires_us = IF({mine}, VALUES(expires_us), expires_us),
   released = IF({mine}, FALSE, released),
+  revoked = IF({mine}, FALSE, revoked),
   holder = IF(@free, VALUES(holder), holder)
 RETURNING {COLUMNS}, {now} AS now_us"""
     # Rule "renew only by the holder with its fencing token" (row count 1:
@@ -65,12 +73,18 @@ UPDATE {table} SET
   ttl_us = COALESCE(%(ttl_us)s, ttl_us),
   renewed_us = @now,
   expires_us = @now + ttl_us,
-  revision = revision + 1
+  revision = revision + 1,
+  lease_value = COALESCE(%(value)s, lease_value),
+  announced = COALESCE(%(announced)s, announced)
 WHERE {OWNER} AND NOT released"""
     # Rule "release only by the holder with its fencing token" (row count 1: granted).
     release = f"""
 UPDATE {table} SET released = TRUE, expires_us = @now, revision = revision + 1
 WHERE {OWNER} AND NOT released"""
+    # Rule "revoke": an operator ends the current term at once (row count 1: granted).
+    revoke = f"""
+UPDATE {table} SET released = TRUE, revoked = TRUE, expires_us = @now, revision = revision + 1
+WHERE lease_key = %(key)s AND NOT released"""
     get, _, scan, scan_to = reads(table, now)
     return Statements(
         "mariadb",
@@ -81,5 +95,6 @@ WHERE {OWNER} AND NOT released"""
         f"SET @now = {now}",
         scan,
         scan_to,
+        revoke=revoke,
         two_step=True,
     )

@@ -33,8 +33,9 @@ NOW = "(extract(epoch FROM statement_timestamp()) * 1000000)::bigint"
 APPEND = (
     f"(CASE WHEN jsonb_array_length(r.past) >= {KEEP} THEN r.past - 0 ELSE r.past END)"
     " || jsonb_build_array(jsonb_build_object('h', r.holder, 't', r.fencing_token,"
-    " 'a', r.acquired_us, 'e', r.expires_us,"
-    " 'b', CASE WHEN r.released THEN 'released' ELSE 'expired' END))"
+    " 'a', r.acquired_us, 'e', r.expires_us, 'v', r.lease_value,"
+    " 'b', CASE WHEN r.revoked THEN 'revoked' WHEN r.released THEN 'released'"
+    " ELSE 'expired' END))"
 )
 
 
@@ -66,10 +67,11 @@ WHERE lease_key = %(key)s AND NOT EXISTS (SELECT 1 FROM up)"""
     # COLLATE "C", so the keys are sorted the same way here.
     acquire_batch = f"""
 WITH q AS (
-  SELECT * FROM unnest(%(keys)s::text[], %(holders)s::text[], %(ttls)s::bigint[]) AS q(k, h, ttl)
+  SELECT * FROM unnest(%(keys)s::text[], %(holders)s::text[], %(ttls)s::bigint[],
+                       %(values)s::text[]) AS q(k, h, ttl, v)
 ), up AS (
   INSERT INTO {table} AS r ({COLUMNS})
-  SELECT k, h, 1, ttl, {now}, {now}, {now} + ttl, 0, FALSE, 1, '[]'::jsonb
+  SELECT k, h, 1, ttl, {now}, {now}, {now} + ttl, 0, FALSE, 1, '[]'::jsonb, v, FALSE, FALSE
   FROM q ORDER BY k COLLATE "C"
   {on_conflict(now, APPEND)}
   {returning}, {notify}
@@ -85,7 +87,8 @@ WHERE lease_key IN (SELECT k FROM q) AND lease_key NOT IN (SELECT lease_key FROM
     renew_batch = f"""
 WITH q AS (
   SELECT * FROM unnest(%(keys)s::text[], %(holders)s::text[], %(tokens)s::bigint[],
-                       %(ttls)s::bigint[]) AS q(k, h, t, ttl)
+                       %(ttls)s::bigint[], %(values)s::text[], %(announced)s::boolean[])
+    AS q(k, h, t, ttl, v, an)
 ), locked AS (
   SELECT lease_key FROM {table} WHERE lease_key IN (SELECT k FROM q)
   ORDER BY lease_key FOR UPDATE
@@ -94,7 +97,9 @@ UPDATE {table} AS r SET
   ttl_us = COALESCE(q.ttl, r.ttl_us),
   renewed_us = {now},
   expires_us = {now} + COALESCE(q.ttl, r.ttl_us),
-  revision = r.revision + 1
+  revision = r.revision + 1,
+  lease_value = COALESCE(q.v, r.lease_value),
+  announced = COALESCE(q.an, r.announced)
 FROM q
 WHERE r.lease_key = q.k AND r.holder = q.h AND r.fencing_token = q.t AND NOT r.released
   AND r.lease_key IN (SELECT lease_key FROM locked)
@@ -108,6 +113,7 @@ RETURNING {qualified}, {now} AS now_us, pg_notify('{channel}', r.lease_key) IS N
         st.now,
         st.scan,
         st.scan_to,
+        revoke=notifying(st.revoke),  # rule "revoke"
         acquire_batch=acquire_batch,
         renew_batch=renew_batch,
     )

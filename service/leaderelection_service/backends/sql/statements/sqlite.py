@@ -25,7 +25,9 @@ APPEND = (
     "json_insert(CASE WHEN json_array_length(r.past) >= "
     f"{KEEP} THEN json_remove(r.past, '$[0]') ELSE r.past END, '$[#]',"
     " json_object('h', r.holder, 't', r.fencing_token, 'a', r.acquired_us,"
-    " 'e', r.expires_us, 'b', CASE WHEN r.released THEN 'released' ELSE 'expired' END))"
+    " 'e', r.expires_us, 'v', r.lease_value,"
+    " 'b', CASE WHEN r.revoked THEN 'revoked' WHEN r.released THEN 'released'"
+    " ELSE 'expired' END))"
 )
 
 
@@ -38,4 +40,5 @@ def sqlite(table: str) -> Statements:
             re.sub(r"%\((\w+)\)s", r":\1", s)
             for s in (st.acquire, st.renew, st.release, st.get, st.now, st.scan, st.scan_to)
         ),
+        revoke=re.sub(r"%\((\w+)\)s", r":\1", st.revoke),
     )
