@@ -290,3 +290,33 @@ def test_revoke_is_an_event_of_its_own_and_ends_the_term_in_the_history() -> Non
     assert describe(view(b, 4)).type == "acquired"  # a revoked lease was free, not taken over
     # A reader that last saw a's term hears that it was revoked, then b's term.
     assert kinds(transition(seen(view(a, 0.5)), view(b, 4))) == ["revoked", "acquired"]
+
+
+@pytest.mark.parametrize(
+    ("renewed", "announce", "expected"),
+    [(False, True, "renewed"), (False, False, None), (True, False, "renewed")],
+)
+async def test_a_term_the_replay_sent_goes_on_when_the_hub_first_meets_its_key(
+    renewed: bool, announce: bool, expected: str | None
+) -> None:
+    """The key was created between two of the hub's reads and renewed with a new
+    value before the hub's next read: the hub calls what it meets the start of a
+    term, but the stream's replay already sent that term, so the stream sends
+    the value's renewal (rule "value"), never a second ``acquired``."""
+    backend = CasLeases(MemoryStore())
+    v1 = await backend.acquire("k", "a", 60, "v1")
+    token = v1.record.fencing_token
+    v2 = await backend.renew("k", "a", token, None, "v2", announce)
+    sub = Subscription(key="k", prefix="", renewed=renewed)
+    assert sub.accept(describe(v1, replay=True)) is not None
+    hub_met = describe(v2)  # what the hub describes for a key it had not seen
+    assert hub_met.type == "acquired"
+    sent = sub.accept(hub_met)
+    assert (sent.type if sent else None) == expected
+    if sent is not None:
+        assert (sent.lease["value"], sent.lease["fencing_token"]) == ("v2", token)
+    # a new term is a new term, whatever the stream sent before
+    await backend.release("k", "a", token)
+    v3 = await backend.acquire("k", "b", 60, "v3")
+    third = sub.accept(describe(v3))
+    assert third is not None and third.type == "acquired"

@@ -150,7 +150,9 @@ def describe(view: LeaseView, *, replay: bool = False) -> WatchEvent:
     """The record's current state as one event (a stream's replay, a new key)."""
     st = state(view)
     kind: EventType = start_type(view.record) if st == "held" else st
-    return _event(kind, view, version(view), replay=replay)
+    # ``announced`` travels with a term's start too: a stream that had already
+    # sent this term (its replay) reads such an event as the value's renewal.
+    return _event(kind, view, version(view), replay=replay, announced=view.record.announced)
 
 
 def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:

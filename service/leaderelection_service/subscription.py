@@ -18,9 +18,12 @@ with the fleet for every open stream.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from leaderelection_service.events import WatchEvent
+
+TERM_STARTS = ("acquired", "taken_over")
 
 QUEUE_SIZE = 1024
 """Live events a subscriber may have waiting before it is dropped."""
@@ -45,6 +48,8 @@ class Subscription:
     """Set when the hub could not read the backend while this one waited to be ready."""
     last: dict[str, int] | None = field(default_factory=dict)
     """Version sent per key, while a replay may still overlap the hub's events."""
+    terms: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    """Fencing token and value sent per key, while ``last`` is kept."""
     replay_done: int | None = None
     """The hub's read count when the replay ended."""
 
@@ -60,13 +65,30 @@ class Subscription:
         """Already sent this key's state at this version or a newer one."""
         return self.last is not None and event.version <= self.last.get(event.key, -1)
 
-    def accept(self, event: WatchEvent) -> bool:
-        """True if ``event`` is to be sent now (newer than what was sent for its key)."""
+    def accept(self, event: WatchEvent) -> WatchEvent | None:
+        """``event`` as this stream sends it now, or None (not newer than what was sent).
+
+        While the replay may overlap the hub's events, the hub can meet a key
+        for the first time after this stream's replay already sent its term
+        (the key was created between two of the hub's reads): the hub calls it
+        the start of a term, but for this stream the term goes on, so it is sent
+        as a ``renewed`` event, to those it is for (rule "value").
+        """
         if self.stale(event):
-            return False
+            return None
         if self.last is not None:
+            token, value = event.lease.get("fencing_token"), event.lease.get("value")
+            sent = self.terms.get(event.key)
+            if sent is not None and event.type in TERM_STARTS and token == sent[0]:
+                event = replace(
+                    event, type="renewed", announced=event.announced and value != sent[1]
+                )
+                if not self.wants(event):
+                    self.last[event.key] = event.version
+                    return None
             self.last[event.key] = event.version
-        return True
+            self.terms[event.key] = (token, value)
+        return event
 
     async def get(self) -> WatchEvent | None:
         """The next event, or None once the stream is over (dropped or closed)."""

@@ -206,6 +206,7 @@ class WatchHub:
         for sub in subs:
             if sub.replay_done is not None and self._baseline > sub.replay_done:
                 sub.last = None  # every event from here on is newer than the replay
+                sub.terms.clear()
         for event in events:
             for sub in subs:
                 if sub.dropped or not sub.wants(event) or sub.stale(event):

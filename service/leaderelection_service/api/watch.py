@@ -186,11 +186,11 @@ def _stream(
                     if got is None:
                         yield _closing(sub)
                         return
-                    if sub.accept(got):
-                        yield _frame(got)
+                    if (sent := sub.accept(got)) is not None:
+                        yield _frame(sent)
                 for view in page:
-                    event = describe(view, replay=True)
-                    if sub.accept(event):
+                    event = sub.accept(describe(view, replay=True))
+                    if event is not None:
                         yield _frame(event)
                 if len(page) < PAGE:
                     break
@@ -201,8 +201,8 @@ def _stream(
                 if got is None:
                     yield _closing(sub)
                     return
-                if sub.accept(got):
-                    yield _frame(got)
+                if (sent := sub.accept(got)) is not None:
+                    yield _frame(sent)
         finally:
             hub.unsubscribe(sub)
 
