@@ -40,7 +40,7 @@ async def perform(
     if operation == "renew":
         ttl = None if body.ttl is None else check_ttl(body.ttl, settings)
         value = check_value(body.value)
-        return await backend.renew(key, holder, body.fencing_token, ttl, value, body.announce)
+        return await backend.renew(key, holder, body.fencing_token, ttl, value, bool(body.announce))
     if operation == "release":
         return await backend.release(key, holder, body.fencing_token)
     raise ValueError(f"not a lease operation: {operation!r}")

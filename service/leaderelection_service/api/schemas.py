@@ -76,10 +76,12 @@ class RenewBody(_Body):
         strict=True,
     )
     value: StrictStr | None = _VALUE
-    announce: StrictBool = Field(
-        default=False,
-        description="With a value: the change is sent to every watcher, not only to those "
-        "that asked for renewals (docs/watch.md).",
+    # Optional rather than defaulting to false: code generators (openapi-typescript's
+    # default) make a property with a default required in request bodies.
+    announce: StrictBool | None = Field(
+        default=None,
+        description="With a value: true sends the change to every watcher, not only to those "
+        "that asked for renewals (docs/watch.md). Omitted: false.",
     )
 
 
