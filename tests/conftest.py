@@ -22,6 +22,7 @@ from support.procs import ServiceProcess
 
 pytest_plugins = [
     "support.backends",
+    "support.browser",
     "support.electors",
     "support.gcs",
     "support.sql_backends",

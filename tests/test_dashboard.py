@@ -22,44 +22,12 @@ import pytest
 
 from leaderelection_service.registry import open_backend
 from leaderelection_service.settings import Settings
-from support.needs import missing
 from support.procs import REPO, ServiceProcess
 from support.tokens import TokenSet
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 UPDATE_DOCS = os.environ.get("LEADERELECTION_UPDATE_DOCS") == "1"
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        missing("Debian's chromium", "Install it: apt-get install -y chromium (./dev test does).")
-    return path
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright (python)", "Install the test extra: pip install -e '.[test]'.")
-    executable = chromium_path()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from support.browser import browser  # noqa: F401  (the fixture)
 from support.procs import ServiceProcess
 
 ASSET = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|\burl\s*:\s*["']([^"']+)["']""")
@@ -43,7 +42,7 @@ def test_docs_references_only_local_assets_that_answer(http: httpx.Client) -> No
 
 @pytest.mark.browser
 def test_docs_renders_the_operations_offline(
-    browser: Any,  # noqa: F811
+    browser: Any,
     service: ServiceProcess,
 ) -> None:
     from playwright.sync_api import expect

@@ -2,9 +2,7 @@
 
 Example::
 
-    from support.browser import browser  # noqa: F401  (the fixture)
-
-    def test_page(browser):
+    def test_page(browser):  # the fixture (tests/conftest.py lists this plugin)
         page = browser.new_page(viewport={"width": 400, "height": 800})
 
 Playwright's own browser download is never used (this machine reaches no
