@@ -53,14 +53,17 @@ def test_curl_walk_through_as_written(curl: str, service: ServiceProcess) -> Non
     script = script.replace("localhost:8080", f"127.0.0.1:{service.port}")
     done = subprocess.run(["bash", "-eu", "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    acquired, renewed, looked_up, listed, released = json_documents(done.stdout)
+    acquired, renewed, valued, looked_up, listed, released = json_documents(done.stdout)
     assert acquired["holder"] == "host-a" and acquired["fencing_token"] == 1
-    assert acquired["held"] is True
+    assert acquired["held"] is True and acquired["state"] == "held"
     assert renewed["fencing_token"] == 1 and renewed["renewed_at"] >= acquired["renewed_at"]
+    assert (valued["fencing_token"], valued["value"]) == (1, "10.0.0.7:8443")
     assert looked_up["holder"] == "host-a" and looked_up["held"] is True
+    assert looked_up["value"] == "10.0.0.7:8443"
     assert [lease["key"] for lease in listed["leases"]] == ["nightly-report"]
     assert listed["next_cursor"] is None
     assert released["held"] is False and released["fencing_token"] == 1
+    assert released["state"] == "released"
 
 
 class Script(OutputLines):
