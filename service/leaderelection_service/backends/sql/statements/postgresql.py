@@ -39,9 +39,9 @@ APPEND = (
 )
 
 
-def postgresql(table: str, channel: str) -> Statements:
+def postgresql(table: str, channel: str, first: str = "1", first_batch: str = "1") -> Statements:
     now = NOW
-    st = standard("postgresql", table, now, "'[]'::jsonb", APPEND)
+    st = standard("postgresql", table, now, "'[]'::jsonb", APPEND, first)
     # Tell listeners in the same statement (delivered at commit, so never
     # before the write is durable). A refused acquire answers with the current
     # row in the same round trip, which is what waiting candidates mostly get.
@@ -71,7 +71,8 @@ WITH q AS (
                        %(values)s::text[]) AS q(k, h, ttl, v)
 ), up AS (
   INSERT INTO {table} AS r ({COLUMNS})
-  SELECT k, h, 1, ttl, {now}, {now}, {now} + ttl, 0, FALSE, 1, '[]'::jsonb, v, FALSE, FALSE
+  SELECT k, h, {first_batch}, ttl, {now}, {now}, {now} + ttl, 0, FALSE, {first_batch}, '[]'::jsonb,
+         v, FALSE, FALSE
   FROM q ORDER BY k COLLATE "C"
   {on_conflict(now, APPEND)}
   {returning}, {notify}
