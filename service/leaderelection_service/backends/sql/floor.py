@@ -97,7 +97,7 @@ class FloorSql:
             fn = function_name(names, preparer)
             return cls(
                 dialect,
-                first=f"({fn}(%(key)s) + 1)",
+                first=f"({fn}(%(key)s::varchar) + 1)",  # the type lease_key binds as
                 first_batch=f"({fn}(k) + 1)",
                 lock="SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0))",
                 lock_floor="",
