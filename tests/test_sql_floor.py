@@ -23,8 +23,8 @@ from sqlalchemy import make_url
 
 from leaderelection_service.backends.sql import SqlLeases
 from leaderelection_service.backends.sql.floor import lock_tag
-from leaderelection_service.backends.sql.rows import to_view
 from leaderelection_service.backends.sql.postgresql import lease_rows
+from leaderelection_service.backends.sql.rows import to_view
 from leaderelection_service.lease_errors import LeaseHeld
 from leaderelection_service.token_floor import floor_after
 
@@ -48,9 +48,7 @@ async def _waiting_on_a_lock(conninfo: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as watcher:
         while time.monotonic() < deadline:
-            cur = await watcher.execute(
-                "SELECT count(*) FROM pg_locks WHERE NOT granted"
-            )
+            cur = await watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
             row = await cur.fetchone()
             if row is not None and row[0] > 0:
                 return
