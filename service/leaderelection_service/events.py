@@ -205,6 +205,9 @@ def deleted(prev: Seen, server_time: datetime, allowance: float = 0.0) -> WatchE
     old = prev.record
     lease = old.to_public(server_time, allowance)
     lease["held"] = False
+    if lease["state"] == "held":  # its end was not read; only a free lease is deleted
+        lapsed = server_time >= old.free_at(allowance)
+        lease["state"] = "expired" if lapsed else "released"
     return WatchEvent("deleted", old.key, 2 * (old.revision + 1), old.revision, lease)
 
 
