@@ -83,7 +83,10 @@ async def test_schema_is_left_alone_when_creation_is_off(sql_url: str) -> None:
             await backend.acquire("k", "a", 5.0)
         assert "leaderelection migrate" in err.value.message
         assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (0, SCHEMA_VERSION)
-        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (SCHEMA_VERSION, SCHEMA_VERSION)
+        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (
+            SCHEMA_VERSION,
+            SCHEMA_VERSION,
+        )
         assert (await backend.acquire("k", "a", 5.0)).record.fencing_token == 1
     finally:
         await backend.close()
@@ -150,7 +153,10 @@ def test_migrate_command(postgres_url: str) -> None:
 
     done = migrate("--backend-url", postgres_url, "--sql-table", "by_operator")
     assert done.returncode == 0, done.stderr
-    assert f"schema version {SCHEMA_VERSION}" in done.stdout and "upgraded from version 0" in done.stdout
+    assert (
+        f"schema version {SCHEMA_VERSION}" in done.stdout
+        and "upgraded from version 0" in done.stdout
+    )
     bad = migrate("--backend-url", postgres_url, "--sql-table", "x; DROP TABLE y")
     assert bad.returncode != 0 and "identifier" in bad.stderr and "Traceback" not in bad.stderr
 
