@@ -139,3 +139,73 @@ async def test_many_acquires_racing_deletes_never_repeat_a_token(pg: SqlLeases) 
 
     await asyncio.gather(*(cycle(n) for n in range(8)))
     assert len(seen) == len(set(seen)) and len(seen) > 8
+
+
+def _mariadb_connect(url: str, autocommit: bool = False) -> Any:
+    import pymysql
+
+    u = make_url(url)
+    return pymysql.connect(
+        host=u.host or "127.0.0.1", port=u.port or 3306, user=u.username or "root",
+        password=u.password or "", database=u.database, autocommit=autocommit,
+    )  # fmt: skip
+
+
+async def _mariadb_lock_wait(url: str, timeout: float = 10.0) -> None:
+    """Return once some InnoDB transaction waits for a lock; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    conn = _mariadb_connect(url, autocommit=True)
+
+    def waiting() -> int:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'"
+            )
+            (count,) = cur.fetchone()
+        return int(count)
+
+    try:
+        while time.monotonic() < deadline:
+            if await asyncio.to_thread(waiting):
+                return
+            # InnoDB refreshes innodb_trx only when it was not read for 0.1 s.
+            await asyncio.sleep(0.2)
+    finally:
+        conn.close()
+    raise AssertionError("nobody waited for a lock")
+
+
+async def test_mariadb_acquire_during_an_open_delete_waits_and_answers_above_the_floor(
+    mysql_url: str,
+) -> None:
+    """InnoDB: the acquire's share-mode read of the floor waits for the delete's lock.
+
+    At the server's default REPEATABLE READ, InnoDB already reads a subquery of
+    an INSERT with a shared lock (the test passes without ``LOCK IN SHARE
+    MODE``, checked); the explicit clause keeps it so under READ COMMITTED.
+    """
+    backend = SqlLeases(mysql_url)
+    try:
+        key = "job.43"
+        deleted = await _terms(backend, key, 3)
+        fl, st = backend.floor, backend.st
+        deleter = _mariadb_connect(mysql_url)
+        try:
+            with deleter.cursor() as cur:  # the backend's delete, left uncommitted
+                cur.execute(st.now)
+                cur.execute(fl.lock_floor)
+                cur.execute(st.get + fl.lock_row, {"key": key})
+                assert cur.fetchone() is not None
+                cur.execute(fl.raise_floor, {"at_least": deleted + 10})
+                cur.execute(fl.delete, {"key": key})
+            acquiring = asyncio.create_task(backend.acquire(key, "late", 30.0))
+            await _mariadb_lock_wait(mysql_url)
+            assert not acquiring.done()
+            deleter.commit()
+        finally:
+            deleter.close()
+        view = await asyncio.wait_for(acquiring, 10)
+        assert view.record.fencing_token > deleted
+        assert view.record.transitions == 0
+    finally:
+        await backend.close()

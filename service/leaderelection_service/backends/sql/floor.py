@@ -35,7 +35,9 @@ with a floor read before the delete committed. Per dialect:
   lock until it commits; delete locks the floor row ``FOR UPDATE`` first,
   before the lease row, so the two always lock in the same order (no
   deadlock) and an acquire either reads the raised floor or commits before
-  the delete reads the lease row.
+  the delete reads the lease row. (At REPEATABLE READ InnoDB takes that
+  shared lock for a subquery of an INSERT anyway; the clause keeps it under
+  READ COMMITTED.)
 - **SQLite**: one writer at a time, and a write transaction whose read
   snapshot is older than the last commit cannot write (``SQLITE_BUSY``); the
   delete runs ``BEGIN IMMEDIATE``.
