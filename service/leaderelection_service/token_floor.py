@@ -63,26 +63,38 @@ def floor_after(record: LeaseRecord) -> int:
 
 def numbered(first: LeaseRecord, floor: int) -> LeaseRecord:
     """A key's first record (token 1, revision 1 as ``new_term`` makes it) started at
-    ``floor + 1``."""
+    ``floor + 1``. Renumbering one already written also moves its revision past the
+    written one, so its versions never go back."""
     token = floor + 1
     if first.fencing_token == token and first.revision == token:
         return first
+    revision = token if first.revision == 1 else max(token, first.revision + 1)
     history = tuple(replace(t, fencing_token=token) for t in first.history)
-    return replace(first, fencing_token=token, revision=token, history=history)
+    return replace(first, fencing_token=token, revision=revision, history=history)
 
 
 async def settled(store: RecordStore, key: str, record: LeaseRecord, version: int) -> LeaseRecord:
     """The created first record of ``key``, renumbered above the floor if a delete
-    raised the floor past it between the acquire's floor read and its create."""
+    raised the floor past it between the acquire's floor read and its create.
+
+    Another write may land on the new record meanwhile (its holder's own
+    retried acquire, a revoke): then the record as it now is gets renumbered,
+    as long as it is still the key's first term. A record gone again, or one
+    that already has a second term, answers 503: the caller retries.
+    """
     for _ in range(SETTLE_ATTEMPTS):
         floor = await store.read_floor()
         if floor < record.fencing_token:
             return record
-        record = numbered(record, floor)
+        fixed = numbered(record, floor)
         try:
-            version = await store.write(key, record, version)
+            version = await store.write(key, fixed, version)
+            record = fixed
         except WriteConflict:
-            break
+            cur = await store.read(key)
+            if cur is None or len(cur.record.history) != 1:
+                break
+            record, version = cur.record, cur.version
     raise BackendUnavailable(
         f"lease {key!r} was deleted and created again while it was acquired; retry",
         retry_after=1.0,
