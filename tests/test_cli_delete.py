@@ -42,6 +42,12 @@ def test_delete_one_key(service: ServiceProcess, http: httpx.Client) -> None:
     held = cli("delete", "job-41", "--server", service.url)
     assert held.returncode == 1 and "409 lease_held" in held.stderr
     _release(http, lease)
+    dry = cli("delete", "job-41", "--dry-run", "--server", service.url)
+    assert (dry.returncode, dry.stdout.strip()) == (
+        0,
+        "would delete job-41 (last token 1, released)",
+    )
+    assert http.get("/v1/leases/job-41").status_code == 200
     done = cli("delete", "job-41", "--server", service.url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "deleted job-41 (last token 1, released)"
