@@ -60,9 +60,18 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from leaderelection_service import metric_families
-from leaderelection_service.events import Seen, WatchEvent, describe, seen, transition
+from leaderelection_service.events import (
+    Seen,
+    WatchEvent,
+    deleted,
+    describe,
+    recreated,
+    seen,
+    transition,
+)
 from leaderelection_service.lease_errors import BackendUnavailable, LeaseError, LeaseNotFound
 from leaderelection_service.records import LeaseView
 from leaderelection_service.storage import LeaseBackend
@@ -342,9 +351,17 @@ class WatchHub:
             if prev is None:
                 if coverage is None or _covered_key(before, key):
                     events.append(describe(view))  # created since the last read
+            elif recreated(prev, view):  # deleted and created again between two reads
+                events.append(deleted(prev, view.server_time, view.allowance))
+                events.append(describe(view))
             else:
                 events.extend(transition(prev, view))
             now_seen[key] = seen(view)
+        # Rule "delete": a key both reads covered that this one did not find is gone.
+        now = datetime.now(UTC)
+        for key, prev in self._seen.items():
+            if key not in now_seen and (coverage is None or _covered_key(coverage, key)):
+                events.append(deleted(prev, now))
         self._seen = now_seen
         return events
 
