@@ -94,6 +94,13 @@ class LeaseBackend(Protocol):
         """End the current term now (an operator's act): the record, ``revoked``."""
         ...
 
+    async def transfer(
+        self, key: str, to: str, holder: str | None = None, fencing_token: int | None = None
+    ) -> LeaseView:
+        """Hand the lease to ``to``: by its holder (``holder``, ``fencing_token``) ending
+        its term now, or by an operator (both None) naming it on the held term."""
+        ...
+
     async def get(self, key: str) -> LeaseView: ...
 
     async def list(self, prefix: str, after: str | None, limit: int) -> list[LeaseView]: ...

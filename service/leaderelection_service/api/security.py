@@ -143,8 +143,13 @@ def writable_key(key: Key, who: Annotated[ApiToken, Depends(require_write)]) -> 
 
 
 def administered_key(key: Key, who: Caller) -> str:
+    return check_admin(key, who, "revoke")
+
+
+def check_admin(key: str, who: ApiToken, act: str) -> str:
+    """``key`` if ``who`` may ``act`` on it as an operator (admin role, key in its prefix)."""
     if who.role is not Role.ADMIN:
-        raise Forbidden(f"{who.label} may not revoke; that needs an admin token")
+        raise Forbidden(f"{who.label} may not {act}; that needs an admin token")
     if not who.may_administer(key):
         raise _outside(key, who)
     return key

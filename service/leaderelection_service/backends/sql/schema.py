@@ -18,7 +18,8 @@ Two tables, named by the operator (validated identifiers, never raw input):
 ``migrate`` is idempotent and safe to run from several processes at once.
 Versions: 1 the lease and meta tables; 2 adds ``lease_value`` (nullable
 text), ``announced`` and ``revoked`` (booleans, default false) to the lease table, which
-``migrate`` adds in place to a version-1 table: its rows and tokens stay.
+``migrate`` adds in place to a version-1 table: its rows and tokens stay;
+3 adds ``successor`` (nullable, the holder a lease is handed to), likewise.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from leaderelection_service.sql_names import DEFAULT_TABLE, check_identifier
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bump with every change of the tables; ``migrate`` brings older ones up to it."""
 
 
@@ -110,6 +111,7 @@ def tables(names: TableNames) -> tuple[Table, Table]:
         Column("lease_value", _VALUE, nullable=True),
         Column("announced", Boolean, nullable=False, server_default=false()),
         Column("revoked", Boolean, nullable=False, server_default=false()),
+        Column("successor", _HOLDER, nullable=True),
         **mysql_opts,
     )
     meta = Table(
@@ -178,22 +180,25 @@ def _migrate_once(engine: Engine, names: TableNames) -> int:
 
 
 ADDED_IN_2 = ("lease_value", "announced", "revoked")
+ADDED_FOR_TRANSFER = ("successor",)
+"""Version 3: the holder a lease is handed to (rule "transfer"), nullable."""
+NULLABLE = ("lease_value", "successor")
 
 
 def _upgrade(engine: Engine, names: TableNames) -> None:
-    """Version 1 to 2: add the value columns in place (rows and tokens kept)."""
+    """Older versions to this one: add the missing columns in place (rows and tokens kept)."""
     leases, meta = tables(names)
     dialect = engine.dialect
     quoted = dialect.identifier_preparer.format_table(leases)
     with engine.begin() as conn:
         have = {c["name"] for c in inspect(conn).get_columns(names.table, schema=names.schema)}
-        for name in ADDED_IN_2:
+        for name in ADDED_IN_2 + ADDED_FOR_TRANSFER:
             if name in have:
                 continue  # another process added it
             column = leases.c[name]
             sql_type = column.type.compile(dialect=dialect)
             default = " NOT NULL DEFAULT " + ("FALSE" if dialect.name == "postgresql" else "0")
-            tail = " NULL" if name == "lease_value" else default
+            tail = " NULL" if name in NULLABLE else default
             conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {name} {sql_type}{tail}")
         conn.execute(
             update(meta).where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION))

@@ -34,7 +34,8 @@ APPEND = (
     f"(CASE WHEN jsonb_array_length(r.past) >= {KEEP} THEN r.past - 0 ELSE r.past END)"
     " || jsonb_build_array(jsonb_build_object('h', r.holder, 't', r.fencing_token,"
     " 'a', r.acquired_us, 'e', r.expires_us, 'v', r.lease_value,"
-    " 'b', CASE WHEN r.revoked THEN 'revoked' WHEN r.released THEN 'released'"
+    " 'b', CASE WHEN r.revoked THEN 'revoked' WHEN r.released AND r.successor IS NOT NULL"
+    " THEN 'transferred' WHEN r.released THEN 'released'"
     " ELSE 'expired' END))"
 )
 
@@ -71,7 +72,8 @@ WITH q AS (
                        %(values)s::text[]) AS q(k, h, ttl, v)
 ), up AS (
   INSERT INTO {table} AS r ({COLUMNS})
-  SELECT k, h, 1, ttl, {now}, {now}, {now} + ttl, 0, FALSE, 1, '[]'::jsonb, v, FALSE, FALSE
+  SELECT k, h, 1, ttl, {now}, {now}, {now} + ttl, 0, FALSE, 1, '[]'::jsonb, v, FALSE, FALSE,
+         NULL::text
   FROM q ORDER BY k COLLATE "C"
   {on_conflict(now, APPEND)}
   {returning}, {notify}
@@ -102,6 +104,7 @@ UPDATE {table} AS r SET
   announced = COALESCE(q.an, r.announced)
 FROM q
 WHERE r.lease_key = q.k AND r.holder = q.h AND r.fencing_token = q.t AND NOT r.released
+  AND r.successor IS NULL
   AND r.lease_key IN (SELECT lease_key FROM locked)
 RETURNING {qualified}, {now} AS now_us, pg_notify('{channel}', r.lease_key) IS NULL AS notified"""
     return Statements(
@@ -114,6 +117,8 @@ RETURNING {qualified}, {now} AS now_us, pg_notify('{channel}', r.lease_key) IS N
         st.scan,
         st.scan_to,
         revoke=notifying(st.revoke),  # rule "revoke"
+        transfer=notifying(st.transfer),  # rule "transfer", by the holder
+        handover=notifying(st.handover),  # rule "transfer", by an operator
         acquire_batch=acquire_batch,
         renew_batch=renew_batch,
     )
