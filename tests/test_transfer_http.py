@@ -90,7 +90,11 @@ def test_an_operator_names_a_successor_and_the_holder_is_told_at_its_renewal(
     }
     r = post(http, tokens, "/v1/leases/team-a.job/transfer", {"to": "fresh"}, "team_a_operator")
     assert r.status_code == 200, r.text
-    assert (r.json()["held"], r.json()["holder"], r.json()["successor"]) == (True, "wedged", "fresh")
+    assert (r.json()["held"], r.json()["holder"], r.json()["successor"]) == (
+        True,
+        "wedged",
+        "fresh",
+    )
     renew = {"holder": "wedged", "fencing_token": a["fencing_token"]}
     lost = post(http, tokens, "/v1/leases/team-a.job/renew", renew)
     assert lost.status_code == 409 and lost.json()["error"] == "lease_lost"
