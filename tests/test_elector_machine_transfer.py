@@ -13,11 +13,11 @@ import random
 from dataclasses import replace
 
 import pytest
+from test_elector_machine import CONFIG, Driver, FakeClock, elect, lease
 
 from leaderelection import LeaseLost
 from leaderelection._elector_base import check_successor
 from leaderelection._machine import Machine, Send, Wait
-from test_elector_machine import CONFIG, Driver, FakeClock, elect, lease
 
 
 @pytest.fixture
