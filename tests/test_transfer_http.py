@@ -139,3 +139,11 @@ def test_transfer_of_an_unknown_key_is_not_found(http: httpx.Client, tokens: Tok
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     r = post(http, tokens, "/v1/leases/never/transfer", {"to": "b"}, "reader")
     assert r.status_code == 403
+
+
+def test_a_read_token_is_refused_before_its_body_is_read(
+    http: httpx.Client, tokens: TokenSet
+) -> None:
+    acquire(http, tokens, "ro", "h")
+    r = post(http, tokens, "/v1/leases/ro/transfer", {"nonsense": True}, "reader")
+    assert r.status_code == 403 and "may only read" in r.json()["message"]

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi.routing import APIRoute
 
 from leaderelection_service.api import examples
-from leaderelection_service.api.deps import AppSettings, Backend, Key, check_holder
+from leaderelection_service.api.deps import AppSettings, Backend, check_holder
 from leaderelection_service.api.operations import OPERATIONS, perform
 from leaderelection_service.api.responses import COMMON, WRITES, answer, refused
 from leaderelection_service.api.schemas import (
@@ -26,6 +26,7 @@ from leaderelection_service.api.security import (
     AdministeredKey,
     Caller,
     ReadableKey,
+    TransferableKey,
     WritableKey,
     check_admin,
     require_write,
@@ -154,7 +155,7 @@ async def revoke(key: AdministeredKey, backend: Backend) -> Response:
     summary="Hand a lease to a chosen successor (the holder, or an operator with `to` alone)",
 )
 async def transfer(
-    key: Key,
+    key: TransferableKey,
     body: Annotated[
         TransferBody,
         Body(

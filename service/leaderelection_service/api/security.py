@@ -155,7 +155,20 @@ def check_admin(key: str, who: ApiToken, act: str) -> str:
     return key
 
 
+def transferable_key(key: Key, who: Caller) -> str:
+    """Checked before the body: a token that could send either form of transfer."""
+    if not who.writes:
+        raise Forbidden(
+            f"{who.label} may only read; transfer needs a write token (the holder's) "
+            "or an admin token"
+        )
+    if not (who.may_write(key) or who.may_administer(key)):
+        raise _outside(key, who)
+    return key
+
+
 ReadableKey = Annotated[str, Depends(readable_key)]
+TransferableKey = Annotated[str, Depends(transferable_key)]
 AdministeredKey = Annotated[str, Depends(administered_key)]
 WritableKey = Annotated[str, Depends(writable_key)]
 
