@@ -23,6 +23,8 @@ def test_transfer_names_the_successor_and_the_holder_is_told(
     renew = {"holder": "web-v1", "fencing_token": held["fencing_token"]}
     lost = http.post("/v1/leases/web-leader/renew", json=renew)
     assert lost.status_code == 409 and "handed to 'web-v2'" in lost.json()["message"]
+    table = cli("status", "--server", service.url).stdout.splitlines()
+    assert table[1].split()[:2] == ["web-leader", "web-v1→web-v2"]
     again = cli("transfer", "web-leader", "--to", "web-v2", "--server", service.url)
     assert again.returncode == 0  # already so: the same answer, nothing written
     assert http.get("/v1/leases/web-leader").json()["fencing_token"] == held["fencing_token"]
