@@ -14,7 +14,8 @@ Example::
 
 A ``read`` token may look up, list and watch leases and see the dashboard and
 metrics; a ``write`` token may also acquire, renew and release; an ``admin``
-token may also revoke a holder's term (``POST /v1/leases/{key}/revoke``). A
+token may also revoke a holder's term (``POST /v1/leases/{key}/revoke``) and
+hand it to a successor (``POST /v1/leases/{key}/transfer`` with ``to`` alone). A
 ``prefix`` limits a token to keys that start with it (every key when absent).
 Without a token file everyone may do everything, revoke included.
 
@@ -60,7 +61,7 @@ class Role(enum.StrEnum):
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
-    """May also revoke a holder's term (within its prefix)."""
+    """May also revoke or transfer a holder's term (within its prefix)."""
 
 
 @dataclass(frozen=True, slots=True)
