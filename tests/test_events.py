@@ -320,3 +320,25 @@ async def test_a_term_the_replay_sent_goes_on_when_the_hub_first_meets_its_key(
     v3 = await backend.acquire("k", "b", 60, "v3")
     third = sub.accept(describe(v3))
     assert third is not None and third.type == "acquired"
+
+
+def test_transfers_are_events_of_their_own() -> None:
+    a = acquire(None, "a", 0)
+    named = a.handed_to("b")  # an operator's transfer: the term goes on
+    (ev,) = transition(seen(view(a, 0.5)), view(named, 1))
+    assert (ev.type, ev.lease["held"], ev.lease["successor"]) == ("successor_named", True, "b")
+    assert Subscription(None, "", False, asyncio.Queue()).wants(ev)  # every watcher gets it
+    ended = named.released_at(at(2))  # its holder steps down: the successor is kept
+    (ev,) = transition(seen(view(named, 1)), view(ended, 2))
+    assert (ev.type, ev.lease["state"], ev.lease["successor"]) == ("transferred", "released", "b")
+    assert describe(view(ended, 3)).type == "transferred"
+    b = acquire(ended, "b", 3)
+    assert describe(view(b, 4)).type == "acquired"  # handed on, not taken over
+    # A reader that last saw a's held term hears that it was handed on, then b's term.
+    events = transition(seen(view(a, 0.5)), view(b, 4))
+    assert kinds(events) == ["transferred", "acquired"]
+    assert events[0].lease["state"] == "released"
+    # the holder's own transfer: one write ends the term and names the successor
+    direct = a.released_at(at(1), successor="c")
+    (ev,) = transition(seen(view(a, 0.5)), view(direct, 1))
+    assert (ev.type, ev.lease["successor"]) == ("transferred", "c")

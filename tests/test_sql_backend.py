@@ -24,6 +24,7 @@ from leaderelection_service.backends.sql import SqlLeases, migrate_url
 from leaderelection_service.backends.sql.engine import make_engine
 from leaderelection_service.backends.sql.postgresql import PgSql
 from leaderelection_service.backends.sql.schema import (
+    ADDED_FOR_TRANSFER,
     ADDED_IN_2,
     SCHEMA_VERSION,
     TableNames,
@@ -92,21 +93,23 @@ async def test_schema_is_left_alone_when_creation_is_off(sql_url: str) -> None:
         await backend.close()
 
 
-def _version_1_table(url: str, table: str) -> None:
-    """A table as schema version 1 made it (no value columns), with one released lease."""
+def _version_1_table(url: str, table: str, version: int = 1) -> None:
+    """A table as schema version 1 (no value columns) or 2 (no successor) made it,
+    with one released lease."""
+    missing = ADDED_FOR_TRANSFER + (ADDED_IN_2 if version == 1 else ())
     engine = make_engine(url, pool_size=1)
     try:
         leases, meta = tables(TableNames.of(table))
         old = Table(
             table,
             MetaData(),
-            *(c._copy() for c in leases.columns if c.name not in ADDED_IN_2),
+            *(c._copy() for c in leases.columns if c.name not in missing),
             **leases.kwargs,
         )
         with engine.begin() as conn:
             old.create(conn)
             meta.create(conn)
-            conn.execute(meta.insert().values(name="schema_version", value="1"))
+            conn.execute(meta.insert().values(name="schema_version", value=str(version)))
             conn.execute(
                 old.insert().values(
                     lease_key="k", holder="old", fencing_token=7, ttl_us=5_000_000,
@@ -142,6 +145,21 @@ async def test_migrate_adds_the_value_columns_to_a_version_1_table(sql_url: str)
         await backend.release("k", "new", 8)
         await backend.delete("k")
         assert (await backend.acquire("k", "again", 5.0)).record.fencing_token > 8
+    finally:
+        await backend.close()
+
+
+async def test_migrate_adds_the_successor_column_to_a_version_2_table(sql_url: str) -> None:
+    table = f"v2_{secrets.token_hex(4)}"
+    _version_1_table(sql_url, table, version=2)
+    backend = SqlLeases(sql_url, table=table, create_schema=False)
+    try:
+        assert migrate_url(sql_url, table=table, schema=None) == (2, SCHEMA_VERSION)
+        kept = (await backend.get("k")).record
+        assert (kept.fencing_token, kept.holder, kept.successor) == (7, "old", None)
+        view = await backend.acquire("k", "new", 5.0)
+        moved = await backend.transfer("k", "next", "new", view.record.fencing_token)
+        assert moved.record.successor == "next" and moved.record.fencing_token == 8
     finally:
         await backend.close()
 

@@ -23,7 +23,7 @@ import pytest
 
 from leaderelection_service.backends.sql import SqlLeases
 from leaderelection_service.backends.sql.postgresql import PgSql
-from leaderelection_service.lease_errors import LeaseHeld
+from leaderelection_service.lease_errors import LeaseHeld, LeaseLost
 from leaderelection_service.records import LeaseView
 
 
@@ -278,3 +278,43 @@ async def test_batched_acquires_and_renewals_carry_each_callers_value(backend: S
         assert view.record.value == want
         assert (await backend.get(f"val{i}")).record.value == want
         assert view.record.announced is (i % 3 == 1)
+
+
+async def test_batched_renewals_and_acquires_keep_rule_transfer(backend: SqlLeases) -> None:
+    """A renew of a term being handed on is refused in a batch too (rule "transfer"), and a
+    batched acquire grants a handed-on lease to its successor alone."""
+    db = pg(backend)
+    n = 6
+    plain = [await backend.acquire(f"plain{i}", "me", 60.0) for i in range(n)]
+    named = [await backend.acquire(f"named{i}", "me", 60.0) for i in range(n)]
+    for i in range(n):
+        await backend.transfer(f"named{i}", "next")
+    batches = db.renewals.batches  # type: ignore[union-attr]
+
+    async def renew(key: str, token: int) -> LeaseView | LeaseLost:
+        try:
+            return await backend.renew(key, "me", token, 30.0)
+        except LeaseLost as err:
+            return err
+
+    answers = await asyncio.gather(
+        *(renew(f"plain{i}", plain[i].record.fencing_token) for i in range(n)),
+        *(renew(f"named{i}", named[i].record.fencing_token) for i in range(n)),
+    )
+    assert db.renewals.batches > batches  # type: ignore[union-attr]
+    assert all(isinstance(a, LeaseView) and a.held for a in answers[:n])
+    for a in answers[n:]:
+        assert isinstance(a, LeaseLost) and a.lease is not None
+        assert a.lease.record.successor == "next" and a.lease.record.holder == "me"
+    for i in range(n):
+        await backend.release(f"named{i}", "me", named[i].record.fencing_token)
+    tries = await asyncio.gather(
+        *(attempt(backend, f"named{i}", who) for i in range(n) for who in ("other", "next"))
+    )
+    for i in range(n):
+        other, successor = tries[2 * i], tries[2 * i + 1]
+        # refused as reserved, or (if the successor's acquire ran first) as held by it
+        assert isinstance(other, LeaseHeld) and other.lease is not None
+        assert "handed to 'next'" in str(other) or other.lease.record.holder == "next"
+        assert isinstance(successor, LeaseView) and successor.record.holder == "next"
+        assert successor.record.successor is None

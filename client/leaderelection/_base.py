@@ -94,6 +94,17 @@ def delete(key: str) -> Call:
     return Call("DELETE", _path(key))
 
 
+def transfer(key: str, to: str, holder: str | None, fencing_token: int | None) -> Call:
+    if not isinstance(to, str) or not to:
+        raise ValueError(f"to must name a holder, got {to!r}")
+    if (holder is None) != (fencing_token is None):
+        raise ValueError("holder and fencing_token: pass both (the holder) or neither (admin)")
+    body: dict[str, Any] = {"to": to}
+    if holder is not None:
+        body |= {"holder": holder, "fencing_token": fencing_token}
+    return Call("POST", _path(key, "transfer"), body)
+
+
 def get(key: str) -> Call:
     return Call("GET", _path(key))
 

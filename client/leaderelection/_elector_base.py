@@ -52,6 +52,14 @@ def check_value(value: str | None) -> str | None:
     return value
 
 
+def check_successor(to: str, identity: str) -> str:
+    if not isinstance(to, str) or not to or not to.isprintable() or len(to) > 256:
+        raise ValueError(f"to must be 1-256 printable characters, got {to!r}")
+    if to == identity:
+        raise ValueError(f"to must name another candidate than this elector ({identity!r})")
+    return to
+
+
 class ElectorBase(Generic[ClientT, ElectedT, ErrorT]):
     """The arguments and readers of an elector over a ``ClientT``, with its callback types."""
 

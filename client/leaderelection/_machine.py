@@ -64,7 +64,7 @@ class Send:
     """Call ``client.<operation>(*args, timeout=timeout)``; the result is its answer."""
 
     operation: str
-    """"acquire", "renew" or "release"."""
+    """"acquire", "renew", "release" or "transfer"."""
     args: tuple[str | int | float, ...]
     timeout: float
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -158,6 +158,10 @@ class Machine:
         """How many times ``proclaim`` was called ..."""
         self.delivered = 0
         """... and how many of those the service has answered (a renew or acquire carried it)."""
+        self.successor: str | None = None
+        """Set by ``transfer_now``: the campaign ends handing the lease to it, not releasing."""
+        self.handed: Lease | None = None
+        """What the service answered to that transfer (None: nothing was handed on)."""
 
     # -- what drivers read (any thread, no lock) ------------------------------------------
 
@@ -236,6 +240,13 @@ class Machine:
         self.cancel()
         yield from self._end("stopped")
 
+    def transfer_now(self, to: str) -> Flow:
+        """``transfer(to)``: as ``stop()``, but the campaign ends by handing the lease to
+        ``to`` (one write ends the term and names it) instead of releasing."""
+        if not self.stopping:
+            self.successor = to
+        yield from self.stop_now()
+
     # -- the steps of the campaign ----------------------------------------------------------
 
     def _acquire(self) -> Flow:
@@ -280,6 +291,10 @@ class Machine:
         elif isinstance(result, ENDS_TERM):
             log.info("leaderelection %s: %s lost the lease: %s", self.key, self.identity, result)
             yield from self._end("lost")
+            if self._handed_on(result, term.lease.fencing_token):
+                # An operator named a successor of our term: step down (done),
+                # then release as stop() does, so that it takes over at once.
+                yield from self._release()
         elif isinstance(result, PERMANENT):
             yield from self._refuse(result)
         elif isinstance(result, Exception):
@@ -289,12 +304,29 @@ class Machine:
                 log.error("leaderelection %s: renew failed", self.key, exc_info=result)
             yield from self._report(result)
 
+    def _handed_on(self, error: LeaseError, token: int) -> bool:
+        """The renew's ``lease_lost`` says our term is being handed to a successor."""
+        rec = getattr(error, "lease", None)
+        return (
+            rec is not None
+            and rec.holder == self.identity
+            and rec.fencing_token == token
+            and rec.successor is not None
+            and not self.stopping
+        )
+
     def _release(self) -> Flow:
         lease = self.election.last_lease
         if lease is None:
             return
-        args = (self.key, self.identity, lease.fencing_token)
-        result = yield Send("release", args, self.config.timeout)
+        if self.successor is not None:
+            args: tuple[str | int, ...] = (self.key, self.identity, lease.fencing_token)
+            result = yield Send("transfer", args, self.config.timeout, {"to": self.successor})
+            if isinstance(result, Lease):
+                self.handed = result
+        else:
+            args = (self.key, self.identity, lease.fencing_token)
+            result = yield Send("release", args, self.config.timeout)
         if not isinstance(result, Exception) or isinstance(result, ENDS_TERM):
             return  # released, or another term already has it: nothing of ours to release
         if self.refusal is None:

@@ -31,8 +31,9 @@ from types import TracebackType
 from typing import Self
 
 from leaderelection import _machine
-from leaderelection._elector_base import Cancel, ElectorBase
+from leaderelection._elector_base import Cancel, ElectorBase, check_successor
 from leaderelection.client import AsyncLeaseClient
+from leaderelection.lease import Lease
 from leaderelection.watch import AsyncWatch, LeaseEvent
 
 AsyncOnElected = Callable[[str, Cancel], object | Awaitable[object]]
@@ -102,6 +103,15 @@ class AsyncLeaderElector(ElectorBase[AsyncLeaseClient, AsyncOnElected, AsyncOnEr
             ended = asyncio.gather(*self._tasks.values(), return_exceptions=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(ended), timeout)
+
+    async def transfer(self, to: str, timeout: float | None = None) -> Lease | None:
+        """``LeaderElector.transfer``: end the election handing the lease to ``to``."""
+        to = check_successor(to, self.identity)
+        if asyncio.current_task() in self._tasks.values():
+            raise RuntimeError("transfer() from a callback would wait for itself; use cancel()")
+        await self._drive(self._machine.transfer_now(to))
+        await self.stop(timeout)
+        return self._machine.handed
 
     async def __aenter__(self) -> Self:
         await self.start()

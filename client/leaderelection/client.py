@@ -127,6 +127,21 @@ class LeaseClient:
         """
         return _base.parse_lease(self._send(_base.delete(key), timeout))
 
+    def transfer(
+        self,
+        key: str,
+        holder: str | None = None,
+        fencing_token: int | None = None,
+        to: str = "",
+        *,
+        timeout: float | None = None,
+    ) -> Lease:
+        """Hand ``key`` to the holder ``to``: by its holder (``holder``, ``fencing_token``)
+        ending its term now, or with an admin token (both None) asking the holder to
+        step down. For one ttl after the term ends only ``to`` may acquire."""
+        call = _base.transfer(key, to, holder, fencing_token)
+        return _base.parse_lease(self._send(call, timeout))
+
     def get(self, key: str, *, timeout: float | None = None) -> Lease:
         """The lease of ``key``; ``LeaseNotFound`` if it was never acquired."""
         return _base.parse_lease(self._send(_base.get(key), timeout))
@@ -260,6 +275,19 @@ class AsyncLeaseClient:
     async def delete(self, key: str, *, timeout: float | None = None) -> Lease:
         """Remove ``key``, whose lease is not held (an admin token's act): its last record."""
         return _base.parse_lease(await self._send(_base.delete(key), timeout))
+
+    async def transfer(
+        self,
+        key: str,
+        holder: str | None = None,
+        fencing_token: int | None = None,
+        to: str = "",
+        *,
+        timeout: float | None = None,
+    ) -> Lease:
+        """``LeaseClient.transfer``."""
+        call = _base.transfer(key, to, holder, fencing_token)
+        return _base.parse_lease(await self._send(call, timeout))
 
     async def get(self, key: str, *, timeout: float | None = None) -> Lease:
         """The lease of ``key``; ``LeaseNotFound`` if it was never acquired."""

@@ -53,7 +53,13 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Self
 
-from leaderelection._elector_base import Cancel, ElectorBase, OnElected, OnError
+from leaderelection._elector_base import (
+    Cancel,
+    ElectorBase,
+    OnElected,
+    OnError,
+    check_successor,
+)
 from leaderelection._machine import (
     BLOCKING,
     Action,
@@ -67,6 +73,7 @@ from leaderelection._machine import (
     step,
 )
 from leaderelection.client import LeaseClient
+from leaderelection.lease import Lease
 from leaderelection.watch import LeaseEvent, Watch
 
 __all__ = ["Cancel", "LeaderElector", "OnElected", "OnError"]
@@ -138,6 +145,28 @@ class LeaderElector(ElectorBase[LeaseClient, OnElected, OnError]):
         self._drive(self._machine.stop_now())
         for thread in self._threads:
             thread.join(timeout)
+
+    def transfer(self, to: str, timeout: float | None = None) -> Lease | None:
+        """End the election as ``stop()`` does, handing the lease to the candidate ``to``.
+
+        Example (a rolling deploy: the old version hands over to the new one)::
+
+            handed = old.transfer("web-v2-7f9c")   # on_ousting, then one transfer request
+            handed.successor                       # "web-v2-7f9c"; only it may acquire now
+
+        Steps down now (``on_ousting``), then sends ``transfer`` instead of
+        ``release``: one write ends the term and names the successor, whose
+        elector (following the watch stream) acquires at once; for one ttl no
+        one else may. Returns the record the service answered, or None when
+        nothing was handed on (not leading, or the term was already over).
+        ``ValueError`` if ``to`` is empty or this elector's own identity.
+        """
+        to = check_successor(to, self.identity)
+        if threading.current_thread() in self._threads:
+            raise RuntimeError("transfer() from a callback would wait for itself; use cancel()")
+        self._drive(self._machine.transfer_now(to))
+        self.stop(timeout)
+        return self._machine.handed
 
     def __enter__(self) -> Self:
         self.start()

@@ -54,6 +54,8 @@ class Lease:
     """The deciding clock when the service answered."""
     value: str | None = None
     """What the holder published (its address, its version); None: nothing."""
+    successor: str | None = None
+    """The holder the lease is being handed to (a transfer); None: nobody."""
 
     @classmethod
     def from_json(cls, data: Any) -> Lease:
@@ -74,6 +76,7 @@ class Lease:
                 state=str(data["state"]),
                 server_time=_time(data["server_time"]),
                 value=_value(data.get("value")),
+                successor=_value(data.get("successor")),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a lease record: {exc!r}") from exc

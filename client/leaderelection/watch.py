@@ -44,10 +44,28 @@ from leaderelection.errors import InternalError, InvalidRequest, LeaseError
 from leaderelection.lease import Lease
 
 EventType = Literal[
-    "acquired", "taken_over", "renewed", "released", "expired", "revoked", "deleted"
+    "acquired",
+    "taken_over",
+    "renewed",
+    "released",
+    "expired",
+    "revoked",
+    "deleted",
+    "successor_named",
+    "transferred",
 ]
 EVENT_TYPES = frozenset(
-    {"acquired", "taken_over", "renewed", "released", "expired", "revoked", "deleted"}
+    {
+        "acquired",
+        "taken_over",
+        "renewed",
+        "released",
+        "expired",
+        "revoked",
+        "deleted",
+        "successor_named",
+        "transferred",
+    }
 )
 KEEPALIVE_TIMEOUT = 45.0
 """No byte for this long (the service sends a keep-alive every 15 s): the stream is dead."""
@@ -69,7 +87,8 @@ class LeaseEvent:
 
     @property
     def free(self) -> bool:
-        """The lease may be acquired now (it was released, revoked, deleted or it expired)."""
+        """The lease may be acquired now (it was released, revoked, deleted, transferred or
+        it expired; after a transfer, by ``lease.successor`` alone for one ttl)."""
         return not self.lease.held
 
 

@@ -15,7 +15,8 @@ Example::
 A ``read`` token may look up, list and watch leases and see the dashboard and
 metrics; a ``write`` token may also acquire, renew and release; an ``admin``
 token may also revoke a holder's term (``POST /v1/leases/{key}/revoke``) and
-delete a key that is not held (``DELETE /v1/leases/{key}``). A
+delete a key that is not held (``DELETE /v1/leases/{key}``), and hand a held
+lease to a successor (``POST /v1/leases/{key}/transfer`` with ``to`` alone). A
 ``prefix`` limits a token to keys that start with it (every key when absent).
 Without a token file everyone may do everything, revoke and delete included.
 
@@ -61,7 +62,7 @@ class Role(enum.StrEnum):
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
-    """May also revoke a holder's term and delete keys (within its prefix)."""
+    """May also revoke or transfer a holder's term, and delete keys (within its prefix)."""
 
 
 @dataclass(frozen=True, slots=True)

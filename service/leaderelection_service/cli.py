@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leaderelection_service import __version__
-from leaderelection_service.commands import delete, revoke, run, status
+from leaderelection_service.commands import delete, revoke, run, status, transfer
 
 if TYPE_CHECKING:
     from leaderelection_service.connections import Budget
@@ -277,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                 " [--server URL] [--token T]"
             ),
         )
+    )
+    transfer.add_arguments(
+        sub.add_parser("transfer", help="hand a lease to a chosen successor (admin)")
     )
     run.add_arguments(
         sub.add_parser(

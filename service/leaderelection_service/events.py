@@ -20,6 +20,11 @@ Event types (the SSE ``event:`` names):
 | ``revoked``  | an operator ended the term (``POST …/revoke``)                       |
 | ``deleted``  | an operator deleted the key (``DELETE …``); ``lease`` is its last    |
 |              | record, version ``2 * (revision + 1)``                               |
+| ``successor_named`` | an operator named a successor of the held term (``POST …/transfer`` |
+|              | with ``to`` alone): its holder is to step down; ``lease.successor``  |
+| ``transferred`` | the term ended handing the lease to ``lease.successor`` (the      |
+|              | holder's transfer, or its release after ``successor_named``): only   |
+|              | the successor may acquire it for one ttl                             |
 
 The kind of a term's start and end is read from the record and its history,
 never from when a replica happened to look, so every replica names the same
@@ -63,7 +68,15 @@ from leaderelection_service.records import (
 )
 
 EventType = Literal[
-    "acquired", "taken_over", "renewed", "released", "expired", "revoked", "deleted"
+    "acquired",
+    "taken_over",
+    "renewed",
+    "released",
+    "expired",
+    "revoked",
+    "deleted",
+    "successor_named",
+    "transferred",
 ]
 EVENT_TYPES: tuple[EventType, ...] = (
     "acquired",
@@ -73,7 +86,20 @@ EVENT_TYPES: tuple[EventType, ...] = (
     "expired",
     "revoked",
     "deleted",
+    "successor_named",
+    "transferred",
 )
+FREED_BY = ("released", "revoked", "transferred")
+"""How a term ends that frees the lease at once (not a lapse)."""
+
+
+def end_type(state: State, record: LeaseRecord) -> EventType:
+    """The event of a term that ended in ``state`` (``released`` or ``revoked``)."""
+    if state == "released" and record.successor is not None:
+        return "transferred"
+    return "revoked" if state == "revoked" else "released"
+
+
 State = LeaseState
 
 
@@ -138,7 +164,7 @@ def _previous_term(record: LeaseRecord) -> Term | None:
 def start_type(record: LeaseRecord) -> EventType:
     """How the record's current term began: ``taken_over`` or ``acquired``."""
     before = _previous_term(record)
-    freed = before is not None and before.ended_by in ("released", "revoked")
+    freed = before is not None and before.ended_by in FREED_BY
     if before is not None and not freed and before.holder != record.holder:
         return "taken_over"
     return "acquired"
@@ -162,6 +188,8 @@ def describe(view: LeaseView, *, replay: bool = False) -> WatchEvent:
     """The record's current state as one event (a stream's replay, a new key)."""
     st = state(view)
     kind: EventType = start_type(view.record) if st == "held" else st
+    if st in ("released", "revoked"):
+        kind = end_type(st, view.record)
     # ``announced`` travels with a term's start too: a stream that had already
     # sent this term (its replay) reads such an event as the value's renewal.
     return _event(kind, view, version(view), replay=replay, announced=view.record.announced)
@@ -177,7 +205,9 @@ def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:
         return []
     if rec.fencing_token == old.fencing_token:  # the same term, written again
         if st in ("released", "revoked"):
-            return [] if old.released else [_event(st, view, version(view))]
+            return [] if old.released else [_event(end_type(st, rec), view, version(view))]
+        if st == "held" and rec.successor is not None and rec.successor != old.successor:
+            return [_event("successor_named", view, version(view), revived=prev.lapsed)]
         if st == "held":
             told = rec.announced and rec.value != old.value  # rule "value" (above)
             return [_event("renewed", view, version(view), revived=prev.lapsed, announced=told)]
@@ -192,7 +222,7 @@ def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:
     elif st in ("released", "revoked"):
         # Began and was released (or revoked) between two reads: the start sorts just before.
         out.append(_event(kind, view, version(view) - 1))
-        out.append(_event(st, view, version(view)))
+        out.append(_event(end_type(st, rec), view, version(view)))
     else:
         out.append(_event(kind, view, 2 * rec.revision))
         out.append(_event("expired", view, version(view)))
@@ -226,9 +256,13 @@ def recreated(prev: Seen, view: LeaseView) -> bool:
 def _term_end(old: LeaseRecord, view: LeaseView) -> WatchEvent:
     """The end of ``old``'s term, as the newer record's history tells it."""
     ended = next((t for t in view.record.history if t.fencing_token == old.fencing_token), None)
-    if ended is not None and ended.ended_by == "released" and ended.ended_at is not None:
+    kind: EventType
+    if ended is not None and ended.ended_by == "transferred" and ended.ended_at is not None:
+        final = old.released_at(ended.ended_at, successor=old.successor)
+        kind = "transferred"
+    elif ended is not None and ended.ended_by == "released" and ended.ended_at is not None:
         final = old.released_at(ended.ended_at)
-        kind: EventType = "released"
+        kind = "released"
     elif ended is not None and ended.ended_by == "revoked" and ended.ended_at is not None:
         final = old.released_at(ended.ended_at, revoked=True)
         kind = "revoked"
@@ -237,5 +271,5 @@ def _term_end(old: LeaseRecord, view: LeaseView) -> WatchEvent:
         kind = "expired"
     lease = final.to_public(view.server_time, view.allowance)
     lease["held"] = False  # a newer term exists, whatever the clocks say
-    lease["state"] = kind
+    lease["state"] = "released" if kind == "transferred" else kind
     return WatchEvent(kind, old.key, 2 * old.revision + 1, old.revision, lease)

@@ -91,6 +91,13 @@ class InstrumentedBackend:
             forget(view)
         return view
 
+    async def transfer(
+        self, key: str, to: str, holder: str | None = None, fencing_token: int | None = None
+    ) -> LeaseView:
+        call = self.inner.transfer(key, to, holder, fencing_token)
+        view: LeaseView = await self._timed("transfer", call)
+        return self._observed(view)
+
     async def get(self, key: str) -> LeaseView:
         view: LeaseView = await self._timed("get", self.inner.get(key))
         return view

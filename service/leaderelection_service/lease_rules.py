@@ -23,6 +23,10 @@ The rules (docs/contract.md, "Operations"):
    released lease with the same holder and token succeeds and writes nothing.
 4. delete removes a key whose lease is not held (``LeaseHeld`` while it is);
    a later acquire continues above its tokens (``token_floor.py``).
+5. transfer names a successor (``decide_transfer``): by the holder it ends
+   the term at once; by an operator the term goes on, but its renew is
+   refused (``LeaseLost``). For one ttl after the term ended only the
+   successor may acquire (``LeaseHeld`` for others); its term clears it.
 
 ``decide_*`` are pure functions of (current record, request, now). ``CasLeases``
 applies them over any ``RecordStore``: read, decide, compare-and-set; if the
@@ -41,7 +45,14 @@ from datetime import UTC, datetime
 from leaderelection_service import token_floor
 from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 from leaderelection_service.records import LeaseRecord, LeaseView
-from leaderelection_service.refusals import held, lost, never_acquired
+from leaderelection_service.refusals import (
+    acquire_refusal,
+    held,
+    lost,
+    never_acquired,
+    transfer_refusal,
+    transferred_already,
+)
 from leaderelection_service.storage import RecordStore
 
 Clock = Callable[[], datetime]
@@ -62,11 +73,14 @@ def decide_acquire(
     allowance: float = 0.0,
     value: str | None = None,
 ) -> LeaseRecord:
-    if current is None or not current.held_at(now, allowance):
+    if current is None:
         return LeaseRecord.new_term(current, key=key, holder=holder, ttl=ttl, now=now, value=value)
-    if current.holder == holder:
-        return current.extended(ttl=ttl, now=now, value=value)
-    raise held(key, LeaseView(current, now, allowance))
+    refusal = acquire_refusal(key, LeaseView(current, now, allowance), holder)
+    if refusal is not None:
+        raise refusal
+    if not current.held_at(now, allowance):
+        return LeaseRecord.new_term(current, key=key, holder=holder, ttl=ttl, now=now, value=value)
+    return current.extended(ttl=ttl, now=now, value=value)
 
 
 def _check_owner(
@@ -100,7 +114,7 @@ def decide_renew(
     rec = _check_owner(
         current, key=key, holder=holder, fencing_token=fencing_token, now=now, allowance=allowance
     )
-    if rec.released:
+    if rec.released or rec.successor is not None:
         raise lost(key, LeaseView(rec, now, allowance), holder, fencing_token)
     return rec.extended(
         ttl=rec.ttl if ttl is None else ttl, now=now, value=value, announce=announce
@@ -123,6 +137,48 @@ def decide_release(
     if rec.released:
         return None
     return rec.released_at(now)
+
+
+def decide_transfer(
+    current: LeaseRecord | None,
+    *,
+    key: str,
+    to: str,
+    holder: str | None,
+    fencing_token: int | None,
+    now: datetime,
+    allowance: float = 0.0,
+) -> LeaseRecord | None:
+    """Rule "transfer": hand the lease to ``to``; None when already so (nothing to write).
+
+    By its holder (``holder`` and ``fencing_token``): the term ends now, in the
+    same write that names the successor, as a release would, so no renew can
+    follow. By an operator (``holder`` None): the held term goes on, naming
+    the successor; its holder's next renew is refused and it releases. Either
+    way the lease is never free before its holder let go or its term lapsed.
+    """
+    if holder is None and current is None:
+        raise never_acquired(key)
+    if holder is not None:
+        assert fencing_token is not None
+        current = _check_owner(
+            current,
+            key=key,
+            holder=holder,
+            fencing_token=fencing_token,
+            now=now,
+            allowance=allowance,
+        )
+    assert current is not None
+    view = LeaseView(current, now, allowance)
+    refusal = transfer_refusal(key, view, to=to, holder=holder, fencing_token=fencing_token)
+    if refusal is not None:
+        raise refusal
+    if transferred_already(current, to=to, holder=holder):
+        return None
+    if holder is not None:
+        return current.released_at(now, successor=to)
+    return current.handed_to(to)
 
 
 def decide_revoke(current: LeaseRecord | None, *, key: str, now: datetime) -> LeaseRecord | None:
@@ -343,6 +399,22 @@ class CasLeases:
                 self._changed.set()
                 return self._view(gone, now)
             raise _contended(key)
+
+    async def transfer(
+        self, key: str, to: str, holder: str | None = None, fencing_token: int | None = None
+    ) -> LeaseView:
+        return await self._change(
+            key,
+            lambda cur, now: decide_transfer(
+                cur,
+                key=key,
+                to=to,
+                holder=holder,
+                fencing_token=fencing_token,
+                now=now,
+                allowance=self._allowance,
+            ),
+        )
 
     async def get(self, key: str) -> LeaseView:
         cur = await self.store.read(key)

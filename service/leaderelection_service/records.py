@@ -43,6 +43,15 @@ def valid_value(value: str) -> bool:
     return len(value.encode("utf-8", "surrogatepass")) <= VALUE_MAX_BYTES
 
 
+def ended_by_of(*, released: bool, revoked: bool, successor: str | None) -> str:
+    """How a term ended: the history's ``ended_by`` (the SQL ``APPEND`` says the same)."""
+    if not released:
+        return "expired"
+    if revoked:
+        return "revoked"
+    return "transferred" if successor is not None else "released"
+
+
 def rfc3339(t: datetime) -> str:
     """``2026-11-27T09:20:16.123456Z``: UTC, microseconds, a ``Z`` suffix."""
     if t.tzinfo is not UTC:
@@ -64,7 +73,9 @@ class Term:
     fencing_token: int
     acquired_at: datetime
     ended_at: datetime | None = None
-    ended_by: str | None = None  # "released" | "expired" | "revoked"; None while it lasts
+    ended_by: str | None = None
+    """released | expired | revoked | transferred (released naming a successor); None
+    while it lasts."""
     value: str | None = None
     """The term's value when it ended (the current one while it lasts)."""
 
@@ -162,6 +173,8 @@ class LeaseRecord:
     """The write that set ``value`` asked for it to be announced to every watcher."""
     revoked: bool = False
     """Released by an operator's revoke, not by its holder (then ``released`` too)."""
+    successor: str | None = None
+    """The holder this term is handed to (docs/contract.md, "transfer"); None: nobody."""
 
     # -- derived state -------------------------------------------------------
 
@@ -173,6 +186,17 @@ class LeaseRecord:
 
     def held_at(self, now: datetime, allowance: float = 0.0) -> bool:
         return not self.released and now < self.free_at(allowance)
+
+    def reserved_for(self, now: datetime, allowance: float = 0.0) -> str | None:
+        """The successor that alone may acquire at ``now``, or None.
+
+        Rule "transfer": for one ttl after the term ended (released or lapsed,
+        plus the skew allowance) only the named successor may begin a term.
+        """
+        if self.successor is None:
+            return None
+        window = self.expires_at + timedelta(seconds=self.ttl + allowance)
+        return self.successor if now < window else None
 
     def state_at(self, now: datetime, allowance: float = 0.0) -> LeaseState:
         """``held``, ``released`` (freed by its holder) or ``expired`` (lapsed), on ``now``.
@@ -244,11 +268,18 @@ class LeaseRecord:
             past[-1] = replace(past[-1], value=value)
         return replace(out, value=value, announced=announce, history=tuple(past))
 
-    def released_at(self, now: datetime, *, revoked: bool = False) -> LeaseRecord:
-        """The term ended at ``now`` by its holder's release, or by a revoke."""
+    def released_at(
+        self, now: datetime, *, revoked: bool = False, successor: str | None = None
+    ) -> LeaseRecord:
+        """The term ended at ``now`` by its holder's release, or by a revoke.
+
+        ``successor`` names the holder it is handed to (a transfer); a
+        successor an operator named earlier is kept.
+        """
+        successor = successor or self.successor
         past = list(self.history)
         if past and past[-1].fencing_token == self.fencing_token:
-            ended_by = "revoked" if revoked else "released"
+            ended_by = ended_by_of(released=True, revoked=revoked, successor=successor)
             past[-1] = replace(past[-1], ended_at=now, ended_by=ended_by)
         return replace(
             self,
@@ -257,7 +288,12 @@ class LeaseRecord:
             expires_at=now,
             revision=self.revision + 1,
             history=tuple(past),
+            successor=successor,
         )
+
+    def handed_to(self, successor: str) -> LeaseRecord:
+        """The same held term, with ``successor`` named (an operator's transfer)."""
+        return replace(self, successor=successor, revision=self.revision + 1)
 
     # -- serialisation --------------------------------------------------------
 
@@ -276,7 +312,7 @@ class LeaseRecord:
             "state": self.state_at(server_time, allowance),
             "value": self.value,
             "server_time": rfc3339(server_time),
-        }
+        } | ({"successor": self.successor} if self.successor is not None else {})
 
     def to_storage(self) -> dict[str, Any]:
         """The stored form (file and object backends): JSON-safe, lossless."""
@@ -295,7 +331,7 @@ class LeaseRecord:
             "value": self.value,
             "announced": self.announced,
             "revoked": self.revoked,
-        }
+        } | ({"successor": self.successor} if self.successor is not None else {})
 
     @classmethod
     def from_storage(cls, d: dict[str, Any]) -> LeaseRecord:
@@ -315,6 +351,7 @@ class LeaseRecord:
             value=d.get("value"),
             announced=bool(d.get("announced", False)),
             revoked=bool(d.get("revoked", False)),
+            successor=d.get("successor"),
         )
 
 

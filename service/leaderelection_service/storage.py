@@ -116,6 +116,12 @@ class LeaseBackend(Protocol):
         ``LeaseHeld`` while held, ``LeaseNotFound`` without a record. A later
         acquire of the key starts above every token it had (``token_floor.py``).
         """
+
+    async def transfer(
+        self, key: str, to: str, holder: str | None = None, fencing_token: int | None = None
+    ) -> LeaseView:
+        """Hand the lease to ``to``: by its holder (``holder``, ``fencing_token``) ending
+        its term now, or by an operator (both None) naming it on the held term."""
         ...
 
     async def get(self, key: str) -> LeaseView: ...

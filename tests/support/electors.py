@@ -135,6 +135,12 @@ class Elector:
             assert self._loop is not None
             self._loop.run(self.inner.stop(timeout))
 
+    def transfer(self, to: str, timeout: float | None = None) -> Lease | None:
+        if isinstance(self.inner, LeaderElector):
+            return self.inner.transfer(to, timeout)
+        assert self._loop is not None
+        return self._loop.run(self.inner.transfer(to, timeout))
+
     def __enter__(self) -> Self:
         self.start()
         return self

@@ -34,9 +34,9 @@ Key = Annotated[
 ]
 
 
-def check_holder(holder: str) -> str:
+def check_holder(holder: str, field: str = "holder") -> str:
     if not holder.isprintable():
-        raise InvalidRequest("holder: must be 1-256 printable characters")
+        raise InvalidRequest(f"{field}: must be 1-256 printable characters")
     return holder
 
 

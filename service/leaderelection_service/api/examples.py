@@ -29,6 +29,7 @@ from leaderelection_service.lease_rules import (
     decide_release,
     decide_renew,
     decide_revoke,
+    decide_transfer,
 )
 from leaderelection_service.records import (
     HISTORY_LIMIT,
@@ -77,10 +78,18 @@ _REVOKED = decide_revoke(_RENEWED, key=KEY, now=_at(48.0))
 assert _REVOKED is not None
 REVOKED = LeaseView(_REVOKED, _at(48.0)).to_public()
 """What revoke answers: an operator ended HOLDER's term."""
+_TRANSFERRED = decide_transfer(
+    _RENEWED, key=KEY, to=OTHER, holder=HOLDER, fencing_token=TOKEN, now=_at(49.0)
+)
+assert _TRANSFERRED is not None
+TRANSFERRED = LeaseView(_TRANSFERRED, _at(49.0)).to_public()
+"""What the holder's transfer answers: its term ended, OTHER named its successor."""
 
 ACQUIRE_BODY = {"holder": HOLDER, "ttl": TTL}
 RENEW_BODY = {"holder": HOLDER, "fencing_token": TOKEN, "ttl": TTL}
 RELEASE_BODY = {"holder": HOLDER, "fencing_token": TOKEN}
+TRANSFER_BODY = {"holder": HOLDER, "fencing_token": TOKEN, "to": OTHER}
+ADMIN_TRANSFER_BODY = {"to": OTHER}
 
 PREFIX = "cron-"
 CURSOR = base64.urlsafe_b64encode(KEY.encode()).decode().rstrip("=")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi.routing import APIRoute
 
 from leaderelection_service.api import examples
-from leaderelection_service.api.deps import AppSettings, Backend
+from leaderelection_service.api.deps import AppSettings, Backend, check_holder
 from leaderelection_service.api.operations import OPERATIONS, perform
 from leaderelection_service.api.responses import COMMON, WRITES, answer, refused
 from leaderelection_service.api.schemas import (
@@ -20,13 +20,18 @@ from leaderelection_service.api.schemas import (
     LeaseList,
     ReleaseBody,
     RenewBody,
+    TransferBody,
 )
 from leaderelection_service.api.security import (
     AdministeredKey,
     Caller,
     ReadableKey,
+    TransferableKey,
     WritableKey,
+    check_admin,
+    require_write,
     scoped_prefix,
+    writable_key,
 )
 from leaderelection_service.lease_errors import InvalidRequest
 from leaderelection_service.records import PREFIX_PATTERN, LeaseView, valid_key
@@ -149,6 +154,54 @@ async def revoke(key: AdministeredKey, backend: Backend) -> Response:
 )
 async def delete(key: AdministeredKey, backend: Backend) -> Response:
     return lease_json(await backend.delete(key))
+
+
+@router.post(
+    "/{key}/transfer",
+    response_model=Lease,
+    operation_id="transferLease",
+    responses=answer(
+        "The lease, handed to `to` (`successor`): by the holder its term ended now; by an "
+        "operator the term goes on until its holder steps down",
+        examples.TRANSFERRED,
+    )
+    | refused(
+        *WRITES,
+        "not_found",
+        lease_lost="the holder's term is over (or, for an operator, no term is held)",
+        forbidden="by the holder: a write token; with `to` alone: an admin token whose "
+        "prefix holds the key",
+    ),
+    summary="Hand a lease to a chosen successor (the holder, or an operator with `to` alone)",
+)
+async def transfer(
+    key: TransferableKey,
+    body: Annotated[
+        TransferBody,
+        Body(
+            openapi_examples={
+                "holder": {"summary": "By the holder", "value": examples.TRANSFER_BODY},
+                "operator": {
+                    "summary": "By an operator (admin token)",
+                    "value": examples.ADMIN_TRANSFER_BODY,
+                },
+            }
+        ),
+    ],
+    backend: Backend,
+    who: Caller,
+) -> Response:
+    to = check_holder(body.to, "to")
+    if (body.holder is None) != (body.fencing_token is None):
+        raise InvalidRequest("holder and fencing_token: send both (the holder) or neither")
+    if body.holder is None:
+        check_admin(key, who, "transfer")
+        return lease_json(await backend.transfer(key, to))
+    writable_key(key, require_write(who))
+    holder = check_holder(body.holder)
+    if to == holder:
+        raise InvalidRequest(f"to: {to!r} is the holder itself; name another holder")
+    return lease_json(await backend.transfer(key, to, holder, body.fencing_token))
 
 
 @router.get(

@@ -90,6 +90,30 @@ class ReleaseBody(_Body):
     fencing_token: StrictInt = _TOKEN
 
 
+class TransferBody(_Body):
+    """By the holder: ``holder``, ``fencing_token`` and ``to``; by an operator
+    (admin token): ``to`` alone."""
+
+    holder: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=HOLDER_MAX,
+        description="The current holder (with its fencing_token); omitted: an operator's "
+        "transfer, which needs an admin token.",
+        examples=["host-a-4242-9f1c"],
+    )
+    fencing_token: StrictInt | None = Field(
+        default=None, ge=1, description="The holder's fencing token; with holder.", examples=[7]
+    )
+    to: StrictStr = Field(
+        min_length=1,
+        max_length=HOLDER_MAX,
+        description="The successor: the only candidate that may acquire the lease for one ttl "
+        "after the current term ends (1-256 printable characters, not the current holder).",
+        examples=["host-b-0731-2d4e"],
+    )
+
+
 class Lease(BaseModel):
     """A lease record as one clock saw it."""
 
@@ -108,6 +132,11 @@ class Lease(BaseModel):
     )
     value: str | None = Field(description="What the holder published; null: nothing.")
     server_time: Timestamp = Field(description="RFC 3339 UTC: the deciding clock at the answer.")
+    successor: str | None = Field(
+        default=None,
+        description="Present only while the lease is handed to this holder (a transfer): for "
+        "one ttl after the term ends only it may acquire. Absent otherwise.",
+    )
 
 
 class LeaseList(BaseModel):

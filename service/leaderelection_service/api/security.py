@@ -143,14 +143,32 @@ def writable_key(key: Key, who: Annotated[ApiToken, Depends(require_write)]) -> 
 
 
 def administered_key(key: Key, who: Caller) -> str:
+    return check_admin(key, who, "revoke or delete")
+
+
+def check_admin(key: str, who: ApiToken, act: str) -> str:
+    """``key`` if ``who`` may ``act`` on it as an operator (admin role, key in its prefix)."""
     if who.role is not Role.ADMIN:
-        raise Forbidden(f"{who.label} may not revoke or delete; that needs an admin token")
+        raise Forbidden(f"{who.label} may not {act}; that needs an admin token")
     if not who.may_administer(key):
         raise _outside(key, who)
     return key
 
 
+def transferable_key(key: Key, who: Caller) -> str:
+    """Checked before the body: a token that could send either form of transfer."""
+    if not who.writes:
+        raise Forbidden(
+            f"{who.label} may only read; transfer needs a write token (the holder's) "
+            "or an admin token"
+        )
+    if not (who.may_write(key) or who.may_administer(key)):
+        raise _outside(key, who)
+    return key
+
+
 ReadableKey = Annotated[str, Depends(readable_key)]
+TransferableKey = Annotated[str, Depends(transferable_key)]
 AdministeredKey = Annotated[str, Depends(administered_key)]
 WritableKey = Annotated[str, Depends(writable_key)]
 

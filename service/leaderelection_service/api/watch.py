@@ -107,7 +107,8 @@ class TermBody(BaseModel):
     acquired_at: Timestamp = Field(description="RFC 3339 UTC.")
     ended_at: Timestamp | None = Field(description="RFC 3339 UTC; null while the term lasts.")
     ended_by: str | None = Field(
-        description="released | expired | revoked; null while the term lasts."
+        description="released | expired | revoked | transferred (released naming a "
+        "successor); null while the term lasts."
     )
     value: str | None = Field(
         default=None, description="The term's value: the current one, or the last it had."

@@ -16,7 +16,8 @@ clock alone, so this host's clock being wrong changes nothing. The state is
 the record's ``state`` as the service decided it: ``held``, ``released``
 (freed by its holder) or ``expired`` (not renewed). The value is what the
 holder published (``-``: none; its first 40 characters, escaped if it holds
-control characters; ``--json`` has all of it).
+control characters; ``--json`` has all of it). A lease being handed on shows
+its successor after the holder: ``web-v1→web-v2`` (one word, for ``awk``).
 
 Exit status: 0; 1 when the service cannot be reached or answers an error
 (``--watch`` keeps polling through errors and shows them instead).
@@ -116,7 +117,8 @@ def table(leases: list[dict[str, Any]]) -> str:
     rows = [COLUMNS] + [
         (
             lease["key"],
-            lease["holder"],
+            # a pending transfer: the successor after an arrow, one word
+            lease["holder"] + (f"→{lease['successor']}" if lease.get("successor") else ""),
             str(lease["fencing_token"]),
             _seconds(time_left(lease)),
             state(lease),

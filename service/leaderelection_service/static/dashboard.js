@@ -219,6 +219,8 @@ function describe(type, lease, before) {
     case "released": return `${lease.key}: released by ${lease.holder}`;
     case "expired": return `${lease.key}: expired (last holder ${lease.holder})`;
     case "revoked": return `${lease.key}: revoked (holder ${lease.holder})`;
+    case "successor_named": return `${lease.key}: ${lease.holder} is to hand over to ${lease.successor}`;
+    case "transferred": return `${lease.key}: handed by ${lease.holder} to ${lease.successor ?? "a successor"}`;
     default: return `${lease.key}: ${type}`;
   }
 }
@@ -281,7 +283,12 @@ function updateRow(entry) {
   const row = entry.row;
   const lease = entry.lease;
   row.dataset.state = entry.state;
-  row.querySelector(".holder").textContent = lease.holder;
+  row.querySelector(".holder .name").textContent = lease.holder;
+  // A pending transfer (docs/contract.md, "transfer"): shown until the successor's term begins.
+  const successor = row.querySelector(".holder .successor");
+  successor.textContent = lease.successor == null ? "" : ` → ${lease.successor}`;
+  successor.title = lease.successor == null ? "" : `handed to ${lease.successor}`;
+  row.toggleAttribute("data-successor", lease.successor != null);
   const value = row.querySelector(".value");
   value.textContent = lease.value ?? "—";
   value.title = lease.value ?? "no value published";

@@ -60,9 +60,17 @@ from leaderelection_service.backends.sql.schema import (
     tables,
 )
 from leaderelection_service.backends.sql.statements import statements_for
-from leaderelection_service.lease_errors import BackendUnavailable
+from leaderelection_service.lease_errors import BackendUnavailable, LeaseHeld
 from leaderelection_service.records import LeaseView, valid_key
-from leaderelection_service.refusals import held, lost, never_acquired
+from leaderelection_service.refusals import (
+    acquire_refusal,
+    held,
+    lost,
+    never_acquired,
+    to_the_holder,
+    transfer_refusal,
+    transferred_already,
+)
 from leaderelection_service.sql_names import DEFAULT_TABLE
 from leaderelection_service.storage import Capabilities
 
@@ -144,15 +152,24 @@ class SqlLeases:
         ttl_us = to_us(ttl)
         for _ in range(3):
             granted, row = await self.db.acquire(key, holder, ttl_us, value)
-            if row is not None and (granted or self._refuses(row, holder)):
-                break
+            if row is None:
+                continue
+            view = to_view(row, self._allowance)
+            if granted:
+                self._written()
+                return view
+            refusal = self._refusal(key, view, holder)
+            if refusal is not None:
+                raise refusal
+        # Refused each time, with a row read as the statement began that shows it
+        # free: terms keep beginning and ending under it (other holders' acquires,
+        # releases, deletes). It was held when tried: lease_held, with the newest
+        # row (the caller waits for the next change, as after any refusal).
+        row = await self.db.get(key)
         if row is None:
             raise BackendUnavailable("the lease row changed under a refused acquire; try again")
         view = to_view(row, self._allowance)
-        if not granted:
-            raise held(key, view)
-        self._written()
-        return view
+        raise self._refusal(key, view, holder) or held(key, view)
 
     async def renew(
         self,
@@ -207,19 +224,38 @@ class SqlLeases:
         self._written()
         return view
 
-    def _refuses(self, row: LeaseRow, holder: str) -> bool:
-        """Whether ``row`` explains a refused acquire: held, by someone else.
+    async def transfer(
+        self, key: str, to: str, holder: str | None = None, fencing_token: int | None = None
+    ) -> LeaseView:
+        _check_key(key)
+        if holder is not None and to == holder:
+            raise to_the_holder(key, to)  # the statement would not refuse it
+        if holder is None:
+            granted, row = await self.db.handover(key, to)
+        else:
+            granted, row = await self.db.transfer(key, holder, fencing_token or 0, to)
+        view = self._owner_view(key, row)
+        if granted:
+            self._written()
+            return view
+        # Refused: the rules say why, on the row as the database answered it.
+        refusal = transfer_refusal(key, view, to=to, holder=holder, fencing_token=fencing_token)
+        if refusal is not None:
+            raise refusal
+        if not transferred_already(view.record, to=to, holder=holder):
+            raise BackendUnavailable("the lease row changed under a refused transfer; try again")
+        return view
+
+    def _refusal(self, key: str, view: LeaseView, holder: str) -> LeaseHeld | None:
+        """Why ``view`` explains a refused acquire (held by someone else, or reserved
+        for a successor), or None when it does not.
 
         A refusal is decided on the newest row, but PostgreSQL reads the row it
         answers with as the statement began, so a write committed meanwhile
         (another replica's) can leave it showing a free lease; then ask again
         rather than answer ``lease_held`` with a record that says otherwise.
         """
-        return (
-            row.holder != holder
-            and not row.released
-            and row.now_us < row.expires_us + self._allow_us
-        )
+        return acquire_refusal(key, view, holder)
 
     def _owner_view(self, key: str, row: LeaseRow | None) -> LeaseView:
         if row is None:

@@ -419,6 +419,16 @@ class PgSql:
     async def revoke(self, key: str) -> tuple[bool, LeaseRow | None]:
         return await self._owner_write(self.st.revoke, {"key": key})
 
+    async def transfer(
+        self, key: str, holder: str, token: int, to: str
+    ) -> tuple[bool, LeaseRow | None]:
+        params = {"key": key, "holder": holder, "token": token, "to": to}
+        return await self._owner_write(self.st.transfer, params)
+
+    async def handover(self, key: str, to: str) -> tuple[bool, LeaseRow | None]:
+        params = {"key": key, "to": to, "allow_us": self._allow_us}
+        return await self._owner_write(self.st.handover, params)
+
     async def _owner_write(self, sql: str, params: dict[str, Any]) -> tuple[bool, LeaseRow | None]:
         rows = await self.fetch(sql, params)
         if rows:

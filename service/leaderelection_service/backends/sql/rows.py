@@ -32,7 +32,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from leaderelection_service.records import LazyTerms, LeaseRecord, LeaseView, Term
+from leaderelection_service.records import LazyTerms, LeaseRecord, LeaseView, Term, ended_by_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -55,6 +55,8 @@ class LeaseRow(NamedTuple):
     lease_value: str | None
     announced: bool
     revoked: bool
+    successor: str | None
+    """The holder the lease is handed to (rule "transfer"); None: nobody."""
     now_us: int
     """The database clock when the statement ran (judges ``held``)."""
     granted: bool | None = None
@@ -89,7 +91,7 @@ def to_us(seconds: float) -> int:
 
 def to_record(row: LeaseRow) -> LeaseRecord:
     holder, acquired, expires, past = row.holder, row.acquired_us, row.expires_us, row.past
-    value, revoked = row.lease_value, bool(row.revoked)
+    value, revoked, successor = row.lease_value, bool(row.revoked), row.successor
     released = bool(row.released)
     token = int(row.fencing_token)
     return LeaseRecord(
@@ -105,11 +107,14 @@ def to_record(row: LeaseRow) -> LeaseRecord:
         revision=int(row.revision),
         # Parsed only when asked for (history, watch): acquire and renew never are.
         history=LazyTerms(
-            lambda: terms(past, holder, token, acquired, expires, released, value, revoked)
+            lambda: terms(
+                past, holder, token, acquired, expires, released, value, revoked, successor
+            )
         ),
         value=value,
         announced=bool(row.announced),
         revoked=revoked,
+        successor=successor,
     )
 
 
@@ -122,6 +127,7 @@ def terms(
     released: bool,
     value: str | None = None,
     revoked: bool = False,
+    successor: str | None = None,
 ) -> list[Term]:
     """The closed terms of ``past`` (JSON text or already parsed), then the row's own."""
     if isinstance(past, (str, bytes)):
@@ -143,7 +149,11 @@ def terms(
             fencing_token=token,
             acquired_at=from_us(acquired),
             ended_at=from_us(expires) if released else None,
-            ended_by=("revoked" if revoked else "released") if released else None,
+            ended_by=(
+                ended_by_of(released=True, revoked=revoked, successor=successor)
+                if released
+                else None
+            ),
             value=value,
         )
     )

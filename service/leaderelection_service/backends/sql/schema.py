@@ -20,7 +20,8 @@ Versions: 1 the lease and meta tables; 2 adds ``lease_value`` (nullable
 text), ``announced`` and ``revoked`` (booleans, default false) to the lease table, which
 ``migrate`` adds in place to a version-1 table: its rows and tokens stay; 3
 adds the token floor (``floor.py``: ``<table>_floor`` and, on PostgreSQL, the
-function ``<table>_floor_at``), added in place by ``added_in_3``.
+function ``<table>_floor_at``), added in place by ``added_in_3``; 4 adds
+``successor`` (nullable, the holder a lease is handed to), likewise in place.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from leaderelection_service.sql_names import DEFAULT_TABLE, check_identifier
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bump with every change of the tables; ``migrate`` brings older ones up to it."""
 
 
@@ -112,6 +113,7 @@ def tables(names: TableNames) -> tuple[Table, Table]:
         Column("lease_value", _VALUE, nullable=True),
         Column("announced", Boolean, nullable=False, server_default=false()),
         Column("revoked", Boolean, nullable=False, server_default=false()),
+        Column("successor", _HOLDER, nullable=True),
         **mysql_opts,
     )
     meta = Table(
@@ -182,6 +184,9 @@ def _migrate_once(engine: Engine, names: TableNames) -> int:
 
 
 ADDED_IN_2 = ("lease_value", "announced", "revoked")
+ADDED_FOR_TRANSFER = ("successor",)
+"""Version 4: the holder a lease is handed to (rule "transfer"), nullable."""
+NULLABLE = ("lease_value", "successor")
 
 
 def added_in_3(engine: Engine, names: TableNames) -> None:
@@ -192,20 +197,20 @@ def added_in_3(engine: Engine, names: TableNames) -> None:
 
 
 def _upgrade(engine: Engine, names: TableNames) -> None:
-    """Versions 1 and 2 to 3: add the value columns and the floor in place (rows and
-    tokens kept)."""
+    """Older versions to this one: add the missing columns and the floor in place (rows
+    and tokens kept)."""
     leases, meta = tables(names)
     dialect = engine.dialect
     quoted = dialect.identifier_preparer.format_table(leases)
     with engine.begin() as conn:
         have = {c["name"] for c in inspect(conn).get_columns(names.table, schema=names.schema)}
-        for name in ADDED_IN_2:
+        for name in ADDED_IN_2 + ADDED_FOR_TRANSFER:
             if name in have:
                 continue  # another process added it
             column = leases.c[name]
             sql_type = column.type.compile(dialect=dialect)
             default = " NOT NULL DEFAULT " + ("FALSE" if dialect.name == "postgresql" else "0")
-            tail = " NULL" if name == "lease_value" else default
+            tail = " NULL" if name in NULLABLE else default
             conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {name} {sql_type}{tail}")
     added_in_3(engine, names)
     with engine.begin() as conn:

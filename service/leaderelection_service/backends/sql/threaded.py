@@ -120,7 +120,9 @@ class ThreadedSql:
             row = self._query(cur, self.st.acquire, params)
             if row is None:  # sqlite: refused, no RETURNING row
                 return False, self._get(cur, key)
-            return row.holder == holder, row  # mariadb: the row after, granted if it is ours
+            # mariadb: the row after, granted if it is ours (a refusal of the
+            # holder's own term names a successor; a grant never does)
+            return row.holder == holder and row.successor is None, row
 
         return await self._run(run)
 
@@ -150,6 +152,16 @@ class ThreadedSql:
     async def revoke(self, key: str) -> tuple[bool, LeaseRow | None]:
         params = {"key": key}
         return await self._run(lambda cur: self._owner_write(cur, self.st.revoke, params))
+
+    async def transfer(
+        self, key: str, holder: str, token: int, to: str
+    ) -> tuple[bool, LeaseRow | None]:
+        params = {"key": key, "holder": holder, "token": token, "to": to}
+        return await self._run(lambda cur: self._owner_write(cur, self.st.transfer, params))
+
+    async def handover(self, key: str, to: str) -> tuple[bool, LeaseRow | None]:
+        params = {"key": key, "to": to, "allow_us": self._allow_us}
+        return await self._run(lambda cur: self._owner_write(cur, self.st.handover, params))
 
     def _owner_write(
         self, cur: Any, sql: str, params: dict[str, Any]

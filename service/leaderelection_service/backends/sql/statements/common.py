@@ -32,7 +32,7 @@ from leaderelection_service.records import HISTORY_LIMIT
 
 COLUMNS = (
     "lease_key, holder, fencing_token, ttl_us, acquired_us, renewed_us, expires_us, "
-    "transitions, released, revision, past, lease_value, announced, revoked"
+    "transitions, released, revision, past, lease_value, announced, revoked, successor"
 )
 KEEP = HISTORY_LIMIT - 1
 """Closed terms kept in ``past``; the row itself is the current term."""
@@ -56,6 +56,10 @@ class Statements:
     """``scan`` with an upper bound (``hi``), for a non-empty prefix."""
     revoke: str = ""
     """Returns the row and ``now_us`` when granted (MariaDB: see ``two_step``)."""
+    transfer: str = ""
+    """The holder's transfer (``key``, ``holder``, ``token``, ``to``), as ``revoke``."""
+    handover: str = ""
+    """An operator's transfer (``key``, ``to``, ``allow_us``), as ``revoke``."""
     two_step: bool = False
     """MariaDB has no ``UPDATE … RETURNING``: renew and release are an UPDATE
     whose row count says granted, then ``get`` in the same transaction."""
@@ -72,9 +76,18 @@ def free(now: str) -> str:
     return f"(r.released OR r.expires_us + %(allow_us)s <= {now})"
 
 
+def open_to_caller(now: str) -> str:
+    """Rule "transfer": a free lease with a successor is the successor's alone for
+    one ttl after its term ended (plus the skew allowance)."""
+    return (
+        "(r.successor IS NULL OR r.successor = excluded.holder"
+        f" OR r.expires_us + r.ttl_us + %(allow_us)s <= {now})"
+    )
+
+
 def on_conflict(now: str, append: str) -> str:
     """Acquire's compare-and-set when the key exists: a new term, an extension, or nothing."""
-    is_free = free(now)
+    is_free = f"({free(now)} AND {open_to_caller(now)})"
     # Rule "acquire granted when free or already held by the caller": the WHERE
     # refuses anyone else. On a free lease a new term begins ("fencing token + 1
     # on a new term", "transitions count holder changes", the closed term kept
@@ -97,8 +110,9 @@ def on_conflict(now: str, append: str) -> str:
     ELSE COALESCE(excluded.lease_value, r.lease_value) END,
   announced = CASE WHEN {is_free} OR excluded.lease_value IS NOT NULL
     THEN FALSE ELSE r.announced END,
-  revoked = FALSE
-WHERE {is_free} OR r.holder = excluded.holder"""
+  revoked = FALSE,
+  successor = NULL
+WHERE {is_free} OR (r.holder = excluded.holder AND r.successor IS NULL)"""
 
 
 def standard(
@@ -113,7 +127,7 @@ def standard(
     acquire = f"""
 INSERT INTO {table} AS r ({COLUMNS})
 VALUES (%(key)s, %(holder)s, {first}, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE,
-        {first}, {empty}, %(value)s, FALSE, FALSE)
+        {first}, {empty}, %(value)s, FALSE, FALSE, NULL)
 {on_conflict(now, append)}
 RETURNING {COLUMNS}, {now} AS now_us"""
     # Rule "renew only by the holder with its fencing token": the same term,
@@ -128,7 +142,7 @@ UPDATE {table} SET
   revision = revision + 1,
   lease_value = COALESCE(%(value)s, lease_value),
   announced = COALESCE(%(announced)s, announced)
-WHERE {OWNER} AND NOT released
+WHERE {OWNER} AND NOT released AND successor IS NULL
 RETURNING {COLUMNS}, {now} AS now_us"""
     # Rule "release only by the holder with its fencing token": free at once,
     # the row (and its token counter) kept so that tokens never repeat.
@@ -142,7 +156,36 @@ RETURNING {COLUMNS}, {now} AS now_us"""
 UPDATE {table} SET released = TRUE, revoked = TRUE, expires_us = {now}, revision = revision + 1
 WHERE lease_key = %(key)s AND NOT released
 RETURNING {COLUMNS}, {now} AS now_us"""
-    return Statements(dialect, acquire, renew, release, *reads(table, now), revoke=revoke)
+    transfer, handover = transfers(table, now)
+    transfer += f"\nRETURNING {COLUMNS}, {now} AS now_us"
+    handover += f"\nRETURNING {COLUMNS}, {now} AS now_us"
+    return Statements(
+        dialect,
+        acquire,
+        renew,
+        release,
+        *reads(table, now),
+        revoke=revoke,
+        transfer=transfer,
+        handover=handover,
+    )
+
+
+def transfers(table: str, now: str) -> tuple[str, str]:
+    """The holder's and the operator's transfer, without RETURNING (MariaDB has none)."""
+    # Rule "transfer" by the holder: as release (by the holder with its fencing
+    # token, not released), the term ends now and names the successor, in one write.
+    transfer = f"""
+UPDATE {table} SET released = TRUE, expires_us = {now}, successor = %(to)s,
+  revision = revision + 1
+WHERE {OWNER} AND NOT released"""
+    # Rule "transfer" by an operator: the held term (not released, not lapsed)
+    # names the successor, unless it is its holder or named already; the term goes on.
+    handover = f"""
+UPDATE {table} SET successor = %(to)s, revision = revision + 1
+WHERE lease_key = %(key)s AND NOT released AND expires_us + %(allow_us)s > {now}
+  AND holder <> %(to)s AND (successor IS NULL OR successor <> %(to)s)"""
+    return transfer, handover
 
 
 def reads(table: str, now: str) -> tuple[str, str, str, str]:

@@ -20,6 +20,7 @@ from leaderelection_service.backends.sql.statements.common import (
     OWNER,
     Statements,
     reads,
+    transfers,
 )
 
 NOW = "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
@@ -30,13 +31,14 @@ APPEND = (
     f"JSON_ARRAY_APPEND(IF(JSON_LENGTH(past) >= {KEEP}, JSON_REMOVE(past, '$[0]'), past),"
     " '$', JSON_OBJECT('h', holder, 't', fencing_token, 'a', acquired_us,"
     " 'e', expires_us, 'v', lease_value,"
-    " 'b', IF(revoked, 'revoked', IF(released, 'released', 'expired'))))"
+    " 'b', IF(revoked, 'revoked', IF(released, IF(successor IS NOT NULL, 'transferred',"
+    " 'released'), 'expired'))))"
 )
 
 
 def mariadb(table: str, first: str = "1") -> Statements:
     now = NOW
-    mine = "(@free OR holder = VALUES(holder))"
+    mine = "(@free OR (holder = VALUES(holder) AND successor IS NULL))"
     # Rule "acquire granted when free or already held by the caller": @free is
     # the lease being free (released, or expired past the allowance); then a
     # new term ("fencing token + 1 on a new term", "transitions count holder
@@ -48,9 +50,11 @@ def mariadb(table: str, first: str = "1") -> Statements:
     acquire = f"""
 INSERT INTO {table} ({COLUMNS})
 VALUES (%(key)s, %(holder)s, {first}, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE,
-        {first}, '[]', %(value)s, FALSE, FALSE)
+        {first}, '[]', %(value)s, FALSE, FALSE, NULL)
 ON DUPLICATE KEY UPDATE
-  past = IF(@free := (released OR expires_us + %(allow_us)s <= VALUES(renewed_us)),
+  past = IF(@free := ((released OR expires_us + %(allow_us)s <= VALUES(renewed_us))
+                      AND (successor IS NULL OR successor = VALUES(holder)
+                           OR expires_us + ttl_us + %(allow_us)s <= VALUES(renewed_us))),
             {APPEND}, past),
   transitions = transitions + IF(@free AND holder <> VALUES(holder), 1, 0),
   lease_value = IF(@free, VALUES(lease_value),
@@ -64,6 +68,7 @@ ON DUPLICATE KEY UPDATE
   expires_us = IF({mine}, VALUES(expires_us), expires_us),
   released = IF({mine}, FALSE, released),
   revoked = IF({mine}, FALSE, revoked),
+  successor = IF(@free, NULL, successor),
   holder = IF(@free, VALUES(holder), holder)
 RETURNING {COLUMNS}, {now} AS now_us"""
     # Rule "renew only by the holder with its fencing token" (row count 1:
@@ -76,7 +81,7 @@ UPDATE {table} SET
   revision = revision + 1,
   lease_value = COALESCE(%(value)s, lease_value),
   announced = COALESCE(%(announced)s, announced)
-WHERE {OWNER} AND NOT released"""
+WHERE {OWNER} AND NOT released AND successor IS NULL"""
     # Rule "release only by the holder with its fencing token" (row count 1: granted).
     release = f"""
 UPDATE {table} SET released = TRUE, expires_us = @now, revision = revision + 1
@@ -85,6 +90,7 @@ WHERE {OWNER} AND NOT released"""
     revoke = f"""
 UPDATE {table} SET released = TRUE, revoked = TRUE, expires_us = @now, revision = revision + 1
 WHERE lease_key = %(key)s AND NOT released"""
+    transfer, handover = transfers(table, "@now")  # rule "transfer" (common.transfers)
     get, _, scan, scan_to = reads(table, now)
     return Statements(
         "mariadb",
@@ -96,5 +102,7 @@ WHERE lease_key = %(key)s AND NOT released"""
         scan,
         scan_to,
         revoke=revoke,
+        transfer=transfer,
+        handover=handover,
         two_step=True,
     )

@@ -34,7 +34,8 @@ APPEND = (
     f"(CASE WHEN jsonb_array_length(r.past) >= {KEEP} THEN r.past - 0 ELSE r.past END)"
     " || jsonb_build_array(jsonb_build_object('h', r.holder, 't', r.fencing_token,"
     " 'a', r.acquired_us, 'e', r.expires_us, 'v', r.lease_value,"
-    " 'b', CASE WHEN r.revoked THEN 'revoked' WHEN r.released THEN 'released'"
+    " 'b', CASE WHEN r.revoked THEN 'revoked' WHEN r.released AND r.successor IS NOT NULL"
+    " THEN 'transferred' WHEN r.released THEN 'released'"
     " ELSE 'expired' END))"
 )
 
@@ -45,10 +46,11 @@ def postgresql(table: str, channel: str, first: str = "1", first_batch: str = "1
     # A key's first token and revision (the floor + 1, floor.py) computed once per
     # statement: INSERT … SELECT … FROM (SELECT first) rather than VALUES naming it twice.
     st_acquire = st.acquire.replace("VALUES (", "SELECT ", 1).replace(
-        "%(value)s, FALSE, FALSE)\n",
-        f"%(value)s, FALSE, FALSE\nFROM (SELECT {first} AS n) AS fl\n",
+        "%(value)s, FALSE, FALSE, NULL)\n",
+        f"%(value)s, FALSE, FALSE, NULL::text\nFROM (SELECT {first} AS n) AS fl\n",
         1,
     )
+    assert " AS fl\n" in st_acquire, "the shared acquire's VALUES changed: update this form"
     # Tell listeners in the same statement (delivered at commit, so never
     # before the write is durable). A refused acquire answers with the current
     # row in the same round trip, which is what waiting candidates mostly get.
@@ -78,7 +80,8 @@ WITH q AS (
                        %(values)s::text[]) AS q(k, h, ttl, v)
 ), up AS (
   INSERT INTO {table} AS r ({COLUMNS})
-  SELECT k, h, fl.n, ttl, {now}, {now}, {now} + ttl, 0, FALSE, fl.n, '[]'::jsonb, v, FALSE, FALSE
+  SELECT k, h, fl.n, ttl, {now}, {now}, {now} + ttl, 0, FALSE, fl.n, '[]'::jsonb, v, FALSE, FALSE,
+         NULL::text
   FROM q CROSS JOIN LATERAL (SELECT {first_batch} AS n) AS fl ORDER BY k COLLATE "C"
   {on_conflict(now, APPEND)}
   {returning}, {notify}
@@ -109,6 +112,7 @@ UPDATE {table} AS r SET
   announced = COALESCE(q.an, r.announced)
 FROM q
 WHERE r.lease_key = q.k AND r.holder = q.h AND r.fencing_token = q.t AND NOT r.released
+  AND r.successor IS NULL
   AND r.lease_key IN (SELECT lease_key FROM locked)
 RETURNING {qualified}, {now} AS now_us, pg_notify('{channel}', r.lease_key) IS NULL AS notified"""
     return Statements(
@@ -121,6 +125,8 @@ RETURNING {qualified}, {now} AS now_us, pg_notify('{channel}', r.lease_key) IS N
         st.scan,
         st.scan_to,
         revoke=notifying(st.revoke),  # rule "revoke"
+        transfer=notifying(st.transfer),  # rule "transfer", by the holder
+        handover=notifying(st.handover),  # rule "transfer", by an operator
         acquire_batch=acquire_batch,
         renew_batch=renew_batch,
     )

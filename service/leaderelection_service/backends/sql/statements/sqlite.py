@@ -26,7 +26,8 @@ APPEND = (
     f"{KEEP} THEN json_remove(r.past, '$[0]') ELSE r.past END, '$[#]',"
     " json_object('h', r.holder, 't', r.fencing_token, 'a', r.acquired_us,"
     " 'e', r.expires_us, 'v', r.lease_value,"
-    " 'b', CASE WHEN r.revoked THEN 'revoked' WHEN r.released THEN 'released'"
+    " 'b', CASE WHEN r.revoked THEN 'revoked' WHEN r.released AND r.successor IS NOT NULL"
+    " THEN 'transferred' WHEN r.released THEN 'released'"
     " ELSE 'expired' END))"
 )
 
@@ -41,4 +42,6 @@ def sqlite(table: str, first: str = "1") -> Statements:
             for s in (st.acquire, st.renew, st.release, st.get, st.now, st.scan, st.scan_to)
         ),
         revoke=re.sub(r"%\((\w+)\)s", r":\1", st.revoke),
+        transfer=re.sub(r"%\((\w+)\)s", r":\1", st.transfer),
+        handover=re.sub(r"%\((\w+)\)s", r":\1", st.handover),
     )
