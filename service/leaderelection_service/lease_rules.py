@@ -36,6 +36,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
+from leaderelection_service.change_signal import Changes
 from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.refusals import held, lost, never_acquired
@@ -208,7 +209,7 @@ class CasLeases:
         self._clock = clock
         self._allowance = clock_skew_allowance
         self._max_attempts = max_attempts
-        self._changed = asyncio.Event()
+        self._changes = Changes()
         self._keys = KeyLocks()
 
     def _view(self, record: LeaseRecord, now: datetime) -> LeaseView:
@@ -216,12 +217,12 @@ class CasLeases:
 
     async def _write(self, key: str, record: LeaseRecord, expected: int | None) -> None:
         await self.store.write(key, record, expected)
-        self._changed.set()
+        self._changes.fire((key,))
 
-    async def wait_for_change(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        self._changed.clear()
+    async def wait_for_change(self, timeout: float) -> frozenset[str] | None:
+        """The keys this process wrote since the last call (other processes' writes
+        are not told: the watch hub re-reads what it watches every poll interval)."""
+        return await self._changes.wait(timeout)
 
     async def _change(self, key: str, decide: Decision) -> LeaseView:
         """Read, decide, compare-and-set; after a lost race, read and decide again.

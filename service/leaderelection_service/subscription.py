@@ -52,9 +52,17 @@ class Subscription:
     """Fencing token and value sent per key, while ``last`` is kept."""
     replay_done: int | None = None
     """The hub's read count when the replay ended."""
+    upto: str | None = None
+    """The last key the replay has read so far (None: none yet)."""
 
     def matches(self, key: str) -> bool:
         return key == self.key if self.key is not None else key.startswith(self.prefix)
+
+    def passed(self, key: str) -> bool:
+        """The replay has read past ``key``'s place: it will not read ``key`` again."""
+        if self.replay_done is not None:
+            return True
+        return self.upto is not None and (self.key is not None or key <= self.upto)
 
     def wants(self, event: WatchEvent) -> bool:
         return self.matches(event.key) and (
