@@ -153,8 +153,10 @@ class WatchHub:
         """Held by every read, from its start until ``_seen`` has absorbed it."""
         self._reads = 0
         """Reads begun so far."""
-        self._told: set[str] | None = None
-        """Keys to read next; None: everything the streams have read."""
+        self._told: set[str] | None = set()
+        """Keys to read next; None: everything the streams have read. A new
+        stream reads its replay after subscribing, so what changed before is in
+        it: the hub starts (and restarts after idling) with nothing to read."""
         self._polled = float("-inf")
         self.full_reads = 0
         """Times the hub read everything the streams had read (no keys told)."""
@@ -328,7 +330,7 @@ class WatchHub:
     def _forget(self) -> None:
         self._seen.clear()
         self._lapses.clear()
-        self._told = None
+        self._told = set()
         self._prune = False
 
     def _prune_unwatched(self) -> None:
