@@ -96,6 +96,7 @@ from leaderelection_service.subscription import (
     TooManyForOwner,
     TooManySubscribers,
 )
+from leaderelection_service.watch_coverage import Coverage, contains, coverage, read_ranges
 
 log = logging.getLogger("leaderelection.watch")
 
@@ -108,28 +109,6 @@ KEY_BATCH = 64
 """Changed keys read at once (concurrent ``get`` calls) under the read lock."""
 MIN_GAP = 0.02
 """Seconds between two reads at least, so a burst of writes is read once."""
-
-Coverage = tuple[list[str], list[str]]
-"""(prefixes, keys) the subscribers watch."""
-Range = tuple[str, str | None]
-"""A prefix and the last key of it to read (None: all of it)."""
-
-
-def _in(coverage: Coverage, key: str) -> bool:
-    prefixes, keys = coverage
-    return key in keys or any(key.startswith(p) for p in prefixes)
-
-
-def _under(prefixes: Iterable[str], key: str) -> bool:
-    return any(key.startswith(p) for p in prefixes)
-
-
-def _outermost(prefixes: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for p in sorted(set(prefixes)):
-        if not _under(out, p):
-            out.append(p)
-    return out
 
 
 class WatchHub:
@@ -335,8 +314,8 @@ class WatchHub:
 
     def _prune_unwatched(self) -> None:
         self._prune = False
-        coverage = self.coverage()
-        self._seen = {k: s for k, s in self._seen.items() if _in(coverage, k)}
+        cover = self.coverage()
+        self._seen = {k: s for k, s in self._seen.items() if contains(cover, k)}
         self._lapses.keep(self._seen)
 
     async def _wait(self, timeout: float) -> frozenset[str] | None:
@@ -368,35 +347,14 @@ class WatchHub:
 
     def coverage(self) -> Coverage:
         """(prefixes, keys): the smallest set that covers every subscriber."""
-        prefixes = _outermost(s.prefix for s in self._subs if s.key is None)
-        keys = sorted(
-            {s.key for s in self._subs if s.key is not None and not _under(prefixes, s.key)}
-        )
-        return prefixes, keys
-
-    def ranges(self) -> tuple[list[Range], list[str]]:
-        """What the streams have read: (prefix, up to key) ranges, and single keys."""
-        whole = _outermost(
-            s.prefix for s in self._subs if s.key is None and s.replay_done is not None
-        )
-        upto: dict[str, str] = {}
-        keys: set[str] = set()
-        for s in self._subs:
-            if s.key is not None:
-                if s.passed(s.key) and not _under(whole, s.key):
-                    keys.add(s.key)
-            elif s.replay_done is None and s.upto is not None and not _under(whole, s.prefix):
-                upto[s.prefix] = max(upto.get(s.prefix, s.upto), s.upto)
-        out: list[Range] = [(p, None) for p in whole]
-        out.extend(sorted(upto.items()))
-        return out, sorted(keys)
+        return coverage(self._subs)
 
     async def read_watched(self) -> None:
         """Read everything the streams have read (the backend did not say what changed)."""
         self._polled = time.monotonic()
         self.full_reads += 1
         self._lapses.due(self._polled)  # the ranges cover them
-        ranges, keys = self.ranges()
+        ranges, keys = read_ranges(self._subs)
         for prefix, upto in ranges:
             await self._read_range(prefix, upto)
         await self.read_keys(keys)
@@ -414,8 +372,8 @@ class WatchHub:
 
     async def read_keys(self, keys: Iterable[str]) -> None:
         """Read ``keys`` (those a subscriber watches), ``KEY_BATCH`` at a time."""
-        coverage = self.coverage()
-        wanted = sorted(k for k in keys if _in(coverage, k))
+        cover = self.coverage()
+        wanted = sorted(k for k in keys if contains(cover, k))
         for i in range(0, len(wanted), KEY_BATCH):
             chunk = wanted[i : i + KEY_BATCH]
             async with self._lock:
