@@ -1,4 +1,4 @@
-"""One watch stream's side of the hub: its queue, readiness and de-duplication.
+"""One watch stream's side of the hub: its queue, its replay's place and de-duplication.
 
 Example::
 
@@ -44,8 +44,9 @@ class Subscription:
     reason: str = ""
     """Why the stream ended, when the service ended it (sent as a last comment)."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by the hub (at once: a stream is live from ``subscribe``)."""
     failure: str = ""
-    """Set when the hub could not read the backend while this one waited to be ready."""
+    """Why the stream cannot start, when the hub says so (answers 503)."""
     last: dict[str, int] | None = field(default_factory=dict)
     """Version sent per key, while a replay may still overlap the hub's events."""
     terms: dict[str, tuple[Any, Any]] = field(default_factory=dict)

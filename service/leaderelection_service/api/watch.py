@@ -26,6 +26,7 @@ reader cannot take every slot.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -194,8 +195,7 @@ def _stream(
                         yield _frame(event)
                 if len(page) < PAGE:
                     break
-                after = page[-1].record.key
-                page = await hub.read_page(sub, lambda after=after: pages(after))
+                page = await hub.read_page(sub, functools.partial(pages, page[-1].record.key))
             hub.replayed(sub)
             while True:
                 got = await sub.get()
@@ -237,7 +237,7 @@ async def _open(
         raise BackendUnavailable(message, retry_after=5.0, kind=message) from exc
     try:
         await hub.wait_ready(sub, READY_TIMEOUT)
-        first = await hub.read_page(sub, lambda: pages(None))
+        first = await hub.read_page(sub, functools.partial(pages, None))
     except BaseException:
         hub.unsubscribe(sub)
         raise
