@@ -246,6 +246,13 @@ function apply(type, event) {
   const entry = known || { row: null, historyRow: null };
   const before = known ? known.lease.holder : null;
   const valueBefore = known ? known.lease.value : undefined;
+  // A row drawn from the listing (version 0) that the stream's replay finds
+  // changed: the change came between the two reads, and is shown as one.
+  const listed = known && known.version === 0 && event.replay;
+  const sameTerm =
+    known &&
+    known.lease.fencing_token === event.lease.fencing_token &&
+    known.state === stateOf(event.lease);
   if (known) counts[known.state] -= 1;
   else insertKey(key);
   entry.lease = event.lease;
@@ -256,11 +263,11 @@ function apply(type, event) {
   entry.dirty = true;
   counts[entry.state] += 1;
   leases.set(key, entry);
-  if (!event.replay && type !== "renewed") {
+  if ((!event.replay && type !== "renewed") || (listed && !sameTerm)) {
     entry.flash = true;
     announce(describe(type, event.lease, before));
     if (entry.historyRow) loadHistory(key, entry);
-  } else if (!event.replay && known && valueBefore !== event.lease.value) {
+  } else if ((!event.replay || listed) && known && valueBefore !== event.lease.value) {
     // A renewal that published a new value: a change worth showing, in the same term.
     entry.flash = true;
     announce(`${key}: ${event.lease.holder} published ${event.lease.value ?? "no value"}`);
