@@ -112,7 +112,8 @@ def backend_url(name: str, workdir: Path, pg_dsn: str) -> Iterator[tuple[str, di
             import psycopg
 
             with psycopg.connect(pg_dsn, autocommit=True) as conn:
-                conn.execute(f"DROP TABLE IF EXISTS {table}, {table}_meta")
+                conn.execute(f"DROP TABLE IF EXISTS {table}, {table}_meta, {table}_floor")
+                conn.execute(f"DROP FUNCTION IF EXISTS {table}_floor_at(text)")
         return
     if name == "memory":  # the lease rules and HTTP only: no storage behind them
         yield "memory://", {}

@@ -162,7 +162,7 @@ def test_health_and_ready(http: httpx.Client) -> None:
 
 def test_unknown_route_and_method_use_error_body(http: httpx.Client) -> None:
     assert_error(http.get("/v2/nothing"), 404, "not_found")
-    assert_error(http.delete("/v1/leases/cron"), 405, "invalid_request")
+    assert_error(http.put("/v1/leases/cron"), 405, "invalid_request")
 
 
 @pytest.mark.parametrize("cursor", ["!!!", "Li4veA", "x" * 300])

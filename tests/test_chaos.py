@@ -20,7 +20,7 @@ import pytest
 
 from support.chaos import KINDS, STAGES, Chaos
 from support.chaos_check import Bounds, Fault, check, counted_from
-from support.elector_proc import Interval
+from support.elector_proc import Interval, leadership_intervals
 from support.needs import missing
 from support.procs import ServiceProcess, wait_until
 from support.tcpproxy import TcpProxy
@@ -72,6 +72,24 @@ def test_checker_holds_gaps_to_the_bound_after_unhealthy_windows() -> None:
     assert excused.ok and excused.longest_healthy_gap == 3 and excused.longest_gap == 10
     assert counted_from((10, 20), [(0, 5), (12, 13), (15, 16)]) == 16
     assert counted_from((10, 20), [(25, 30)]) == 10
+
+
+def test_an_open_term_ends_at_its_last_logged_deadline_or_at_the_kill() -> None:
+    # SIGSTOPped past its deadline, then killed: it led only until the deadline
+    def ev(event: str, mono: float, **kw: object) -> dict[str, object]:
+        return {"event": event, "identity": "e1", "mono": mono, "key": "k", **kw}
+
+    elected = ev("elected", 10.0, token=4, since=10.0, deadline=14.0)
+    renewed = ev("renewed", 12.0, token=4, deadline=17.5)
+    stale = ev("renewed", 12.5, token=3, deadline=30.0)  # another term's: ignored
+    [killed_late] = leadership_intervals([elected], open_until=25.0)
+    assert (killed_late.since, killed_late.until) == (10.0, 14.0)
+    [renewed_then_killed] = leadership_intervals([elected, renewed, stale], open_until=25.0)
+    assert renewed_then_killed.until == 17.5
+    [killed_early] = leadership_intervals([elected, renewed], open_until=15.0)
+    assert killed_early.until == 15.0
+    [still_running] = leadership_intervals([elected, renewed])
+    assert still_running.until == 17.5
 
 
 def test_checker_judges_each_key_alone() -> None:

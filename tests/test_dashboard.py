@@ -155,6 +155,12 @@ def test_dashboard_shows_the_value_its_changes_and_a_revoke(
         expect(page.locator('tr[data-key="api.other"] .badge')).to_have_text("revoked")
         expect(page.locator("#announce")).to_contain_text("api.other: revoked")
         expect(page.locator("#summary")).to_contain_text("1 revoked")
+        # An operator's delete of that revoked key: its row goes, and the count with it.
+        assert http.delete("/v1/leases/api.other").is_success
+        expect(page.locator('tr[data-key="api.other"]')).to_have_count(0)
+        expect(page.locator("#announce")).to_contain_text("api.other: deleted")
+        expect(page.locator("#summary")).not_to_contain_text("revoked")
+        expect(row).to_have_count(1)
         page.close()
     assert errors == []
 

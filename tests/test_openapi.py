@@ -36,6 +36,7 @@ OPERATION_IDS = {
     ("post", "/v1/leases/{key}/renew"): "renewLease",
     ("post", "/v1/leases/{key}/release"): "releaseLease",
     ("post", "/v1/leases/{key}/revoke"): "revokeLease",
+    ("delete", "/v1/leases/{key}"): "deleteLease",
     ("get", "/v1/leases/{key}"): "getLease",
     ("get", "/v1/leases"): "listLeases",
     ("get", "/v1/leases/{key}/watch"): "watchLease",

@@ -181,3 +181,23 @@ async def test_a_signal_says_unknown_when_the_keys_pile_up() -> None:
     changes.fire(["a"])
     changes.fire()  # a LISTEN reconnect: which keys is not known
     assert await changes.wait(0) is None
+
+
+async def test_a_listing_that_no_longer_finds_a_key_tells_it_deleted() -> None:
+    """Rule "delete" on the listing path: a key the streams were sent that a read
+    of their ranges does not find is gone."""
+    leases = await fleet(1500)
+    backend = Counted(leases, tells_keys=False)
+    hub = WatchHub(backend, poll_interval=30)  # type: ignore[arg-type]
+    sub = hub.subscribe(prefix="k")
+    try:
+        await replay(hub, sub)
+        lease = await leases.get("k01200")
+        await leases.release("k01200", "a", lease.record.fencing_token)
+        assert (await next_event(sub)).type == "released"
+        await leases.delete("k01200")
+        gone = await next_event(sub)
+        assert (gone.type, gone.key) == ("deleted", "k01200")
+        assert hub.full_reads >= 2 and sub.queue.empty()
+    finally:
+        await hub.close()

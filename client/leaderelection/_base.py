@@ -90,6 +90,10 @@ def revoke(key: str) -> Call:
     return Call("POST", _path(key, "revoke"), {})
 
 
+def delete(key: str) -> Call:
+    return Call("DELETE", _path(key))
+
+
 def get(key: str) -> Call:
     return Call("GET", _path(key))
 

@@ -118,6 +118,15 @@ class LeaseClient:
         """
         return _base.parse_lease(self._send(_base.revoke(key), timeout))
 
+    def delete(self, key: str, *, timeout: float | None = None) -> Lease:
+        """Remove ``key``, whose lease is not held (an admin token's act): its last record.
+
+        ``LeaseHeld`` while it is held (revoke it first), ``LeaseNotFound`` if
+        there is no such key, ``Forbidden`` without the admin role. A later
+        acquire of the key gets a fencing token above every one it had.
+        """
+        return _base.parse_lease(self._send(_base.delete(key), timeout))
+
     def get(self, key: str, *, timeout: float | None = None) -> Lease:
         """The lease of ``key``; ``LeaseNotFound`` if it was never acquired."""
         return _base.parse_lease(self._send(_base.get(key), timeout))
@@ -247,6 +256,10 @@ class AsyncLeaseClient:
     async def revoke(self, key: str, *, timeout: float | None = None) -> Lease:
         """End the current term of ``key`` now, whoever holds it (an admin token's act)."""
         return _base.parse_lease(await self._send(_base.revoke(key), timeout))
+
+    async def delete(self, key: str, *, timeout: float | None = None) -> Lease:
+        """Remove ``key``, whose lease is not held (an admin token's act): its last record."""
+        return _base.parse_lease(await self._send(_base.delete(key), timeout))
 
     async def get(self, key: str, *, timeout: float | None = None) -> Lease:
         """The lease of ``key``; ``LeaseNotFound`` if it was never acquired."""

@@ -13,7 +13,8 @@ Example::
 
 A stream starts with the current state of each key (``event.replay`` True),
 then sends each change: ``acquired``, ``released``, ``expired``, ``revoked``,
-``taken_over`` and, with ``renewed=True``, ``renewed``. Iteration blocks (or
+``taken_over``, ``deleted`` (an admin removed the key; ``lease`` is its last
+record) and, with ``renewed=True``, ``renewed``. Iteration blocks (or
 awaits) until the next event and ends when the service closes the stream
 (for example on shutdown). A broken connection raises ``TransportError``; a
 refused one the mapped error (``InvalidRequest``, ``Unauthorized`` …).
@@ -42,8 +43,12 @@ from leaderelection._base import Call
 from leaderelection.errors import InternalError, InvalidRequest, LeaseError
 from leaderelection.lease import Lease
 
-EventType = Literal["acquired", "taken_over", "renewed", "released", "expired", "revoked"]
-EVENT_TYPES = frozenset({"acquired", "taken_over", "renewed", "released", "expired", "revoked"})
+EventType = Literal[
+    "acquired", "taken_over", "renewed", "released", "expired", "revoked", "deleted"
+]
+EVENT_TYPES = frozenset(
+    {"acquired", "taken_over", "renewed", "released", "expired", "revoked", "deleted"}
+)
 KEEPALIVE_TIMEOUT = 45.0
 """No byte for this long (the service sends a keep-alive every 15 s): the stream is dead."""
 
@@ -64,7 +69,7 @@ class LeaseEvent:
 
     @property
     def free(self) -> bool:
-        """The lease may be acquired now (it was released, revoked or it expired)."""
+        """The lease may be acquired now (it was released, revoked, deleted or it expired)."""
         return not self.lease.held
 
 

@@ -97,6 +97,7 @@ def create_app(
     active: LeaseBackend = InstrumentedBackend(backend)
     lease_gauges = LeaseGauges(active, refresh=settings.metrics_refresh_interval)
     active.observers.append(lease_gauges.observe)
+    active.deletions.append(lease_gauges.forget)
     tokens = TokenTable.load(settings.auth_file) if settings.auth_file else None
     hub = WatchHub(
         active,

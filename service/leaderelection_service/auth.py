@@ -14,9 +14,10 @@ Example::
 
 A ``read`` token may look up, list and watch leases and see the dashboard and
 metrics; a ``write`` token may also acquire, renew and release; an ``admin``
-token may also revoke a holder's term (``POST /v1/leases/{key}/revoke``). A
+token may also revoke a holder's term (``POST /v1/leases/{key}/revoke``) and
+delete a key that is not held (``DELETE /v1/leases/{key}``). A
 ``prefix`` limits a token to keys that start with it (every key when absent).
-Without a token file everyone may do everything, revoke included.
+Without a token file everyone may do everything, revoke and delete included.
 
 A presented token is hashed and compared with ``hmac.compare_digest`` against
 the digest of every configured token, without stopping at a match, so the time
@@ -60,7 +61,7 @@ class Role(enum.StrEnum):
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
-    """May also revoke a holder's term (within its prefix)."""
+    """May also revoke a holder's term and delete keys (within its prefix)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leaderelection_service import __version__
-from leaderelection_service.commands import revoke, run, status
+from leaderelection_service.commands import delete, revoke, run, status
 
 if TYPE_CHECKING:
     from leaderelection_service.connections import Budget
@@ -267,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_arguments(
         sub.add_parser("revoke", help="end a lease's current term now, whoever holds it (admin)")
+    )
+    delete.add_arguments(
+        sub.add_parser(
+            "delete",
+            help="delete a key that is not held, or keys whose last term ended long ago (admin)",
+            usage=(
+                "leaderelection delete KEY | --older-than DURATION --prefix P [--dry-run]"
+                " [--server URL] [--token T]"
+            ),
+        )
     )
     run.add_arguments(
         sub.add_parser(

@@ -18,6 +18,8 @@ Event types (the SSE ``event:`` names):
 | ``released`` | the holder released it                                              |
 | ``expired``  | its time ran out (no write: seen on the deciding clock)             |
 | ``revoked``  | an operator ended the term (``POST …/revoke``)                       |
+| ``deleted``  | an operator deleted the key (``DELETE …``); ``lease`` is its last    |
+|              | record, version ``2 * (revision + 1)``                               |
 
 The kind of a term's start and end is read from the record and its history,
 never from when a replica happened to look, so every replica names the same
@@ -49,11 +51,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
-from leaderelection_service.records import LeaseRecord, LeaseState, LeaseView, Term
+from leaderelection_service.records import (
+    HISTORY_LIMIT,
+    LeaseRecord,
+    LeaseState,
+    LeaseView,
+    Term,
+)
 
-EventType = Literal["acquired", "taken_over", "renewed", "released", "expired", "revoked"]
+EventType = Literal[
+    "acquired", "taken_over", "renewed", "released", "expired", "revoked", "deleted"
+]
 EVENT_TYPES: tuple[EventType, ...] = (
     "acquired",
     "taken_over",
@@ -61,6 +72,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
     "released",
     "expired",
     "revoked",
+    "deleted",
 )
 State = LeaseState
 
@@ -185,6 +197,30 @@ def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:
         out.append(_event(kind, view, 2 * rec.revision))
         out.append(_event("expired", view, version(view)))
     return out
+
+
+def deleted(prev: Seen, server_time: datetime, allowance: float = 0.0) -> WatchEvent:
+    """The key of ``prev`` is gone (rule "delete"): its last record, at the version
+    just above every version it had (the token floor keeps a re-created key above)."""
+    old = prev.record
+    lease = old.to_public(server_time, allowance)
+    lease["held"] = False
+    if lease["state"] == "held":  # its end was not read; only a free lease is deleted
+        lapsed = server_time >= old.free_at(allowance)
+        lease["state"] = "expired" if lapsed else "released"
+    return WatchEvent("deleted", old.key, 2 * (old.revision + 1), old.revision, lease)
+
+
+def recreated(prev: Seen, view: LeaseView) -> bool:
+    """Whether ``view`` is a record created after ``prev``'s key was deleted.
+
+    A re-created key's first token is above the floor, so above ``prev``'s
+    token + 1; a key that went on keeps every term since in its history,
+    unless more terms than the history holds passed (then the change is
+    folded as any other).
+    """
+    first = view.record.history[0].fencing_token if view.record.history else 0
+    return first > prev.record.fencing_token + 1 and len(view.record.history) < HISTORY_LIMIT
 
 
 def _term_end(old: LeaseRecord, view: LeaseView) -> WatchEvent:

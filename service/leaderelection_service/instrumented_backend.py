@@ -29,6 +29,8 @@ class InstrumentedBackend:
         self.description = backend.description
         self.observers: list[Callable[[LeaseView], None]] = []
         """Told of every lease a write of this process answered (the lease gauges)."""
+        self.deletions: list[Callable[[LeaseView], None]] = []
+        """Told of every key a delete of this process removed, with its last record."""
         self.answering = True
         """False while the last operation failed with backend_unavailable (backend_up)."""
 
@@ -82,6 +84,12 @@ class InstrumentedBackend:
     async def revoke(self, key: str) -> LeaseView:
         view: LeaseView = await self._timed("revoke", self.inner.revoke(key))
         return self._observed(view)
+
+    async def delete(self, key: str) -> LeaseView:
+        view: LeaseView = await self._timed("delete", self.inner.delete(key))
+        for forget in self.deletions:
+            forget(view)
+        return view
 
     async def get(self, key: str) -> LeaseView:
         view: LeaseView = await self._timed("get", self.inner.get(key))

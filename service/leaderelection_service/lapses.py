@@ -53,6 +53,9 @@ class Lapses:
         """Monotonic time of the next deadline (may be a stale one: a spurious look)."""
         return self._heap[0][0] if self._heap else float("inf")
 
+    def forget(self, key: str) -> None:
+        self._at.pop(key, None)
+
     def keep(self, keys: Container[str]) -> None:
         """Forget every key not in ``keys``."""
         self._at = {k: at for k, at in self._at.items() if k in keys}

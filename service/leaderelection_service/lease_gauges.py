@@ -90,6 +90,8 @@ class LeaseGauges:
         """When it ended."""
         self._up = False
         self._task: asyncio.Task[None] | None = None
+        self._gone: dict[str, tuple[int, float]] = {}
+        """Keys this process deleted: (last revision, when), until a listing begun later."""
 
     def _entry(self, view: LeaseView) -> Entry:
         rec = view.record
@@ -103,6 +105,15 @@ class LeaseGauges:
         kept = self._leases.get(view.record.key)
         if kept is None or kept.revision <= view.record.revision:
             self._leases[view.record.key] = self._entry(view)
+
+    def forget(self, view: LeaseView) -> None:
+        """A delete this process made: the key counts no more, at once."""
+        key = view.record.key
+        self._gone[key] = (view.record.revision, self.clock())
+        if self._leases is not None:
+            kept = self._leases.get(key)
+            if kept is not None and kept.revision <= view.record.revision:
+                del self._leases[key]
 
     async def _list(self) -> None:
         started = self.clock()
@@ -126,6 +137,12 @@ class LeaseGauges:
             listed = fresh.get(key)
             if listed is None or listed.revision < kept.revision:
                 fresh[key] = kept
+        # A listing that began before a delete may still have read the key.
+        for key, (revision, when) in list(self._gone.items()):
+            if key in fresh and fresh[key].revision <= revision:
+                del fresh[key]
+            if when < started:
+                del self._gone[key]
         self._leases, self._listed_at, self._up = fresh, started, True
         self._done_at = self.clock()
 

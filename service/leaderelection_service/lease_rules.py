@@ -21,6 +21,8 @@ The rules (docs/contract.md, "Operations"):
 3. release is granted under the same condition as renew; the lease is free at
    once and the record (with its token counter) is kept. Releasing an already
    released lease with the same holder and token succeeds and writes nothing.
+4. delete removes a key whose lease is not held (``LeaseHeld`` while it is);
+   a later acquire continues above its tokens (``token_floor.py``).
 
 ``decide_*`` are pure functions of (current record, request, now). ``CasLeases``
 applies them over any ``RecordStore``: read, decide, compare-and-set; if the
@@ -36,6 +38,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
+from leaderelection_service import token_floor
 from leaderelection_service.change_signal import Changes
 from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 from leaderelection_service.records import LeaseRecord, LeaseView
@@ -133,6 +136,18 @@ def decide_revoke(current: LeaseRecord | None, *, key: str, now: datetime) -> Le
     return current.released_at(now, revoked=True)
 
 
+def decide_delete(
+    current: LeaseRecord | None, *, key: str, now: datetime, allowance: float = 0.0
+) -> LeaseRecord:
+    """Rule "delete": a key whose lease is not held (released, revoked or lapsed) may
+    be removed; the record to remove, or the contract's refusal."""
+    if current is None:
+        raise never_acquired(key)
+    if current.held_at(now, allowance):
+        raise held(key, LeaseView(current, now, allowance))
+    return current
+
+
 def _contended(key: str) -> BackendUnavailable:
     # Every attempt lost its compare-and-set to another process: the state is
     # changing too fast to decide; the caller retries (never a wrong lease_lost).
@@ -215,9 +230,10 @@ class CasLeases:
     def _view(self, record: LeaseRecord, now: datetime) -> LeaseView:
         return LeaseView(record, now, self._allowance)
 
-    async def _write(self, key: str, record: LeaseRecord, expected: int | None) -> None:
-        await self.store.write(key, record, expected)
+    async def _write(self, key: str, record: LeaseRecord, expected: int | None) -> int:
+        version = await self.store.write(key, record, expected)
         self._changes.fire((key,))
+        return version
 
     async def wait_for_change(self, timeout: float) -> frozenset[str] | None:
         """The keys this process wrote since the last call (other processes' writes
@@ -240,10 +256,14 @@ class CasLeases:
                 if new is None:
                     assert cur is not None
                     return self._view(cur.record, now)
+                if cur is None:  # a key's first record starts above the floor
+                    new = token_floor.numbered(new, await self.store.read_floor())
                 try:
-                    await self._write(key, new, cur.version if cur else None)
+                    version = await self._write(key, new, cur.version if cur else None)
                 except WriteConflict:
                     continue
+                if cur is None:
+                    new = await token_floor.settled(self.store, key, new, version)
                 return self._view(new, now)
             raise _contended(key)
 
@@ -302,6 +322,28 @@ class CasLeases:
 
     async def revoke(self, key: str) -> LeaseView:
         return await self._change(key, lambda cur, now: decide_revoke(cur, key=key, now=now))
+
+    async def delete(self, key: str) -> LeaseView:
+        """Rule "delete": raise the floor durably, then remove the record if unchanged
+        (why that order is safe: ``token_floor.py``)."""
+        async with self._keys.hold(key):
+            for attempt in range(self._max_attempts):
+                if attempt > 1:
+                    await asyncio.sleep(backoff(attempt))
+                cur = await self.store.read(key)
+                now = self._clock()
+                gone = decide_delete(
+                    cur.record if cur else None, key=key, now=now, allowance=self._allowance
+                )
+                assert cur is not None
+                await self.store.raise_floor(token_floor.floor_after(gone))
+                try:
+                    await self.store.delete(key, cur.version)
+                except WriteConflict:
+                    continue
+                self._changes.fire((key,))
+                return self._view(gone, now)
+            raise _contended(key)
 
     async def get(self, key: str) -> LeaseView:
         cur = await self.store.read(key)

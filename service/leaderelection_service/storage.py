@@ -60,6 +60,22 @@ class RecordStore(Protocol):
         """Records whose key starts with ``prefix``, ordered by key, after ``after``."""
         ...
 
+    async def delete(self, key: str, expected: int) -> None:
+        """Remove the record of ``key`` if its version is ``expected``, durably.
+
+        Raises ``WriteConflict`` otherwise (or when it is absent). The floor
+        (``token_floor.py``) must have been raised first.
+        """
+        ...
+
+    async def read_floor(self) -> int:
+        """The store's token floor (0 when nothing was ever deleted)."""
+        ...
+
+    async def raise_floor(self, at_least: int) -> None:
+        """Make the floor at least ``at_least``, durably, before returning; never lower it."""
+        ...
+
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the store answers."""
         ...
@@ -92,6 +108,14 @@ class LeaseBackend(Protocol):
 
     async def revoke(self, key: str) -> LeaseView:
         """End the current term now (an operator's act): the record, ``revoked``."""
+        ...
+
+    async def delete(self, key: str) -> LeaseView:
+        """Remove a key whose lease is not held (an operator's act): its last record.
+
+        ``LeaseHeld`` while held, ``LeaseNotFound`` without a record. A later
+        acquire of the key starts above every token it had (``token_floor.py``).
+        """
         ...
 
     async def get(self, key: str) -> LeaseView: ...

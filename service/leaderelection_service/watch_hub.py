@@ -83,9 +83,18 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 
 from leaderelection_service import metric_families
-from leaderelection_service.events import Seen, WatchEvent, describe, seen, transition
+from leaderelection_service.events import (
+    Seen,
+    WatchEvent,
+    deleted,
+    describe,
+    recreated,
+    seen,
+    transition,
+)
 from leaderelection_service.lapses import Lapses
 from leaderelection_service.lease_errors import BackendUnavailable, LeaseError, LeaseNotFound
 from leaderelection_service.records import LeaseView
@@ -127,6 +136,8 @@ class WatchHub:
         self._subs: set[Subscription] = set()
         self._owners: Counter[str] = Counter()
         self._seen: dict[str, Seen] = {}
+        self._seen_at: dict[str, int] = {}
+        """The read that last found each key in ``_seen``."""
         self._lapses = Lapses()
         self._lock = asyncio.Lock()
         """Held by every read, from its start until ``_seen`` has absorbed it."""
@@ -308,6 +319,7 @@ class WatchHub:
 
     def _forget(self) -> None:
         self._seen.clear()
+        self._seen_at.clear()
         self._lapses.clear()
         self._told = set()
         self._prune = False
@@ -316,6 +328,7 @@ class WatchHub:
         self._prune = False
         cover = self.coverage()
         self._seen = {k: s for k, s in self._seen.items() if contains(cover, k)}
+        self._seen_at = {k: n for k, n in self._seen_at.items() if k in self._seen}
         self._lapses.keep(self._seen)
 
     async def _wait(self, timeout: float) -> frozenset[str] | None:
@@ -360,15 +373,31 @@ class WatchHub:
         await self.read_keys(keys)
 
     async def _read_range(self, prefix: str, upto: str | None) -> None:
+        """Read ``prefix`` up to ``upto``; a key read before that is not found is gone."""
+        began = self._reads + 1
+        found: set[str] = set()
         after: str | None = None
         while True:
             async with self._lock:
                 number = self._begin()
                 page = await self.backend.list(prefix, after, PAGE)
-                self._absorb([v for v in page if upto is None or v.record.key <= upto], number)
+                views = [v for v in page if upto is None or v.record.key <= upto]
+                found.update(v.record.key for v in views)
+                self._absorb(views, number)
             if len(page) < PAGE or (upto is not None and page[-1].record.key >= upto):
-                return
+                break
             after = page[-1].record.key
+        self._gone(
+            [
+                k
+                for k, n in self._seen_at.items()
+                if n < began
+                and k.startswith(prefix)
+                and (upto is None or k <= upto)
+                and k not in found
+            ],
+            self._reads,
+        )
 
     async def read_keys(self, keys: Iterable[str]) -> None:
         """Read ``keys`` (those a subscriber watches), ``KEY_BATCH`` at a time."""
@@ -380,6 +409,7 @@ class WatchHub:
                 number = self._begin()
                 got = await asyncio.gather(*(self._get(k) for k in chunk))
                 self._absorb([v for v in got if v is not None], number)
+                self._gone([k for k, v in zip(chunk, got, strict=True) if v is None], number)
 
     async def _get(self, key: str) -> LeaseView | None:
         try:
@@ -403,12 +433,28 @@ class WatchHub:
             prev = self._seen.get(key)
             if prev is None:
                 first.append(describe(view))
+            elif recreated(prev, view):  # deleted and created again between two reads
+                events.append(deleted(prev, view.server_time, view.allowance))
+                events.append(describe(view))
             elif view.record.revision < prev.record.revision:
                 continue  # an older read than the one remembered: never go backwards
             else:
                 events.extend(transition(prev, view))
             self._seen[key] = seen(view)
+            self._seen_at[key] = number
             self._lapses.note(key, view, now)
         self.publish(events, number)
         if first:
             self.publish(first, number, first_seen=True, reader=reader)
+
+    def _gone(self, keys: Iterable[str], number: int) -> None:
+        """Rule "delete": keys the hub had read that a read no longer finds."""
+        now = datetime.now(UTC)
+        events: list[WatchEvent] = []
+        for key in keys:
+            prev = self._seen.pop(key, None)
+            if prev is not None:
+                self._seen_at.pop(key, None)
+                self._lapses.forget(key)
+                events.append(deleted(prev, now))
+        self.publish(events, number)

@@ -23,6 +23,9 @@ CLOCK_MONOTONIC, comparable between processes on one host) and ``wall``
   recorded it), ``deadline``
 - ``ousted``: ``key``, ``token``, ``until`` (the moment the term ended, never later than
   its deadline), ``ended_by`` ("deadline", "lost", "stopped")
+- ``renewed``: ``key``, ``token``, ``deadline``: a renew was granted; ``deadline`` is
+  sent time + ``min(term, ttl)`` - margin, the sent time read inside the client call, so
+  never earlier than the deadline the elector itself takes from that answer
 - ``error``: ``key``, ``type``, ``message`` (what ``on_error`` saw)
 - ``resumed``: the process did not run for a while (``gap_from`` .. ``gap_to``,
   e.g. SIGSTOP); ``leading`` is the keys ``is_leader`` said first thing after,
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import faulthandler
+import inspect
 import json
 import os
 import signal
@@ -84,20 +88,28 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 def leadership_intervals(
     events: Iterable[dict[str, Any]], open_until: float | None = None
 ) -> list[Interval]:
-    """The terms one process led; an open last term ends at ``open_until``.
+    """The terms one process led; an open last term ends at its last deadline, or
+    at ``open_until`` if that came first.
 
     ``open_until`` is when the process is known to have stopped considering
-    itself leader (e.g. the monotonic time after its SIGKILL): the open term
-    ends then. Without it, the term's first deadline is used, a lower bound
-    (renewals move the deadline and are not logged).
+    itself leader (e.g. the monotonic time after its SIGKILL). A process killed
+    (or paused, then killed) believes it leads no longer than the last deadline
+    it logged: the elected one or a later renewal's. Rejected: ending an open
+    term at its kill time alone, which counts a process SIGSTOPped past its
+    deadline and killed later as leading all along, an overlap that never was.
     """
     out: list[Interval] = []
     current: dict[str, dict[str, Any]] = {}  # key -> its open "elected" event
+    deadline: dict[str, float] = {}  # key -> the open term's latest deadline
     for e in events:
         key = e.get("key", "")
         if e["event"] == "elected":
             assert key not in current, f"elected twice without ousting: {e}"
             current[key] = e
+            deadline[key] = e["deadline"]
+        elif e["event"] == "renewed":
+            if key in current and current[key]["token"] == e["token"]:
+                deadline[key] = max(deadline[key], e["deadline"])
         elif e["event"] == "ousted":
             assert key in current, f"ousted without elected: {e}"
             began = current.pop(key)
@@ -106,7 +118,7 @@ def leadership_intervals(
                 Interval(e["identity"], e["token"], began["since"], e["until"], e["ended_by"], key)
             )
     for key, began in current.items():
-        end = began["deadline"] if open_until is None else open_until
+        end = deadline[key] if open_until is None else min(open_until, deadline[key])
         out.append(Interval(began["identity"], began["token"], began["since"], end, None, key))
     return out
 
@@ -319,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # and parsed), and under load 48 of them kept a new process from electing
     # for tens of seconds.
     clients = [
-        electors.client(args.url, token=args.token)
+        logging_renewals(electors.client(args.url, token=args.token), config, log)
         for _ in range(0, len(args.key), KEYS_PER_CLIENT)
     ]
     mine = {
@@ -355,6 +367,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.write("stopped")
     log.file.close()
     return 0
+
+
+def logging_renewals(client: Any, config: Config, log: Log) -> Any:
+    """``client`` with each granted renew logged (``renewed``) before the elector sees it.
+
+    The elector calls ``client.renew`` by name, so an attribute on the instance
+    takes its place. The deadline logged is never earlier than the elector's:
+    the elector reads its send time before this call does.
+    """
+    original = client.renew
+
+    def logged(key: str, sent: float, lease: Any) -> Any:
+        until = sent + min(config.term, lease.ttl) - config.margin
+        log.write("renewed", key=key, token=lease.fencing_token, deadline=until)
+        return lease
+
+    if inspect.iscoroutinefunction(original):
+
+        async def renew_async(key: str, *args: Any, **kw: Any) -> Any:
+            sent = time.monotonic()
+            return logged(key, sent, await original(key, *args, **kw))
+
+        client.renew = renew_async
+    else:
+
+        def renew(key: str, *args: Any, **kw: Any) -> Any:
+            sent = time.monotonic()
+            return logged(key, sent, original(key, *args, **kw))
+
+        client.renew = renew
+    return client
 
 
 def elector_for(

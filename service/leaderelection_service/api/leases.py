@@ -131,6 +131,26 @@ async def revoke(key: AdministeredKey, backend: Backend) -> Response:
     return lease_json(await backend.revoke(key))
 
 
+@router.delete(
+    "/{key}",
+    response_model=Lease,
+    operation_id="deleteLease",
+    responses=answer(
+        "The key is gone; the answer is its last record (as etcd's prev_kv)", examples.RELEASED
+    )
+    | refused(
+        *COMMON,
+        "invalid_key",
+        "not_found",
+        lease_held="the lease is held: revoke it first, or wait for its release or expiry",
+        forbidden="deleting needs an admin token whose prefix holds the key",
+    ),
+    summary="Delete a key whose lease is not held (admin); its tokens never repeat",
+)
+async def delete(key: AdministeredKey, backend: Backend) -> Response:
+    return lease_json(await backend.delete(key))
+
+
 @router.get(
     "/{key}",
     response_model=Lease,

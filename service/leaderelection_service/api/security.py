@@ -144,7 +144,7 @@ def writable_key(key: Key, who: Annotated[ApiToken, Depends(require_write)]) -> 
 
 def administered_key(key: Key, who: Caller) -> str:
     if who.role is not Role.ADMIN:
-        raise Forbidden(f"{who.label} may not revoke; that needs an admin token")
+        raise Forbidden(f"{who.label} may not revoke or delete; that needs an admin token")
     if not who.may_administer(key):
         raise _outside(key, who)
     return key

@@ -22,7 +22,11 @@ decides with strong consistency:
    again and answer from the winner's record (never a retried success).
 
 Release overwrites the object with a released record, which keeps the token
-counter; objects are never deleted, and metagenerations are never relied on.
+counter; metagenerations are never relied on. Delete removes a key's object
+with ``if_generation_match=<generation read>``, after raising the token floor
+(``token_floor.py``): the object ``prefix/.token-floor`` (no key starts with
+``.``, so no listing shows it), ``{"floor": N}``, itself raised by a
+generation-guarded write.
 
 Credentials come from Google's standard discovery (``GOOGLE_APPLICATION_CREDENTIALS``,
 the metadata server, ``gcloud auth application-default login``). With
@@ -67,6 +71,8 @@ _SEGMENT_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _POOL_SIZE = 64
 """HTTP connections kept per service process: as many as worker threads may
 use at once, so concurrent requests do not open and drop connections."""
+FLOOR_OBJECT = ".token-floor"
+"""The token floor's object, beside the keys' (never a key: keys never start with ".")."""
 _SCAN_CONCURRENCY = 16
 """Objects fetched at once while listing (one GET per record)."""
 
@@ -240,7 +246,67 @@ class GcsStore:
                     break
         return keys
 
+    def _floor_name(self) -> str:
+        return f"{self.prefix}/{FLOOR_OBJECT}" if self.prefix else FLOOR_OBJECT
+
+    def _read_floor_sync(self) -> tuple[int, int]:
+        """(floor, generation); (0, 0) when no delete ever raised it."""
+        name = self._floor_name()
+        blob = self._bucket.blob(name)
+        with _translated(f"read {name}"):
+            try:
+                data = blob.download_as_bytes(retry=self._retry, timeout=self._timeout)
+            except api_exceptions.NotFound:
+                return 0, 0
+        try:
+            floor = int(json.loads(data)["floor"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendUnavailable(f"GCS: {name} is damaged") from exc
+        return floor, int(blob.generation or 0)
+
+    def _raise_floor_sync(self, at_least: int) -> None:
+        name = self._floor_name()
+        for _ in range(16):
+            floor, generation = self._read_floor_sync()
+            if floor >= at_least:
+                return
+            blob = self._bucket.blob(name)
+            blob.cache_control = "no-store"
+            try:
+                with _translated(f"write {name}"):
+                    blob.upload_from_string(
+                        json.dumps({"floor": at_least}),
+                        content_type="application/json",
+                        if_generation_match=generation,
+                        retry=self._retry,
+                        timeout=self._timeout,
+                    )
+                return
+            except WriteConflict:
+                continue  # another delete raised it meanwhile: read again
+        raise BackendUnavailable(f"GCS: {name}: contended; retry")
+
+    def _delete_sync(self, key: str, expected: int) -> None:
+        name = self.object_name(key)
+        with _translated(f"delete {name}"):
+            try:
+                self._bucket.blob(name).delete(
+                    if_generation_match=expected, retry=self._retry, timeout=self._timeout
+                )
+            except api_exceptions.NotFound:
+                raise WriteConflict(key) from None
+
     # -- RecordStore -------------------------------------------------------------
+
+    async def delete(self, key: str, expected: int) -> None:
+        await anyio.to_thread.run_sync(self._delete_sync, key, expected)
+
+    async def read_floor(self) -> int:
+        floor, _ = await anyio.to_thread.run_sync(self._read_floor_sync)
+        return floor
+
+    async def raise_floor(self, at_least: int) -> None:
+        await anyio.to_thread.run_sync(self._raise_floor_sync, at_least)
 
     async def read(self, key: str) -> Versioned | None:
         return await anyio.to_thread.run_sync(self._read_sync, key)

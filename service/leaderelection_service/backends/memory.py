@@ -26,6 +26,8 @@ class MemoryStore:
         self._records: dict[str, Versioned] = {}
         self._keys: list[str] = []
         self._lock = asyncio.Lock()
+        self._floor = 0
+        self._writes = 0  # versions are never reused, even for a key deleted and created again
 
     async def read(self, key: str) -> Versioned | None:
         return self._records.get(key)
@@ -35,11 +37,26 @@ class MemoryStore:
             cur = self._records.get(key)
             if (cur.version if cur else None) != expected:
                 raise WriteConflict(key)
-            version = (expected or 0) + 1
+            self._writes += 1
+            version = self._writes
             if cur is None:
                 bisect.insort(self._keys, key)
             self._records[key] = Versioned(record, version)
             return version
+
+    async def delete(self, key: str, expected: int) -> None:
+        async with self._lock:
+            cur = self._records.get(key)
+            if cur is None or cur.version != expected:
+                raise WriteConflict(key)
+            del self._records[key]
+            self._keys.remove(key)
+
+    async def read_floor(self) -> int:
+        return self._floor
+
+    async def raise_floor(self, at_least: int) -> None:
+        self._floor = max(self._floor, at_least)
 
     async def scan(self, prefix: str, after: str | None, limit: int) -> list[LeaseRecord]:
         start = bisect.bisect_right(self._keys, after) if after else 0

@@ -237,7 +237,19 @@ function stateOf(lease) {
   return lease.state;
 }
 
+function forget(event) {
+  // An admin deleted the key: its row goes (a later acquire brings it back).
+  const known = leases.get(event.key);
+  if (!known || event.version <= known.version) return;
+  counts[known.state] -= 1;
+  leases.delete(event.key);
+  order.splice(order.indexOf(event.key), 1);
+  announce(`${event.key}: deleted (last holder ${event.lease.holder})`);
+  scheduleDraw();
+}
+
 function apply(type, event) {
+  if (type === "deleted") return forget(event);
   const key = event.key;
   if (!key.startsWith(watchPrefix)) return; // from a stream the page has just left
   const known = leases.get(key);

@@ -31,6 +31,7 @@ from typing import Literal
 import anyio.to_thread
 
 from leaderelection_service.backends.file.committer import Committer
+from leaderelection_service.backends.file.deletion import FloorFile, delete_record
 from leaderelection_service.backends.file.encoding import Torn, decode, encode
 from leaderelection_service.backends.file.group_commit import GroupCommit
 from leaderelection_service.backends.file.names import (
@@ -74,6 +75,8 @@ class FileStore:
         # were open when it happened (once to each).
         self._records_fd = os.open(self._records, os.O_RDONLY | os.O_DIRECTORY)
         self._locks_fd = os.open(self._locks, os.O_RDONLY | os.O_DIRECTORY)
+        self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        self._floor = FloorFile(self._root_fd, self._locks_fd)
         committer = Committer(self._records_fd, self._locks_fd, syncfs=sync == "filesystem")
         self._commit = GroupCommit(committer, max_batch)
         self._closed = False
@@ -177,6 +180,22 @@ class FileStore:
     async def scan(self, prefix: str, after: str | None, limit: int) -> list[LeaseRecord]:
         return await anyio.to_thread.run_sync(self._scan_now, prefix, after, limit)
 
+    async def delete(self, key: str, expected: int) -> None:
+        self._check_open()
+        await anyio.to_thread.run_sync(
+            lambda: delete_record(
+                self._records_fd, self._locks_fd, file_name(key), key=key, expected=expected
+            )
+        )
+
+    async def read_floor(self) -> int:
+        self._check_open()
+        return self._floor.read()
+
+    async def raise_floor(self, at_least: int) -> None:
+        self._check_open()
+        await anyio.to_thread.run_sync(self._floor.raise_to, at_least)
+
     async def ping(self) -> None:
         """The directory is in place and takes a new file's data (the readiness probe)."""
         self._check_open()
@@ -210,3 +229,4 @@ class FileStore:
         await self._commit.close()
         os.close(self._records_fd)
         os.close(self._locks_fd)
+        os.close(self._root_fd)

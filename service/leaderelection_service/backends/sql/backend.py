@@ -46,7 +46,9 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
+from leaderelection_service.backends.sql.deletion import pg_delete, threaded_delete
 from leaderelection_service.backends.sql.engine import engine_url, make_engine
+from leaderelection_service.backends.sql.floor import FloorSql, lock_tag
 from leaderelection_service.backends.sql.notify import Changes, PgListener
 from leaderelection_service.backends.sql.rows import LeaseRow, prefix_upper, to_us, to_view
 from leaderelection_service.backends.sql.schema import (
@@ -97,8 +99,12 @@ class SqlLeases:
             shared_across_hosts=self.dialect != "sqlite",
             change_notification=self.dialect == "postgresql",
         )
-        quoted = self.engine.dialect.identifier_preparer.format_table(tables(self.names)[0])
-        st = statements_for(self.dialect, quoted, self.names.channel)
+        preparer = self.engine.dialect.identifier_preparer
+        quoted = preparer.format_table(tables(self.names)[0])
+        self.floor = FloorSql.of(self.dialect, self.names, preparer, quoted)
+        st = statements_for(
+            self.dialect, quoted, self.names.channel, self.floor.first, self.floor.first_batch
+        )
         gate = SchemaGate(self.engine, self.names, create_schema)
         allow_us = to_us(clock_skew_allowance)
         self._allowance = clock_skew_allowance
@@ -185,6 +191,20 @@ class SqlLeases:
         view = self._owner_view(key, row)  # not granted: already released or revoked
         if granted:
             self._written(key)
+        return view
+
+    async def delete(self, key: str) -> LeaseView:
+        """Rule "delete", in one transaction with the floor raise (``deletion.py``)."""
+        _check_key(key)
+        if self.dialect == "postgresql":
+            lock = lock_tag(self.names) + key
+            outcome, row = await pg_delete(self.db, self.floor, key, lock, self._allowance)  # type: ignore[arg-type]
+        else:
+            outcome, row = await threaded_delete(self.db, self.floor, key, self._allowance)  # type: ignore[arg-type]
+        view = self._owner_view(key, row)  # absent: not_found
+        if outcome == "held":
+            raise held(key, view)
+        self._written(key)
         return view
 
     def _refuses(self, row: LeaseRow, holder: str) -> bool:

@@ -45,7 +45,7 @@ MariaDB run the same statements through SQLAlchemy in worker threads
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -305,6 +305,23 @@ class PgSql:
             finally:
                 await self.pool.give(conn, epoch)
         raise AssertionError("unreachable")
+
+    async def in_transaction(self, fn: Callable[[Conn], Awaitable[R]]) -> R:
+        """``fn(conn)`` on a pooled connection (``fn`` opens its transaction; ``deletion.py``)."""
+        if not self._schema.ok:
+            await self._ensure_schema()
+        conn, epoch = await self.pool.take()
+        self.statements += 1
+        try:
+            return await fn(conn)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as err:
+            await self.pool.discard_idle()
+            raise BackendUnavailable(f"postgresql unavailable: {first_line(err)}") from err
+        except psycopg.ProgrammingError as err:
+            self._schema.invalidate()
+            raise BackendUnavailable(f"postgresql refused: {first_line(err)}") from err
+        finally:
+            await self.pool.give(conn, epoch)
 
     async def _ensure_schema(self) -> None:
         try:

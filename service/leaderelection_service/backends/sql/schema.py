@@ -18,7 +18,9 @@ Two tables, named by the operator (validated identifiers, never raw input):
 ``migrate`` is idempotent and safe to run from several processes at once.
 Versions: 1 the lease and meta tables; 2 adds ``lease_value`` (nullable
 text), ``announced`` and ``revoked`` (booleans, default false) to the lease table, which
-``migrate`` adds in place to a version-1 table: its rows and tokens stay.
+``migrate`` adds in place to a version-1 table: its rows and tokens stay; 3
+adds the token floor (``floor.py``: ``<table>_floor`` and, on PostgreSQL, the
+function ``<table>_floor_at``), added in place by ``added_in_3``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from leaderelection_service.sql_names import DEFAULT_TABLE, check_identifier
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bump with every change of the tables; ``migrate`` brings older ones up to it."""
 
 
@@ -149,7 +151,7 @@ def migrate(engine: Engine, names: TableNames, attempts: int = 5) -> int:
     for attempt in range(attempts):
         try:
             return _migrate_once(engine, names)
-        except (exc.ProgrammingError, exc.IntegrityError, exc.OperationalError):
+        except (exc.ProgrammingError, exc.IntegrityError, exc.OperationalError, exc.InternalError):
             # a CREATE, INSERT or ALTER another process ran first
             if attempt == attempts - 1:
                 raise
@@ -173,6 +175,8 @@ def _migrate_once(engine: Engine, names: TableNames) -> int:
             quoted = engine.dialect.identifier_preparer.quote(names.schema)
             conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
         leases.metadata.create_all(conn, checkfirst=True)
+    added_in_3(engine, names)  # before the version row: a version-3 table has its floor
+    with engine.begin() as conn:
         conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
     return before
 
@@ -180,8 +184,16 @@ def _migrate_once(engine: Engine, names: TableNames) -> int:
 ADDED_IN_2 = ("lease_value", "announced", "revoked")
 
 
+def added_in_3(engine: Engine, names: TableNames) -> None:
+    """Version 3: the token floor (idempotent: adds what is missing)."""
+    from leaderelection_service.backends.sql.floor import add_floor  # it imports this module
+
+    add_floor(engine, names)
+
+
 def _upgrade(engine: Engine, names: TableNames) -> None:
-    """Version 1 to 2: add the value columns in place (rows and tokens kept)."""
+    """Versions 1 and 2 to 3: add the value columns and the floor in place (rows and
+    tokens kept)."""
     leases, meta = tables(names)
     dialect = engine.dialect
     quoted = dialect.identifier_preparer.format_table(leases)
@@ -195,6 +207,8 @@ def _upgrade(engine: Engine, names: TableNames) -> None:
             default = " NOT NULL DEFAULT " + ("FALSE" if dialect.name == "postgresql" else "0")
             tail = " NULL" if name == "lease_value" else default
             conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {name} {sql_type}{tail}")
+    added_in_3(engine, names)
+    with engine.begin() as conn:
         conn.execute(
             update(meta).where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION))
         )

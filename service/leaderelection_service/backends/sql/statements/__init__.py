@@ -21,12 +21,17 @@ from leaderelection_service.backends.sql.statements.sqlite import sqlite
 __all__ = ["COLUMNS", "Statements", "statements_for"]
 
 
-def statements_for(dialect: str, table: str, channel: str) -> Statements:
-    """The statements for SQLAlchemy dialect ``dialect`` over the quoted ``table``."""
+def statements_for(
+    dialect: str, table: str, channel: str, first: str = "1", first_batch: str = "1"
+) -> Statements:
+    """The statements for SQLAlchemy dialect ``dialect`` over the quoted ``table``.
+
+    ``first`` (``first_batch`` in PostgreSQL's batch acquire): the SQL of a
+    key's first token and revision, the token floor + 1 (``floor.py``)."""
     if dialect == "postgresql":
-        return postgresql(table, channel)
+        return postgresql(table, channel, first, first_batch)
     if dialect == "sqlite":
-        return sqlite(table)
+        return sqlite(table, first)
     if dialect in ("mysql", "mariadb"):
-        return mariadb(table)
+        return mariadb(table, first)
     raise ValueError(f"SQL dialect {dialect!r} is not supported")

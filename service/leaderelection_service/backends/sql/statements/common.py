@@ -101,15 +101,19 @@ def on_conflict(now: str, append: str) -> str:
 WHERE {is_free} OR r.holder = excluded.holder"""
 
 
-def standard(dialect: str, table: str, now: str, empty: str, append: str) -> Statements:
-    """The statements in the SQL PostgreSQL and SQLite share (``INSERT … ON CONFLICT``)."""
+def standard(
+    dialect: str, table: str, now: str, empty: str, append: str, first: str = "1"
+) -> Statements:
+    """The statements in the SQL PostgreSQL and SQLite share (``INSERT … ON CONFLICT``).
+
+    ``first``: a key's first token and revision (``floor.py``: the floor + 1)."""
     # Rule "acquire granted when free or already held by the caller": a key
     # never acquired gets its first term (token 1, no transitions); an existing
     # one goes through on_conflict's compare-and-set.
     acquire = f"""
 INSERT INTO {table} AS r ({COLUMNS})
-VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE, 1, {empty},
-        %(value)s, FALSE, FALSE)
+VALUES (%(key)s, %(holder)s, {first}, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE,
+        {first}, {empty}, %(value)s, FALSE, FALSE)
 {on_conflict(now, append)}
 RETURNING {COLUMNS}, {now} AS now_us"""
     # Rule "renew only by the holder with its fencing token": the same term,

@@ -34,7 +34,7 @@ APPEND = (
 )
 
 
-def mariadb(table: str) -> Statements:
+def mariadb(table: str, first: str = "1") -> Statements:
     now = NOW
     mine = "(@free OR holder = VALUES(holder))"
     # Rule "acquire granted when free or already held by the caller": @free is
@@ -47,8 +47,8 @@ def mariadb(table: str) -> Statements:
     # decision is taken once into @free and the holder is assigned last.
     acquire = f"""
 INSERT INTO {table} ({COLUMNS})
-VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE, 1, '[]',
-        %(value)s, FALSE, FALSE)
+VALUES (%(key)s, %(holder)s, {first}, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE,
+        {first}, '[]', %(value)s, FALSE, FALSE)
 ON DUPLICATE KEY UPDATE
   past = IF(@free := (released OR expires_us + %(allow_us)s <= VALUES(renewed_us)),
             {APPEND}, past),

@@ -39,9 +39,16 @@ APPEND = (
 )
 
 
-def postgresql(table: str, channel: str) -> Statements:
+def postgresql(table: str, channel: str, first: str = "1", first_batch: str = "1") -> Statements:
     now = NOW
-    st = standard("postgresql", table, now, "'[]'::jsonb", APPEND)
+    st = standard("postgresql", table, now, "'[]'::jsonb", APPEND, "fl.n")
+    # A key's first token and revision (the floor + 1, floor.py) computed once per
+    # statement: INSERT … SELECT … FROM (SELECT first) rather than VALUES naming it twice.
+    st_acquire = st.acquire.replace("VALUES (", "SELECT ", 1).replace(
+        "%(value)s, FALSE, FALSE)\n",
+        f"%(value)s, FALSE, FALSE\nFROM (SELECT {first} AS n) AS fl\n",
+        1,
+    )
     # Tell listeners in the same statement (delivered at commit, so never
     # before the write is durable). A refused acquire answers with the current
     # row in the same round trip, which is what waiting candidates mostly get.
@@ -55,7 +62,7 @@ def postgresql(table: str, channel: str) -> Statements:
     # shared upsert; when it refuses (held by another), the current row with
     # granted = FALSE, so that lease_held carries the record in one round trip.
     acquire = f"""
-WITH up AS ({notifying(st.acquire)})
+WITH up AS ({notifying(st_acquire)})
 SELECT {COLUMNS}, now_us, TRUE AS granted FROM up
 UNION ALL
 SELECT {COLUMNS}, {now}, FALSE FROM {table}
@@ -71,8 +78,8 @@ WITH q AS (
                        %(values)s::text[]) AS q(k, h, ttl, v)
 ), up AS (
   INSERT INTO {table} AS r ({COLUMNS})
-  SELECT k, h, 1, ttl, {now}, {now}, {now} + ttl, 0, FALSE, 1, '[]'::jsonb, v, FALSE, FALSE
-  FROM q ORDER BY k COLLATE "C"
+  SELECT k, h, fl.n, ttl, {now}, {now}, {now} + ttl, 0, FALSE, fl.n, '[]'::jsonb, v, FALSE, FALSE
+  FROM q CROSS JOIN LATERAL (SELECT {first_batch} AS n) AS fl ORDER BY k COLLATE "C"
   {on_conflict(now, APPEND)}
   {returning}, {notify}
 )

@@ -31,9 +31,9 @@ APPEND = (
 )
 
 
-def sqlite(table: str) -> Statements:
+def sqlite(table: str, first: str = "1") -> Statements:
     # The rules of each statement are named where common.standard writes it.
-    st = standard("sqlite", table, NOW, "'[]'", APPEND)
+    st = standard("sqlite", table, NOW, "'[]'", APPEND, first)
     return Statements(
         "sqlite",
         *(
