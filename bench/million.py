@@ -10,7 +10,9 @@ key through the API (so the row is the service's own), copies that row to
 acquires through HTTP would take longer than the run), then times, each the
 median of a few tries on a warm service: the first page of the listing,
 consecutive pages at the largest page size, a prefix listing deep in the key
-space, a watch of every key until its first event and its replay rate, and
+space, a watch of every key on a cold service (its first event and replay
+rate), the dashboard's first row in Chromium (``--chromium``), watches of
+narrower prefixes and of every key again, and
 ``GET /metrics`` (whose lease gauges come from a background listing of
 every key). Prints one line per figure and the service's RSS. The keys are
 ``m0000000`` … in order (a prefix of n characters covers up to 10^(8-n) of
@@ -184,9 +186,13 @@ def main() -> int:
                 figures["GET / (dashboard HTML)"] = timed(lambda: get(port, "/"))
                 for name, ms in figures.items():
                     print(f"{name:<40}{ms:>10.1f} ms", flush=True)
-                if a.chromium:
-                    print(f"dashboard in Chromium: {first_render(svc.url, 30)}", flush=True)
-                for prefix in ("m05000", "m0500", "m050", "m05", "m"):
+                # Every key first, on a hub that has read nothing yet (cold), then
+                # the dashboard, then narrower prefixes and every key again.
+                watches = ["m"] + (["dashboard"] if a.chromium else [])
+                for prefix in [*watches, "m05000", "m0500", "m050", "m05", "m"]:
+                    if prefix == "dashboard":
+                        print(f"dashboard in Chromium: {first_render(svc.url, 30)}", flush=True)
+                        continue
                     status, head, first, events, last = watch_replay(port, prefix, a.watch_seconds)
                     covers = min(a.keys, 10 ** (8 - len(prefix)))
                     print(

@@ -18,7 +18,7 @@ from leaderelection_service.events import describe, seen, transition
 from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.subscription import Subscription, TooManyForOwner
-from leaderelection_service.watch_hub import WatchHub
+from leaderelection_service.watch_hub import PAGE, WatchHub
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -149,7 +149,7 @@ async def test_hub_fans_out_in_order_and_filters_renewals() -> None:
     one = hub.subscribe(key="cron")
     try:
         for sub in (everything, jobs, one):
-            await hub.wait_ready(sub, 5)
+            await replay(hub, sub)
         a = await backend.acquire("cron", "a", 30)
         got = [await wait_for(everything, "acquired")]
         await backend.renew("cron", "a", a.record.fencing_token, 30)
@@ -178,8 +178,8 @@ async def test_a_slow_subscriber_is_dropped_not_buffered() -> None:
     slow = hub.subscribe(prefix="", renewed=True)
     fast = hub.subscribe(prefix="", renewed=True)
     try:
-        await hub.wait_ready(slow, 5)
-        await hub.wait_ready(fast, 5)
+        await replay(hub, slow)
+        await replay(hub, fast)
         a = await backend.acquire("k", "a", 30)
         for _ in range(12):
             await backend.renew("k", "a", a.record.fencing_token, 30)
@@ -192,6 +192,19 @@ async def test_a_slow_subscriber_is_dropped_not_buffered() -> None:
         assert not fast.dropped
     finally:
         await hub.close()
+
+
+async def replay(hub: WatchHub, sub: Subscription) -> int:
+    """What a stream does: read its replay through the hub, a page at a time."""
+    prefix = sub.key if sub.key is not None else sub.prefix
+    after, count = None, 0
+    while True:
+        page = await hub.read_page(sub, lambda after=after: hub.backend.list(prefix, after, PAGE))
+        count += len(page)
+        if len(page) < PAGE:
+            hub.replayed(sub)
+            return count
+        after = page[-1].record.key
 
 
 async def wait_for(sub, kind: str, timeout: float = 5.0):  # type: ignore[no-untyped-def]
@@ -233,7 +246,7 @@ async def test_a_new_subscriber_over_many_keys_gets_no_queued_replay() -> None:
     hub = WatchHub(backend, poll_interval=0.05, queue_size=16)
     sub = hub.subscribe(prefix="k")
     try:
-        await hub.wait_ready(sub, 5)
+        await replay(hub, sub)
         assert sub.queue.empty() and not sub.dropped
         await backend.acquire("k99999", "b", 60)  # created after the hub's read: live
         created = await wait_for(sub, "acquired")
@@ -248,7 +261,7 @@ async def test_queued_changes_and_the_replay_merge_by_version() -> None:
     hub = WatchHub(backend, poll_interval=0.05)
     sub = hub.subscribe(key="cron")
     try:
-        await hub.wait_ready(sub, 5)
+        await hub.read_page(sub, lambda: hub.backend.list("cron", None, 1))
         await backend.release("cron", "a", a.record.fencing_token)
         released = await wait_for(sub, "released")
         replayed_new = describe(await backend.get("cron"), replay=True)

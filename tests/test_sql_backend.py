@@ -243,9 +243,12 @@ async def test_postgres_notify_wakes_another_process_backend(postgres_url: str) 
         while waiter._listener is None:
             await asyncio.sleep(0.01)
         await asyncio.wait_for(waiter._listener.connected.wait(), 10)
+        # Its first connection says "unknown": writes made before it listened.
+        assert await asyncio.wait_for(wait, 10) is None
+        wait = asyncio.create_task(waiter.wait_for_change(30.0))
         started = time.monotonic()
         await writer.acquire("k", "a", 5.0)
-        await asyncio.wait_for(wait, 10)
+        assert await asyncio.wait_for(wait, 10) == {"k"}  # the key, from NOTIFY's payload
         assert time.monotonic() - started < 5  # woken by NOTIFY, not the 30 s timeout
     finally:
         await waiter.close()
@@ -259,7 +262,7 @@ async def test_own_writes_wake_waiters(sqlite_url: str) -> None:
         await asyncio.sleep(0)  # let the waiter start waiting
         started = time.monotonic()
         await backend.acquire("k", "a", 5.0)
-        await asyncio.wait_for(wait, 10)
+        assert await asyncio.wait_for(wait, 10) == {"k"}
         assert time.monotonic() - started < 5
     finally:
         await backend.close()

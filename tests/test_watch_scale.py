@@ -95,23 +95,26 @@ def test_a_prefix_stream_over_a_large_fleet_replays_all_then_stays_live(
         replayed = events.take(count, timeout=60)
         assert all(e.data["replay"] for e in replayed)
         assert {e.key for e in replayed} == {f"{prefix}{n:05d}" for n in range(count)}
-        # Still open: a change made after the replay arrives, and then another.
-        r = http.post(f"/v1/leases/{prefix}new/acquire", json={"holder": "late", "ttl": 30})
+        # Still open: a change made after the replay arrives, and then another. The
+        # key sorts before the fleet ('-' < '0'): the replay has read past its place,
+        # so it comes live (a key further on may still come with the replay's last page).
+        new = f"{prefix}-new"
+        r = http.post(f"/v1/leases/{new}/acquire", json={"holder": "late", "ttl": 30})
         assert r.status_code == 200, r.text
         created = events.next(timeout=20)
         assert (created.event, created.key, created.data["replay"]) == (
             "acquired",
-            f"{prefix}new",
+            new,
             False,
         )
         lease = r.json()
         r = http.post(
-            f"/v1/leases/{prefix}new/release",
+            f"/v1/leases/{new}/release",
             json={"holder": "late", "fencing_token": lease["fencing_token"]},
         )
         assert r.status_code == 200, r.text
         released = events.next(timeout=20)
-        assert (released.event, released.key) == ("released", f"{prefix}new")
+        assert (released.event, released.key) == ("released", new)
         assert released.data["version"] > created.data["version"]
         assert gauge(http, "leaderelection_watch_subscribers") == 1
 
@@ -132,9 +135,11 @@ def test_a_reader_that_never_reads_is_cut_off_with_the_reason(
             what="the stream open",
         )
 
-        # The replay fills the socket; live changes then fill the queue.
+        # The replay fills the socket; live changes then fill the queue. The new
+        # keys sort before the fleet ('-' < '0'), where the stuck replay has read
+        # past: keys it has not reached yet would be left to the replay, not queued.
         def create(n: int) -> int:
-            r = http.post(f"/v1/leases/big.live.{n:05d}/acquire", json={"holder": "x", "ttl": 60})
+            r = http.post(f"/v1/leases/big.-live.{n:05d}/acquire", json={"holder": "x", "ttl": 60})
             return r.status_code
 
         deadline = time.monotonic() + 120

@@ -112,9 +112,9 @@ class InstrumentedBackend:
     async def close(self) -> None:
         await self.inner.close()
 
-    async def wait_for_change(self, timeout: float) -> None:
+    async def wait_for_change(self, timeout: float) -> frozenset[str] | None:
         try:
-            await self.inner.wait_for_change(timeout)
+            return await self.inner.wait_for_change(timeout)
         except BackendUnavailable:
             BACKEND_ERRORS.labels("wait_for_change").inc()
             raise

@@ -43,6 +43,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from leaderelection_service import token_floor
+from leaderelection_service.change_signal import Changes
 from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.refusals import (
@@ -279,7 +280,7 @@ class CasLeases:
         self._clock = clock
         self._allowance = clock_skew_allowance
         self._max_attempts = max_attempts
-        self._changed = asyncio.Event()
+        self._changes = Changes()
         self._keys = KeyLocks()
 
     def _view(self, record: LeaseRecord, now: datetime) -> LeaseView:
@@ -287,13 +288,13 @@ class CasLeases:
 
     async def _write(self, key: str, record: LeaseRecord, expected: int | None) -> int:
         version = await self.store.write(key, record, expected)
-        self._changed.set()
+        self._changes.fire((key,))
         return version
 
-    async def wait_for_change(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        self._changed.clear()
+    async def wait_for_change(self, timeout: float) -> frozenset[str] | None:
+        """The keys this process wrote since the last call (other processes' writes
+        are not told: the watch hub re-reads what it watches every poll interval)."""
+        return await self._changes.wait(timeout)
 
     async def _change(self, key: str, decide: Decision) -> LeaseView:
         """Read, decide, compare-and-set; after a lost race, read and decide again.
@@ -396,7 +397,7 @@ class CasLeases:
                     await self.store.delete(key, cur.version)
                 except WriteConflict:
                     continue
-                self._changed.set()
+                self._changes.fire((key,))
                 return self._view(gone, now)
             raise _contended(key)
 

@@ -132,12 +132,14 @@ class LeaseBackend(Protocol):
 
     async def close(self) -> None: ...
 
-    async def wait_for_change(self, timeout: float) -> None:
+    async def wait_for_change(self, timeout: float) -> frozenset[str] | None:
         """Return soon after a write that may have changed some key, or after ``timeout``.
 
-        The watch stream re-reads on return. A backend with change notification
-        (PostgreSQL ``LISTEN``) returns when told of any replica's write; the
-        others return at once for this process's own writes and otherwise
-        after ``timeout`` (the watch stream's polling interval).
+        Returns the keys written since the last call, or None when which keys
+        is not known (the watch hub then re-reads everything it watches). A
+        backend with change notification (PostgreSQL ``LISTEN``) returns when
+        told of any replica's write; the others return at once for this
+        process's own writes and otherwise after ``timeout`` (the watch
+        stream's polling interval), with the keys this process wrote.
         """
         ...

@@ -1,4 +1,4 @@
-"""One watch stream's side of the hub: its queue, readiness and de-duplication.
+"""One watch stream's side of the hub: its queue, its replay's place and de-duplication.
 
 Example::
 
@@ -44,17 +44,26 @@ class Subscription:
     reason: str = ""
     """Why the stream ended, when the service ended it (sent as a last comment)."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by the hub (at once: a stream is live from ``subscribe``)."""
     failure: str = ""
-    """Set when the hub could not read the backend while this one waited to be ready."""
+    """Why the stream cannot start, when the hub says so (answers 503)."""
     last: dict[str, int] | None = field(default_factory=dict)
     """Version sent per key, while a replay may still overlap the hub's events."""
     terms: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     """Fencing token and value sent per key, while ``last`` is kept."""
     replay_done: int | None = None
     """The hub's read count when the replay ended."""
+    upto: str | None = None
+    """The last key the replay has read so far (None: none yet)."""
 
     def matches(self, key: str) -> bool:
         return key == self.key if self.key is not None else key.startswith(self.prefix)
+
+    def passed(self, key: str) -> bool:
+        """The replay has read past ``key``'s place: it will not read ``key`` again."""
+        if self.replay_done is not None:
+            return True
+        return self.upto is not None and (self.key is not None or key <= self.upto)
 
     def wants(self, event: WatchEvent) -> bool:
         return self.matches(event.key) and (

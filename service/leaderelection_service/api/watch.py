@@ -8,7 +8,8 @@ Example::
 
 A stream first sends the current state of every key it covers (events with
 ``"replay": true``), read a page at a time while the changes since it
-subscribed queue apart (see ``watch_hub``), then each change as it happens. Each event's SSE ``id``
+subscribed queue apart (see ``watch_hub``), then each change as it happens.
+The first page is sent as soon as it is read, whatever the prefix's size. Each event's SSE ``id``
 is ``KEY:VERSION`` (see ``events``); on reconnect a client sends the last one
 as ``Last-Event-ID`` and is not sent that key's state again unless it changed.
 A prefix stream replays every other key's current state on reconnect: clients
@@ -25,6 +26,7 @@ reader cannot take every slot.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -59,8 +61,7 @@ SEND_TIMEOUT = 30.0
 RETRY_MS = 1000
 """What browsers wait before reconnecting a broken stream."""
 READY_TIMEOUT = 30.0
-"""Longest a new stream waits for the hub's first read of its keys (a full
-listing of the prefix: about a second at 20,000 keys on the file backend)."""
+"""Longest a new stream waits to be live (it is at once: ``watch_hub``)."""
 
 Pages = Callable[[str | None], Awaitable[list[LeaseView]]]
 """Reads the page of the replay after a key (None: the first page)."""
@@ -195,7 +196,7 @@ def _stream(
                         yield _frame(event)
                 if len(page) < PAGE:
                     break
-                page = await pages(page[-1].record.key)
+                page = await hub.read_page(sub, functools.partial(pages, page[-1].record.key))
             hub.replayed(sub)
             while True:
                 got = await sub.get()
@@ -227,7 +228,7 @@ def owner(who: ApiToken, request: Request) -> str:
 async def _open(
     hub: WatchHub, request: Request, who: ApiToken, pages: Pages, **what: Any
 ) -> tuple[Subscription, list[LeaseView]]:
-    """Subscribe, wait until the hub covers it, read the first page (errors answer here)."""
+    """Subscribe (live at once), read the first page of the replay (errors answer here)."""
     try:
         sub = hub.subscribe(owner=owner(who, request), **what)
     except TooManyForOwner as exc:
@@ -237,7 +238,7 @@ async def _open(
         raise BackendUnavailable(message, retry_after=5.0, kind=message) from exc
     try:
         await hub.wait_ready(sub, READY_TIMEOUT)
-        first = await pages(None)
+        first = await hub.read_page(sub, functools.partial(pages, None))
     except BaseException:
         hub.unsubscribe(sub)
         raise

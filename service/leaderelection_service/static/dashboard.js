@@ -17,6 +17,14 @@
 // inserting every row into the DOM in order (the first version) took seconds
 // of a frozen page. A virtual scroller was rejected: rows have variable height
 // (history, phone layout) and a page of rows keeps the table plain HTML.
+//
+// A million keys: the first page is drawn from GET /v1/leases?limit=PAGE_ROWS
+// before the stream opens (first row in well under 2 s, whatever the store's
+// size), and the page watches what it shows: the prefix typed, and when that
+// prefix replays more than WATCH_CAP keys, only the keys that share the shown
+// rows' common prefix (the summary says so; typing a prefix watches that one).
+// Streaming every key of a million to every open dashboard (the earlier
+// design) took ten minutes of replay per page and kept a core busy.
 "use strict";
 
 const TOKEN_KEY = "leaderelection.token";
@@ -24,6 +32,7 @@ const PREFIX_KEY = "leaderelection.prefix";
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10000;
 const PAGE_ROWS = 200;
+const WATCH_CAP = 20000; // keys a stream may replay before the page watches only what it shows
 
 const leases = new Map(); // key -> {lease, version, type, state, changedAt, row, historyRow, dirty, flash}
 const order = []; // every key, sorted
@@ -35,6 +44,10 @@ let clockOffsetMs = 0; // server clock minus this browser's clock
 let controller = null;
 let retryMs = RETRY_MIN_MS;
 let lastEventId = null;
+let watchPrefix = ""; // what the stream watches
+let narrowed = false; // the stream watches the shown rows' common prefix, not the typed one
+let replayed = 0; // replay events on the current stream
+let loads = 0; // first-page loads begun (a newer one wins)
 
 const $ = (id) => document.getElementById(id);
 
@@ -71,8 +84,9 @@ function connect() {
   if (controller) controller.abort();
   controller = new AbortController();
   connects += 1;
+  replayed = 0;
   $("conn").dataset.connects = String(connects);
-  stream(controller.signal, currentPrefix()).catch((err) => {
+  stream(controller.signal, watchPrefix).catch((err) => {
     if (controller && controller.signal.aborted) return;
     setConn("connecting", `Reconnecting in ${Math.round(retryMs / 1000)} s…`);
     console.info("watch stream ended:", err && err.message);
@@ -134,6 +148,70 @@ async function stream(signal, prefix) {
   if (!signal.aborted) throw new Error("the service closed the stream");
 }
 
+// -- the first page, before the stream -----------------------------------------
+
+async function load() {
+  const prefix = currentPrefix();
+  const gen = ++loads;
+  if (controller) controller.abort(); // the old stream's events must not fill the new rows
+  watchPrefix = prefix;
+  narrowed = false;
+  if (!(await listFirstPage(prefix, gen))) return;
+  if (gen === loads) connect();
+}
+
+async function listFirstPage(prefix, gen) {
+  // False when the stream must not open (a token is needed, or a newer load began).
+  let resp;
+  try {
+    const url = `/v1/leases?limit=${PAGE_ROWS}&prefix=${encodeURIComponent(prefix)}`;
+    resp = await fetch(url, { headers: authHeaders(), cache: "no-store" });
+  } catch {
+    return gen === loads; // the stream brings the rows
+  }
+  if (resp.status === 401 || resp.status === 403) {
+    const body = await resp.json().catch(() => ({}));
+    askForToken(body.message || "This service asks for an API token.");
+    return false;
+  }
+  if (gen !== loads) return false;
+  if (!resp.ok) return true;
+  const body = await resp.json().catch(() => ({ leases: [] }));
+  if (gen !== loads) return false;
+  for (const lease of body.leases) {
+    // version 0: the stream's replay of the same key (version 2 or more) replaces it
+    const type = lease.state === "held" ? "acquired" : lease.state;
+    apply(type, { key: lease.key, version: 0, replay: true, lease });
+  }
+  return true;
+}
+
+function commonPrefix(a, b) {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i += 1;
+  return a.slice(0, i);
+}
+
+function narrow() {
+  // More than WATCH_CAP keys under the typed prefix: watch the rows shown.
+  narrowed = true;
+  const last = order[Math.min(shown, order.length) - 1];
+  const prefix = commonPrefix(order[0], last);
+  if (prefix.length <= watchPrefix.length) return; // cannot narrow: keep the stream
+  watchPrefix = prefix;
+  for (const key of order) {
+    if (key.startsWith(prefix)) continue;
+    counts[leases.get(key).state] -= 1;
+    leases.delete(key);
+  }
+  const kept = order.filter((key) => key.startsWith(prefix));
+  order.length = 0;
+  order.push(...kept);
+  lastEventId = null;
+  scheduleDraw();
+  connect();
+}
+
 function dispatch(type, data, id) {
   let event;
   try {
@@ -143,6 +221,7 @@ function dispatch(type, data, id) {
   }
   if (id) lastEventId = id;
   apply(type, event);
+  if (event.replay && (replayed += 1) > WATCH_CAP && !narrowed) narrow();
 }
 
 // -- state ----------------------------------------------------------------------
@@ -172,12 +251,20 @@ function forget(event) {
 function apply(type, event) {
   if (type === "deleted") return forget(event);
   const key = event.key;
+  if (!key.startsWith(watchPrefix)) return; // from a stream the page has just left
   const known = leases.get(key);
   if (known && event.version <= known.version) return;
   clockOffsetMs = Date.parse(event.lease.server_time) - Date.now();
   const entry = known || { row: null, historyRow: null };
   const before = known ? known.lease.holder : null;
   const valueBefore = known ? known.lease.value : undefined;
+  // A row drawn from the listing (version 0) that the stream's replay finds
+  // changed: the change came between the two reads, and is shown as one.
+  const listed = known && known.version === 0 && event.replay;
+  const sameTerm =
+    known &&
+    known.lease.fencing_token === event.lease.fencing_token &&
+    known.state === stateOf(event.lease);
   if (known) counts[known.state] -= 1;
   else insertKey(key);
   entry.lease = event.lease;
@@ -188,11 +275,11 @@ function apply(type, event) {
   entry.dirty = true;
   counts[entry.state] += 1;
   leases.set(key, entry);
-  if (!event.replay && type !== "renewed") {
+  if ((!event.replay && type !== "renewed") || (listed && !sameTerm)) {
     entry.flash = true;
     announce(describe(type, event.lease, before));
     if (entry.historyRow) loadHistory(key, entry);
-  } else if (!event.replay && known && valueBefore !== event.lease.value) {
+  } else if ((!event.replay || listed) && known && valueBefore !== event.lease.value) {
     // A renewal that published a new value: a change worth showing, in the same term.
     entry.flash = true;
     announce(`${key}: ${event.lease.holder} published ${event.lease.value ?? "no value"}`);
@@ -336,10 +423,14 @@ function tick() {
 
 function summarize() {
   const paged = order.length > shown ? ` (the first ${shown} shown)` : "";
+  const scope =
+    watchPrefix !== currentPrefix()
+      ? `. More than ${WATCH_CAP} keys: watching those under “${watchPrefix}”; type a prefix to see others`
+      : "";
   $("summary").textContent =
     `${leases.size} leases: ${counts.held} held, ${counts.expired} expired, ` +
     `${counts.released} released` +
-    (counts.revoked ? `, ${counts.revoked} revoked` : "") + paged;
+    (counts.revoked ? `, ${counts.revoked} revoked` : "") + paged + scope;
 }
 
 // -- history --------------------------------------------------------------------
@@ -426,7 +517,7 @@ function start() {
       if (!input.checkValidity()) return;
       sessionStorage.setItem(PREFIX_KEY, input.value.trim());
       resetRows();
-      connect();
+      load();
     }, 250);
   });
   $("filter").addEventListener("submit", (e) => e.preventDefault());
@@ -441,11 +532,11 @@ function start() {
     else sessionStorage.removeItem(TOKEN_KEY);
     $("auth").hidden = true;
     setConn("connecting", "Connecting…");
-    connect();
+    load();
   });
   setInterval(tick, 250);
   summarize();
-  connect();
+  load();
 }
 
 document.addEventListener("DOMContentLoaded", start);

@@ -139,9 +139,9 @@ class SqlLeases:
 
         return libpq_conninfo(self.url)
 
-    def _written(self) -> None:
+    def _written(self, key: str) -> None:
         if self._changes is not None:
-            self._changes.fire()
+            self._changes.fire((key,))
 
     # -- LeaseBackend ------------------------------------------------------------
 
@@ -156,7 +156,7 @@ class SqlLeases:
                 continue
             view = to_view(row, self._allowance)
             if granted:
-                self._written()
+                self._written(key)
                 return view
             refusal = self._refusal(key, view, holder)
             if refusal is not None:
@@ -187,7 +187,7 @@ class SqlLeases:
         view = self._owner_view(key, row)
         if not granted:
             raise lost(key, view, holder, fencing_token)
-        self._written()
+        self._written(key)
         return view
 
     async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView:
@@ -196,7 +196,7 @@ class SqlLeases:
         view = self._owner_view(key, row)
         rec = view.record
         if granted:
-            self._written()
+            self._written(key)
         elif not (rec.holder == holder and rec.fencing_token == fencing_token and rec.released):
             # Releasing one's own released lease again succeeds and writes nothing.
             raise lost(key, view, holder, fencing_token)
@@ -207,7 +207,7 @@ class SqlLeases:
         granted, row = await self.db.revoke(key)
         view = self._owner_view(key, row)  # not granted: already released or revoked
         if granted:
-            self._written()
+            self._written(key)
         return view
 
     async def delete(self, key: str) -> LeaseView:
@@ -221,7 +221,7 @@ class SqlLeases:
         view = self._owner_view(key, row)  # absent: not_found
         if outcome == "held":
             raise held(key, view)
-        self._written()
+        self._written(key)
         return view
 
     async def transfer(
@@ -236,7 +236,7 @@ class SqlLeases:
             granted, row = await self.db.transfer(key, holder, fencing_token or 0, to)
         view = self._owner_view(key, row)
         if granted:
-            self._written()
+            self._written(key)
             return view
         # Refused: the rules say why, on the row as the database answered it.
         refusal = transfer_refusal(key, view, to=to, holder=holder, fencing_token=fencing_token)
@@ -283,13 +283,13 @@ class SqlLeases:
         """Why this backend, though ready, may not keep the contract (``readiness``)."""
         return getattr(self.db, "warning", None)
 
-    async def wait_for_change(self, timeout: float) -> None:
+    async def wait_for_change(self, timeout: float) -> frozenset[str] | None:
         if self._changes is None:
             self._changes = Changes()
         if self.dialect == "postgresql" and self._listener is None:
             self._listener = PgListener(self._conninfo(), self.names.channel, self._changes)
             self._listener.start()
-        await self._changes.wait(timeout)
+        return await self._changes.wait(timeout)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -13,7 +13,11 @@ so a notification arrives only after the write committed. One dedicated
 connection per process listens (never a pooled one: a pooled connection may be
 handed to someone else, and pgbouncer in transaction mode drops LISTEN). When
 that connection breaks, the listener reconnects with backoff and, once back,
-signals a change, since writes may have happened while it was away.
+signals a change of unknown keys, since writes may have happened while it
+was away; it does the same on its first connection, for the writes made
+before it listened. Each notification's payload is the key written
+(``pg_notify(channel, lease_key)``), so the watch hub re-reads that key
+alone.
 """
 
 from __future__ import annotations
@@ -22,29 +26,11 @@ import asyncio
 import contextlib
 import logging
 
+from leaderelection_service.change_signal import Changes
+
+__all__ = ["Changes", "PgListener"]
+
 log = logging.getLogger("leaderelection.sql")
-
-
-class Changes:
-    """A change signal: every waiter wakes on the next ``fire``, and ``wait``
-    returns at once when a ``fire`` came since the last ``wait`` returned, so a
-    change that arrives while the (one) watcher is busy re-reading is not lost."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-        self._fired = 0
-        self._seen = 0
-
-    def fire(self) -> None:
-        self._fired += 1
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-    async def wait(self, timeout: float) -> None:
-        if self._fired == self._seen:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), timeout)
-        self._seen = self._fired
 
 
 class PgListener:
@@ -71,7 +57,6 @@ class PgListener:
         from psycopg import sql
 
         delay = 0.2
-        first = True
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
@@ -80,11 +65,12 @@ class PgListener:
                 async with conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     self.connected.set()
-                    if not first:
-                        self.changes.fire()  # writes may have happened while away
-                    first, delay = False, 0.2
-                    async for _ in conn.notifies():
-                        self.changes.fire()
+                    # Writes may have happened before LISTEN (or while away):
+                    # which ones is not known.
+                    self.changes.fire(None)
+                    delay = 0.2
+                    async for note in conn.notifies():
+                        self.changes.fire((note.payload,))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: wait, reconnect
