@@ -81,7 +81,7 @@ def _writer(base: str, key: str, stop: threading.Event, found: Findings) -> None
                 continue
             w = http.post(
                 upload,
-                params={"uploadType": "media", "name": key, "ifGenerationMatch": gen},
+                params={"uploadType": "media", "name": key, "ifGenerationMatch": str(gen)},
                 data=json.dumps({"n": n + 1}),
                 headers={"content-type": "application/json"},
                 timeout=2,
@@ -99,7 +99,8 @@ def _writer(base: str, key: str, stop: threading.Event, found: Findings) -> None
             stop.wait(0.01)  # the emulator is restarting
 
 
-def run(restarts: int, keys: int, root: Path, seed: int = 1) -> Findings:
+def run(restarts: int, keys: int, root: Path, seed: int = 1, *, first: bool = False) -> Findings:
+    """``restarts`` restarts under writes (with ``first``, only until a torn object shows)."""
     rng = random.Random(seed)
     found = Findings()
     stop = threading.Event()
@@ -116,9 +117,12 @@ def run(restarts: int, keys: int, root: Path, seed: int = 1) -> Findings:
             for i in range(restarts):
                 time.sleep(rng.uniform(0.2, 0.6))  # writes in flight at a random moment
                 emu.stop()
-                for key in emu.torn_objects(BUCKET):
+                torn = emu.torn_objects(BUCKET)
+                for key in torn:
                     found.add(f"{key} after restart {i}: object file without metadata")
                 emu.start()
+                if first and torn:
+                    break
         finally:
             stop.set()
             for t in threads:
