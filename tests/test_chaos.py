@@ -63,6 +63,27 @@ def test_checker_finds_tokens_that_do_not_increase() -> None:
     assert check(resumed, [], [], BOUNDS, start=0, end=9).resumed_terms == 1
 
 
+def test_checker_counts_a_reset_after_a_torn_emulator_write_apart() -> None:
+    # k: 13 then, after the emulator tore k's object at t=12, 1 and 2 (the count
+    # starts again); j had no torn write, so its drop is a fencing (I2) error.
+    terms = [iv("a", 13, 0, 11, "k"), iv("b", 1, 13, 20, "k"), iv("a", 2, 21, 30, "k")]
+    terms += [iv("a", 5, 0, 11, "j"), iv("b", 1, 13, 30, "j")]
+    report = check(terms, [], [], BOUNDS, start=0, end=30, torn_writes=[(12.0, "k")])
+    assert [(a.token, b.token) for a, b in report.emulator_resets] == [(13, 1)]
+    assert [(a.key, a.token, b.token) for a, b in report.token_errors] == [("j", 5, 1)]
+    assert not report.ok
+    # after the reset the new count must still rise: 2 then 1 is an error again
+    later = [iv("a", 13, 0, 11, "k"), iv("b", 2, 13, 20, "k"), iv("a", 1, 21, 30, "k")]
+    again = check(later, [], [], BOUNDS, start=0, end=30, torn_writes=[(12.0, "k")])
+    assert len(again.emulator_resets) == 1 and len(again.token_errors) == 1
+    # a torn write is only an excuse for the pair that straddles it
+    before = check(terms[:3], [], [], BOUNDS, start=0, end=30, torn_writes=[(25.0, "k")])
+    assert len(before.token_errors) == 1 and not before.emulator_resets
+    clean = check(terms[:3], [], [], BOUNDS, start=0, end=30, torn_writes=[(12.0, "k")])
+    assert clean.ok, clean.problems
+    assert ("token resets they explain (not I2)", "1") in clean.rows()
+
+
 def test_checker_holds_gaps_to_the_bound_after_unhealthy_windows() -> None:
     terms = [iv("a", 1, 0, 10), iv("b", 2, 20, 30)]
     slow = check(terms, [], [], BOUNDS, start=0, end=30)

@@ -132,13 +132,19 @@ class Chaos:
             backend=self.backend,
             electors=self.count,
             extra=self.faults.problems + self.problems,
+            torn_writes=self.stage.torn_writes,
         )
 
     def _audit(self, intervals: list[Interval]) -> None:
-        """I3: after every replica restarts, each key's next token beats every one granted."""
+        """I3: after every replica restarts, each key's next token beats every one granted
+        (since the key's last emulator write torn by a restart, if any: see the checker)."""
+        torn: dict[str, float] = {}
+        for t, key in self.stage.torn_writes:
+            torn[key] = max(torn.get(key, t), t)
         granted: dict[str, int] = {}
         for i in intervals:
-            granted[i.key] = max(granted.get(i.key, 0), i.token)
+            if i.since > torn.get(i.key, float("-inf")):
+                granted[i.key] = max(granted.get(i.key, 0), i.token)
         for replica in self.stage.replicas:
             replica.kill()
             replica.start()
@@ -221,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report.table(), flush=True)
         for problem in report.problems:
             print("  " + problem, flush=True)
+        for a, b in report.emulator_resets:
+            print(f"  emulator reset after a torn write (not I2): {a} then {b}", flush=True)
         print(f"logs: {root / backend}", flush=True)
         tables.append(report.kind_table(header=not tables))
         (root / backend / "table.md").write_text(report.kind_table(header=False) + "\n")

@@ -25,7 +25,13 @@ Checks, each within one key (a process may lead many keys):
 - **fencing (I2)** ordered by start, each term's token is larger than the previous
   one's; an equal token is allowed only for the same elector (it stepped down
   at its own deadline and its next acquire found its own term still current,
-  which is the same server term, resumed);
+  which is the same server term, resumed). One exception, counted on its own
+  line and never silently: ``torn_writes`` lists (time, key) where the harness
+  found, while the GCS emulator was stopped, the key's object left without
+  metadata by the stop (the emulator reads it as absent and the counter starts
+  again; real GCS cannot do this). The one pair of terms of that key that
+  straddles the time is an emulator reset, not an I2 error; every later pair is
+  checked as usual, so the new count must rise on its own;
 - **L1/L2** every leaderless gap, measured from the later of its start and the
   end of the last unhealthy window inside it, is at most
   ``term + retry + clock_skew_allowance + slack``.
@@ -89,6 +95,10 @@ class Report:
     by_kind: list[KindRow] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     """Problems found by the harness's own probes (a full disk that did not refuse, ...)."""
+    torn_writes: list[tuple[float, str]] = field(default_factory=list)
+    """(time, key) of GCS emulator writes torn by its restart (see the module doc)."""
+    emulator_resets: list[tuple[Interval, Interval]] = field(default_factory=list)
+    """Token decreases explained by a torn emulator write: reported, not I2 errors."""
 
     @property
     def ok(self) -> bool:
@@ -119,6 +129,8 @@ class Report:
             ("faults", f"{sum(self.faults.values())} ({kinds})"),
             ("overlaps (I1)", str(len(self.overlaps))),
             ("token errors (I2)", str(len(self.token_errors))),
+            ("emulator writes torn by a restart", str(len(self.torn_writes))),
+            ("token resets they explain (not I2)", str(len(self.emulator_resets))),
             ("terms resumed with the same token", str(self.resumed_terms)),
             ("longest leaderless gap", f"{self.longest_gap:.2f} s"),
             ("longest gap with a healthy candidate", f"{self.longest_healthy_gap:.2f} s"),
@@ -161,20 +173,32 @@ class KindRow:
     longest_gap: float
 
 
-def token_errors(intervals: Sequence[Interval]) -> tuple[list[tuple[Interval, Interval]], int]:
-    """Pairs of successive terms of one key whose tokens do not increase, and resumed terms."""
-    bad: list[tuple[Interval, Interval]] = []
+Pairs = list[tuple[Interval, Interval]]
+
+
+def token_errors(
+    intervals: Sequence[Interval], torn_writes: Sequence[tuple[float, str]] = ()
+) -> tuple[Pairs, int, Pairs]:
+    """Pairs of successive terms of one key whose tokens do not increase, resumed
+    terms, and the decreasing pairs a torn emulator write of their key explains."""
+    bad: Pairs = []
+    excused: Pairs = []
     resumed = 0
-    for terms in by_key(intervals).values():
-        b, r = _key_token_errors(terms)
+    for key, terms in by_key(intervals).items():
+        tears = sorted(t for t, k in torn_writes if k == key)
+        b, r, e = _key_token_errors(terms, tears)
         bad += b
         resumed += r
-    return bad, resumed
+        excused += e
+    return bad, resumed, excused
 
 
-def _key_token_errors(intervals: Sequence[Interval]) -> tuple[list[tuple[Interval, Interval]], int]:
+def _key_token_errors(
+    intervals: Sequence[Interval], tears: Sequence[float] = ()
+) -> tuple[Pairs, int, Pairs]:
     ordered = sorted(intervals, key=lambda i: (i.since, i.until))
-    bad: list[tuple[Interval, Interval]] = []
+    bad: Pairs = []
+    excused: Pairs = []
     resumed = 0
     for a, b in itertools.pairwise(ordered):
         if b.token > a.token:
@@ -182,8 +206,11 @@ def _key_token_errors(intervals: Sequence[Interval]) -> tuple[list[tuple[Interva
         if b.token == a.token and b.identity == a.identity:
             resumed += 1
             continue
+        if any(a.since < t <= b.since for t in tears):
+            excused.append((a, b))
+            continue
         bad.append((a, b))
-    return bad, resumed
+    return bad, resumed, excused
 
 
 def merge(windows: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -241,10 +268,11 @@ def check(
     backend: str = "",
     electors: int = 0,
     extra: Sequence[str] = (),
+    torn_writes: Sequence[tuple[float, str]] = (),
 ) -> Report:
     ordered = sorted(intervals, key=lambda i: i.since)
     began_handoff = handoffs(ordered)
-    bad_tokens, resumed = token_errors(ordered)
+    bad_tokens, resumed, excused = token_errors(ordered, torn_writes)
     all_gaps = key_gaps(ordered, start, end)
     slow: list[tuple[float, float, float]] = []
     counted: list[tuple[float, float, float]] = []
@@ -273,6 +301,8 @@ def check(
             ordered, began_handoff, bad_pairs, bad_tokens, counted, faults, bounds.gap
         ),
         extra=list(extra),
+        torn_writes=list(torn_writes),
+        emulator_resets=excused,
     )
 
 

