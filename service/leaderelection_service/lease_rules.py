@@ -36,9 +36,11 @@ import random
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
+from leaderelection_service import semaphore_rules
 from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.refusals import held, lost, never_acquired
+from leaderelection_service.slots import for_lookup, is_semaphore
 from leaderelection_service.storage import RecordStore
 
 Clock = Callable[[], datetime]
@@ -227,7 +229,9 @@ class CasLeases:
         """Read, decide, compare-and-set; after a lost race, read and decide again.
 
         ``decide(current, now)`` returns the record to write, None when there
-        is nothing to write, or raises the contract's error.
+        is nothing to write, or raises the contract's error. A record of the
+        current revision is nothing to write either, answered as it is (a
+        semaphore's repeated release, focused on the caller's slot).
         """
         async with self._keys.hold(key):
             for attempt in range(self._max_attempts):
@@ -239,6 +243,8 @@ class CasLeases:
                 if new is None:
                     assert cur is not None
                     return self._view(cur.record, now)
+                if cur is not None and new.revision == cur.record.revision:
+                    return self._view(new, now)
                 try:
                     await self._write(key, new, cur.version if cur else None)
                 except WriteConflict:
@@ -247,11 +253,28 @@ class CasLeases:
             raise _contended(key)
 
     async def acquire(
-        self, key: str, holder: str, ttl: float, value: str | None = None
+        self,
+        key: str,
+        holder: str,
+        ttl: float,
+        value: str | None = None,
+        limit: int = 1,
+        may_change_limit: bool = False,
     ) -> LeaseView:
-        return await self._change(
-            key,
-            lambda cur, now: decide_acquire(
+        def decide(cur: LeaseRecord | None, now: datetime) -> LeaseRecord:
+            if limit != 1 or is_semaphore(cur):
+                return semaphore_rules.decide_acquire(
+                    cur,
+                    key=key,
+                    holder=holder,
+                    ttl=ttl,
+                    now=now,
+                    limit=limit,
+                    allowance=self._allowance,
+                    value=value,
+                    may_change_limit=may_change_limit,
+                )
+            return decide_acquire(
                 cur,
                 key=key,
                 holder=holder,
@@ -259,8 +282,9 @@ class CasLeases:
                 now=now,
                 allowance=self._allowance,
                 value=value,
-            ),
-        )
+            )
+
+        return await self._change(key, decide)
 
     async def renew(
         self,
@@ -273,7 +297,7 @@ class CasLeases:
     ) -> LeaseView:
         return await self._change(
             key,
-            lambda cur, now: decide_renew(
+            lambda cur, now: (semaphore_rules.decide_renew if is_semaphore(cur) else decide_renew)(
                 cur,
                 key=key,
                 holder=holder,
@@ -289,7 +313,9 @@ class CasLeases:
     async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView:
         return await self._change(
             key,
-            lambda cur, now: decide_release(
+            lambda cur, now: (
+                semaphore_rules.decide_release if is_semaphore(cur) else decide_release
+            )(
                 cur,
                 key=key,
                 holder=holder,
@@ -300,18 +326,24 @@ class CasLeases:
         )
 
     async def revoke(self, key: str) -> LeaseView:
-        return await self._change(key, lambda cur, now: decide_revoke(cur, key=key, now=now))
+        return await self._change(
+            key,
+            lambda cur, now: (
+                semaphore_rules.decide_revoke if is_semaphore(cur) else decide_revoke
+            )(cur, key=key, now=now),
+        )
 
     async def get(self, key: str) -> LeaseView:
         cur = await self.store.read(key)
         if cur is None:
             raise never_acquired(key)
-        return self._view(cur.record, self._clock())
+        now = self._clock()
+        return self._view(for_lookup(cur.record, now, self._allowance), now)
 
     async def list(self, prefix: str, after: str | None, limit: int) -> list[LeaseView]:
         records = await self.store.scan(prefix, after, limit)
         now = self._clock()
-        return [self._view(r, now) for r in records]
+        return [self._view(for_lookup(r, now, self._allowance), now) for r in records]
 
     async def ping(self) -> None:
         await self.store.ping()

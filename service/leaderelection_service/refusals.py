@@ -21,7 +21,12 @@ that knows nothing of leases' state.
 
 from __future__ import annotations
 
-from leaderelection_service.lease_errors import LeaseHeld, LeaseLost, LeaseNotFound
+from leaderelection_service.lease_errors import (
+    LeaseHeld,
+    LeaseLost,
+    LeaseNotFound,
+    LimitMismatch,
+)
 from leaderelection_service.records import LeaseView
 
 
@@ -42,6 +47,15 @@ def lost(key: str, lease: LeaseView, holder: str, fencing_token: int) -> LeaseLo
         return LeaseLost(f"lease {key!r} was {'revoked' if rec.revoked else 'released'}", lease)
     return LeaseLost(
         f"lease {key!r} is no longer held by this holder with this fencing token", lease
+    )
+
+
+def limit_mismatch(key: str, lease: LeaseView, asked: int) -> LimitMismatch:
+    """Rule "one limit per key": an acquire asked for another limit while the key is held."""
+    return LimitMismatch(
+        f"lease {key!r} has limit {lease.record.limit}, not {asked}; "
+        "only an admin token may change it while it is held",
+        lease,
     )
 
 

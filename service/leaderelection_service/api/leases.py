@@ -49,7 +49,7 @@ def lease_json(view: LeaseView) -> Response:
     responses=answer(
         "The lease, held by the caller: a new term, or its own extended", examples.ACQUIRED
     )
-    | refused(*WRITES, "lease_held"),
+    | refused(*WRITES, "lease_held", "limit_mismatch"),
     summary="Acquire a lease, or extend it if this holder already holds it",
 )
 async def acquire(
@@ -60,8 +60,9 @@ async def acquire(
     ],
     backend: Backend,
     settings: AppSettings,
+    who: Caller,
 ) -> Response:
-    return lease_json(await perform("acquire", key, body, backend, settings))
+    return lease_json(await perform("acquire", key, body, backend, settings, who))
 
 
 @router.post(
