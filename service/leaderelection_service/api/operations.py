@@ -47,10 +47,9 @@ async def perform(
     if operation == "acquire":
         ttl = check_ttl(body.ttl, settings)
         value = check_value(body.value)
-        if body.limit is None or body.limit == 1:
-            if who is OPEN or not who.may_administer(key):
-                return await backend.acquire(key, holder, ttl, value)
         admin = who is not OPEN and who.may_administer(key)
+        if (body.limit is None or body.limit == 1) and not admin:
+            return await backend.acquire(key, holder, ttl, value)  # a plain lease, as before
         return await backend.acquire(key, holder, ttl, value, body.limit or 1, admin)
     if operation == "renew":
         ttl = None if body.ttl is None else check_ttl(body.ttl, settings)
