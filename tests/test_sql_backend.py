@@ -23,7 +23,13 @@ from leaderelection_service.backends.memory import MemoryStore
 from leaderelection_service.backends.sql import SqlLeases, migrate_url
 from leaderelection_service.backends.sql.engine import make_engine
 from leaderelection_service.backends.sql.postgresql import PgSql
-from leaderelection_service.backends.sql.schema import ADDED_IN_2, TableNames, tables
+from leaderelection_service.backends.sql.schema import (
+    ADDED_IN_2,
+    SCHEMA_VERSION,
+    SEMAPHORE_COLUMNS,
+    TableNames,
+    tables,
+)
 from leaderelection_service.lease_errors import BackendUnavailable, LeaseLost
 from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import HISTORY_LIMIT
@@ -77,8 +83,14 @@ async def test_schema_is_left_alone_when_creation_is_off(sql_url: str) -> None:
         with pytest.raises(BackendUnavailable) as err:
             await backend.acquire("k", "a", 5.0)
         assert "leaderelection migrate" in err.value.message
-        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (0, 2)
-        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (2, 2)
+        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (
+            0,
+            SCHEMA_VERSION,
+        )
+        assert migrate_url(sql_url, table="no_ddl_here", schema=None) == (
+            SCHEMA_VERSION,
+            SCHEMA_VERSION,
+        )
         assert (await backend.acquire("k", "a", 5.0)).record.fencing_token == 1
     finally:
         await backend.close()
@@ -92,7 +104,11 @@ def _version_1_table(url: str, table: str) -> None:
         old = Table(
             table,
             MetaData(),
-            *(c._copy() for c in leases.columns if c.name not in ADDED_IN_2),
+            *(
+                c._copy()
+                for c in leases.columns
+                if c.name not in ADDED_IN_2 and c.name not in SEMAPHORE_COLUMNS
+            ),
             **leases.kwargs,
         )
         with engine.begin() as conn:
@@ -118,8 +134,8 @@ async def test_migrate_adds_the_value_columns_to_a_version_1_table(sql_url: str)
         with pytest.raises(BackendUnavailable) as err:
             await backend.get("k")
         assert "schema version 1" in err.value.message and "migrate" in err.value.message
-        assert migrate_url(sql_url, table=table, schema=None) == (1, 2)
-        assert migrate_url(sql_url, table=table, schema=None) == (2, 2)
+        assert migrate_url(sql_url, table=table, schema=None) == (1, SCHEMA_VERSION)
+        assert migrate_url(sql_url, table=table, schema=None) == (SCHEMA_VERSION, SCHEMA_VERSION)
         kept = (await backend.get("k")).record
         assert (kept.fencing_token, kept.holder, kept.value, kept.announced) == (
             7,
@@ -130,6 +146,10 @@ async def test_migrate_adds_the_value_columns_to_a_version_1_table(sql_url: str)
         view = await backend.acquire("k", "new", 5.0, "after the upgrade")
         assert (view.record.fencing_token, view.record.value) == (8, "after the upgrade")
         assert [t.value for t in view.record.history] == [None, "after the upgrade"]
+        # the semaphore columns came too: the key may become a semaphore once free
+        await backend.release("k", "new", view.record.fencing_token)
+        sem = await backend.acquire("k", "a", 5.0, None, 3)
+        assert sem.to_public()["limit"] == 3 and sem.record.fencing_token == 9
     finally:
         await backend.close()
 
@@ -141,7 +161,10 @@ def test_migrate_command(postgres_url: str) -> None:
 
     done = migrate("--backend-url", postgres_url, "--sql-table", "by_operator")
     assert done.returncode == 0, done.stderr
-    assert "schema version 2" in done.stdout and "upgraded from version 0" in done.stdout
+    assert (
+        f"schema version {SCHEMA_VERSION}" in done.stdout
+        and "upgraded from version 0" in done.stdout
+    )
     bad = migrate("--backend-url", postgres_url, "--sql-table", "x; DROP TABLE y")
     assert bad.returncode != 0 and "identifier" in bad.stderr and "Traceback" not in bad.stderr
 

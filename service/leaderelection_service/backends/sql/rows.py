@@ -33,6 +33,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from leaderelection_service.records import LazyTerms, LeaseRecord, LeaseView, Term
+from leaderelection_service.slots import for_lookup
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -55,6 +56,10 @@ class LeaseRow(NamedTuple):
     lease_value: str | None
     announced: bool
     revoked: bool
+    lease_limit: int
+    """1 for a plain lease; a semaphore key's limit (schema version 3)."""
+    slots: Any
+    """NULL for a plain lease; a semaphore key's slots and history (``slot_rows``)."""
     now_us: int
     """The database clock when the statement ran (judges ``held``)."""
     granted: bool | None = None
@@ -88,6 +93,8 @@ def to_us(seconds: float) -> int:
 
 
 def to_record(row: LeaseRow) -> LeaseRecord:
+    if row.slots is not None:
+        return semaphore_record(row)
     holder, acquired, expires, past = row.holder, row.acquired_us, row.expires_us, row.past
     value, revoked = row.lease_value, bool(row.revoked)
     released = bool(row.released)
@@ -152,6 +159,40 @@ def terms(
 
 def to_view(row: LeaseRow, allowance: float) -> LeaseView:
     return LeaseView(to_record(row), from_us(row.now_us), allowance)
+
+
+def to_lookup(row: LeaseRow, allowance: float) -> LeaseView:
+    """A lookup's or a listing's view: a semaphore key shows its latest slot held."""
+    view = to_view(row, allowance)
+    if row.slots is None:
+        return view
+    now = view.server_time
+    return LeaseView(for_lookup(view.record, now, allowance), now, allowance)
+
+
+def semaphore_record(row: LeaseRow) -> LeaseRecord:
+    """A semaphore row: its columns are one slot; ``slots`` holds them all and the history."""
+    from leaderelection_service.backends.sql.slot_rows import decode_slots
+
+    slots, history = decode_slots(row.slots)
+    return LeaseRecord(
+        key=row.lease_key,
+        holder=row.holder,
+        fencing_token=int(row.fencing_token),
+        ttl=int(row.ttl_us) / 1_000_000,
+        acquired_at=from_us(row.acquired_us),
+        renewed_at=from_us(row.renewed_us),
+        expires_at=from_us(row.expires_us),
+        transitions=int(row.transitions),
+        released=bool(row.released),
+        revision=int(row.revision),
+        history=history,
+        value=row.lease_value,
+        announced=bool(row.announced),
+        revoked=bool(row.revoked),
+        limit=int(row.lease_limit),
+        slots=slots,
+    )
 
 
 def prefix_upper(prefix: str) -> str | None:

@@ -18,7 +18,10 @@ Two tables, named by the operator (validated identifiers, never raw input):
 ``migrate`` is idempotent and safe to run from several processes at once.
 Versions: 1 the lease and meta tables; 2 adds ``lease_value`` (nullable
 text), ``announced`` and ``revoked`` (booleans, default false) to the lease table, which
-``migrate`` adds in place to a version-1 table: its rows and tokens stay.
+``migrate`` adds in place to a version-1 table: its rows and tokens stay;
+3 adds the semaphore columns (``SEMAPHORE_COLUMNS``): ``lease_limit`` (integer,
+default 1) and ``slots`` (nullable JSON; NULL: a plain lease), added in place
+the same way (every existing row stays a plain lease).
 """
 
 from __future__ import annotations
@@ -41,13 +44,14 @@ from sqlalchemy import (
     false,
     inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql
 
 from leaderelection_service.sql_names import DEFAULT_TABLE, check_identifier
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bump with every change of the tables; ``migrate`` brings older ones up to it."""
 
 
@@ -110,6 +114,8 @@ def tables(names: TableNames) -> tuple[Table, Table]:
         Column("lease_value", _VALUE, nullable=True),
         Column("announced", Boolean, nullable=False, server_default=false()),
         Column("revoked", Boolean, nullable=False, server_default=false()),
+        Column("lease_limit", BigInteger, nullable=False, server_default=text("1")),
+        Column("slots", _JSON, nullable=True),
         **mysql_opts,
     )
     meta = Table(
@@ -178,10 +184,12 @@ def _migrate_once(engine: Engine, names: TableNames) -> int:
 
 
 ADDED_IN_2 = ("lease_value", "announced", "revoked")
+SEMAPHORE_COLUMNS = {"lease_limit": " NOT NULL DEFAULT 1", "slots": " NULL"}
+"""Version 3 (semaphores): each column and the tail of its ``ADD COLUMN``."""
 
 
 def _upgrade(engine: Engine, names: TableNames) -> None:
-    """Version 1 to 2: add the value columns in place (rows and tokens kept)."""
+    """Up to the current version: add the missing columns in place (rows and tokens kept)."""
     leases, meta = tables(names)
     dialect = engine.dialect
     quoted = dialect.identifier_preparer.format_table(leases)
@@ -195,6 +203,10 @@ def _upgrade(engine: Engine, names: TableNames) -> None:
             default = " NOT NULL DEFAULT " + ("FALSE" if dialect.name == "postgresql" else "0")
             tail = " NULL" if name == "lease_value" else default
             conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {name} {sql_type}{tail}")
+        for name, tail in SEMAPHORE_COLUMNS.items():
+            if name not in have:
+                sql_type = leases.c[name].type.compile(dialect=dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {name} {sql_type}{tail}")
         conn.execute(
             update(meta).where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION))
         )

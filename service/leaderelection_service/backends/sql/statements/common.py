@@ -34,6 +34,12 @@ COLUMNS = (
     "lease_key, holder, fencing_token, ttl_us, acquired_us, renewed_us, expires_us, "
     "transitions, released, revision, past, lease_value, announced, revoked"
 )
+READ = f"{COLUMNS}, lease_limit, slots"
+"""What every statement returns of a row: ``COLUMNS`` and the semaphore columns
+(schema version 3), which only ``backends/sql/semaphore_path.py`` writes."""
+PLAIN = "slots IS NULL"
+"""Rule "one record per key": these statements decide for plain leases only; a
+semaphore row (``slots`` set) is refused, and the backend takes the semaphore path."""
 KEEP = HISTORY_LIMIT - 1
 """Closed terms kept in ``past``; the row itself is the current term."""
 OWNER = "lease_key = %(key)s AND holder = %(holder)s AND fencing_token = %(token)s"
@@ -98,7 +104,7 @@ def on_conflict(now: str, append: str) -> str:
   announced = CASE WHEN {is_free} OR excluded.lease_value IS NOT NULL
     THEN FALSE ELSE r.announced END,
   revoked = FALSE
-WHERE {is_free} OR r.holder = excluded.holder"""
+WHERE ({is_free} OR r.holder = excluded.holder) AND r.{PLAIN}"""
 
 
 def standard(dialect: str, table: str, now: str, empty: str, append: str) -> Statements:
@@ -111,7 +117,7 @@ INSERT INTO {table} AS r ({COLUMNS})
 VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE, 1, {empty},
         %(value)s, FALSE, FALSE)
 {on_conflict(now, append)}
-RETURNING {COLUMNS}, {now} AS now_us"""
+RETURNING {READ}, {now} AS now_us"""
     # Rule "renew only by the holder with its fencing token": the same term,
     # extended from now, even past expiry while it was not released. Rule
     # "value": a renew that sends one replaces it (``announced`` says whether
@@ -124,29 +130,29 @@ UPDATE {table} SET
   revision = revision + 1,
   lease_value = COALESCE(%(value)s, lease_value),
   announced = COALESCE(%(announced)s, announced)
-WHERE {OWNER} AND NOT released
-RETURNING {COLUMNS}, {now} AS now_us"""
+WHERE {OWNER} AND NOT released AND {PLAIN}
+RETURNING {READ}, {now} AS now_us"""
     # Rule "release only by the holder with its fencing token": free at once,
     # the row (and its token counter) kept so that tokens never repeat.
     release = f"""
 UPDATE {table} SET released = TRUE, expires_us = {now}, revision = revision + 1
-WHERE {OWNER} AND NOT released
-RETURNING {COLUMNS}, {now} AS now_us"""
+WHERE {OWNER} AND NOT released AND {PLAIN}
+RETURNING {READ}, {now} AS now_us"""
     # Rule "revoke": an operator ends the current term at once, held or lapsed;
     # an already released or revoked lease is left as it is.
     revoke = f"""
 UPDATE {table} SET released = TRUE, revoked = TRUE, expires_us = {now}, revision = revision + 1
-WHERE lease_key = %(key)s AND NOT released
-RETURNING {COLUMNS}, {now} AS now_us"""
+WHERE lease_key = %(key)s AND NOT released AND {PLAIN}
+RETURNING {READ}, {now} AS now_us"""
     return Statements(dialect, acquire, renew, release, *reads(table, now), revoke=revoke)
 
 
 def reads(table: str, now: str) -> tuple[str, str, str, str]:
     """``get``, ``now``, ``scan``, ``scan_to``: reads decide nothing; each row
     comes with the database clock (``now_us``) that judges whether it is held."""
-    get = f"SELECT {COLUMNS}, {now} AS now_us FROM {table} WHERE lease_key = %(key)s"
+    get = f"SELECT {READ}, {now} AS now_us FROM {table} WHERE lease_key = %(key)s"
     scan = (
-        f"SELECT {COLUMNS}, {now} AS now_us FROM {table} "
+        f"SELECT {READ}, {now} AS now_us FROM {table} "
         "WHERE lease_key >= %(lo)s AND lease_key > %(after)s ORDER BY lease_key LIMIT %(limit)s"
     )
     scan_to = scan.replace("ORDER BY", "AND lease_key < %(hi)s ORDER BY")

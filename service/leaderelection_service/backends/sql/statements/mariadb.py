@@ -18,6 +18,8 @@ from leaderelection_service.backends.sql.statements.common import (
     COLUMNS,
     KEEP,
     OWNER,
+    PLAIN,
+    READ,
     Statements,
     reads,
 )
@@ -36,7 +38,9 @@ APPEND = (
 
 def mariadb(table: str) -> Statements:
     now = NOW
-    mine = "(@free OR holder = VALUES(holder))"
+    # A semaphore row (slots set) is neither free nor anyone's here: nothing changes,
+    # and the backend takes the semaphore path.
+    mine = f"(@free OR (holder = VALUES(holder) AND {PLAIN}))"
     # Rule "acquire granted when free or already held by the caller": @free is
     # the lease being free (released, or expired past the allowance); then a
     # new term ("fencing token + 1 on a new term", "transitions count holder
@@ -50,7 +54,7 @@ INSERT INTO {table} ({COLUMNS})
 VALUES (%(key)s, %(holder)s, 1, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE, 1, '[]',
         %(value)s, FALSE, FALSE)
 ON DUPLICATE KEY UPDATE
-  past = IF(@free := (released OR expires_us + %(allow_us)s <= VALUES(renewed_us)),
+  past = IF(@free := ({PLAIN} AND (released OR expires_us + %(allow_us)s <= VALUES(renewed_us))),
             {APPEND}, past),
   transitions = transitions + IF(@free AND holder <> VALUES(holder), 1, 0),
   lease_value = IF(@free, VALUES(lease_value),
@@ -65,7 +69,7 @@ ON DUPLICATE KEY UPDATE
   released = IF({mine}, FALSE, released),
   revoked = IF({mine}, FALSE, revoked),
   holder = IF(@free, VALUES(holder), holder)
-RETURNING {COLUMNS}, {now} AS now_us"""
+RETURNING {READ}, {now} AS now_us"""
     # Rule "renew only by the holder with its fencing token" (row count 1:
     # granted), at the @now that ``now`` set for this transaction.
     renew = f"""
@@ -76,15 +80,15 @@ UPDATE {table} SET
   revision = revision + 1,
   lease_value = COALESCE(%(value)s, lease_value),
   announced = COALESCE(%(announced)s, announced)
-WHERE {OWNER} AND NOT released"""
+WHERE {OWNER} AND NOT released AND {PLAIN}"""
     # Rule "release only by the holder with its fencing token" (row count 1: granted).
     release = f"""
 UPDATE {table} SET released = TRUE, expires_us = @now, revision = revision + 1
-WHERE {OWNER} AND NOT released"""
+WHERE {OWNER} AND NOT released AND {PLAIN}"""
     # Rule "revoke": an operator ends the current term at once (row count 1: granted).
     revoke = f"""
 UPDATE {table} SET released = TRUE, revoked = TRUE, expires_us = @now, revision = revision + 1
-WHERE lease_key = %(key)s AND NOT released"""
+WHERE lease_key = %(key)s AND NOT released AND {PLAIN}"""
     get, _, scan, scan_to = reads(table, now)
     return Statements(
         "mariadb",
