@@ -40,7 +40,7 @@ from leaderelection_service import semaphore_rules
 from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.refusals import held, lost, never_acquired
-from leaderelection_service.slots import for_lookup, is_semaphore
+from leaderelection_service.slots import is_semaphore
 from leaderelection_service.storage import RecordStore
 
 Clock = Callable[[], datetime]
@@ -337,13 +337,12 @@ class CasLeases:
         cur = await self.store.read(key)
         if cur is None:
             raise never_acquired(key)
-        now = self._clock()
-        return self._view(for_lookup(cur.record, now, self._allowance), now)
+        return self._view(cur.record, self._clock())
 
     async def list(self, prefix: str, after: str | None, limit: int) -> list[LeaseView]:
         records = await self.store.scan(prefix, after, limit)
         now = self._clock()
-        return [self._view(for_lookup(r, now, self._allowance), now) for r in records]
+        return [self._view(r, now) for r in records]
 
     async def ping(self) -> None:
         await self.store.ping()

@@ -53,7 +53,6 @@ from leaderelection_service.backends.sql.notify import Changes, PgListener
 from leaderelection_service.backends.sql.rows import (
     LeaseRow,
     prefix_upper,
-    to_lookup,
     to_us,
     to_view,
 )
@@ -294,13 +293,13 @@ class SqlLeases:
         row = await self.db.get(key)
         if row is None:
             raise never_acquired(key)
-        return to_lookup(row, self._allowance)
+        return to_view(row, self._allowance)
 
     async def list(self, prefix: str, after: str | None, limit: int) -> list[LeaseView]:
         hi = prefix_upper(prefix)
         params = {"lo": prefix, "hi": hi, "after": after or "", "limit": limit}
         rows = await self.db.scan(self.st.scan if hi is None else self.st.scan_to, params)
-        return [to_lookup(r, self._allowance) for r in rows]
+        return [to_view(r, self._allowance) for r in rows]
 
     async def ping(self) -> None:
         await self.db.ping()

@@ -33,7 +33,6 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from leaderelection_service.records import LazyTerms, LeaseRecord, LeaseView, Term
-from leaderelection_service.slots import for_lookup
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -159,15 +158,6 @@ def terms(
 
 def to_view(row: LeaseRow, allowance: float) -> LeaseView:
     return LeaseView(to_record(row), from_us(row.now_us), allowance)
-
-
-def to_lookup(row: LeaseRow, allowance: float) -> LeaseView:
-    """A lookup's or a listing's view: a semaphore key shows its latest slot held."""
-    view = to_view(row, allowance)
-    if row.slots is None:
-        return view
-    now = view.server_time
-    return LeaseView(for_lookup(view.record, now, allowance), now, allowance)
 
 
 def semaphore_record(row: LeaseRow) -> LeaseRecord:
