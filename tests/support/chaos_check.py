@@ -26,6 +26,11 @@ Checks, each within one key (a process may lead many keys):
   one's; an equal token is allowed only for the same elector (it stepped down
   at its own deadline and its next acquire found its own term still current,
   which is the same server term, resumed);
+- **semaphore keys** (``limits``: a key and its N): at no instant do more than
+  N electors hold a slot (the most seen is reported beside the limit, in place
+  of I1's overlaps); fencing there is that no two electors were ever given
+  one token, and each elector's tokens increase (slots are granted
+  concurrently, so the order in which electors logged them proves nothing);
 - **L1/L2** every leaderless gap, measured from the later of its start and the
   end of the last unhealthy window inside it, is at most
   ``term + retry + clock_skew_allowance + slack``.
@@ -42,7 +47,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from support.elector_proc import Interval, by_key, overlaps
@@ -86,6 +91,8 @@ class Report:
     slow_gaps: list[tuple[float, float, float]] = field(default_factory=list)
     """(gap start, gap end, seconds counted) of gaps over the bound."""
     keys: int = 1
+    most_holders: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Semaphore keys: (most electors holding a slot at one instant, the limit)."""
     by_kind: list[KindRow] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     """Problems found by the harness's own probes (a full disk that did not refuse, ...)."""
@@ -93,7 +100,11 @@ class Report:
     @property
     def ok(self) -> bool:
         bad = self.overlaps or self.token_errors or self.slow_gaps or self.extra
-        return not bad and self.terms > 0
+        return not bad and self.terms > 0 and not self.over_limit
+
+    @property
+    def over_limit(self) -> list[str]:
+        return [k for k, (most, limit) in self.most_holders.items() if most > limit]
 
     @property
     def problems(self) -> list[str]:
@@ -102,6 +113,11 @@ class Report:
         out += [
             f"L1/L2 gap of {counted:.2f} s (bound {self.gap_bound:.2f} s) from {s:.2f} to {e:.2f}"
             for s, e, counted in self.slow_gaps
+        ]
+        out += [
+            f"semaphore {k}: {self.most_holders[k][0]} held a slot at once, "
+            f"limit {self.most_holders[k][1]}"
+            for k in self.over_limit
         ]
         if self.terms == 0:
             out.append("nobody ever led")
@@ -118,6 +134,10 @@ class Report:
             ("handoffs", str(self.handoffs)),
             ("faults", f"{sum(self.faults.values())} ({kinds})"),
             ("overlaps (I1)", str(len(self.overlaps))),
+            *(
+                (f"most holders of semaphore {k} at once", f"{most} (limit {limit})")
+                for k, (most, limit) in sorted(self.most_holders.items())
+            ),
             ("token errors (I2)", str(len(self.token_errors))),
             ("terms resumed with the same token", str(self.resumed_terms)),
             ("longest leaderless gap", f"{self.longest_gap:.2f} s"),
@@ -161,12 +181,18 @@ class KindRow:
     longest_gap: float
 
 
-def token_errors(intervals: Sequence[Interval]) -> tuple[list[tuple[Interval, Interval]], int]:
-    """Pairs of successive terms of one key whose tokens do not increase, and resumed terms."""
+def token_errors(
+    intervals: Sequence[Interval], semaphores: Sequence[str] = ()
+) -> tuple[list[tuple[Interval, Interval]], int]:
+    """Pairs of successive terms of one key whose tokens do not increase, and resumed terms
+    (a semaphore key: pairs of electors given one token, and each elector's own order)."""
     bad: list[tuple[Interval, Interval]] = []
     resumed = 0
-    for terms in by_key(intervals).values():
-        b, r = _key_token_errors(terms)
+    for key, terms in by_key(intervals).items():
+        if key in semaphores:
+            b, r = _slot_token_errors(terms)
+        else:
+            b, r = _key_token_errors(terms)
         bad += b
         resumed += r
     return bad, resumed
@@ -184,6 +210,41 @@ def _key_token_errors(intervals: Sequence[Interval]) -> tuple[list[tuple[Interva
             continue
         bad.append((a, b))
     return bad, resumed
+
+
+def _slot_token_errors(
+    intervals: Sequence[Interval],
+) -> tuple[list[tuple[Interval, Interval]], int]:
+    bad: list[tuple[Interval, Interval]] = []
+    resumed = 0
+    first: dict[int, Interval] = {}
+    for i in sorted(intervals, key=lambda i: (i.since, i.until)):
+        seen = first.setdefault(i.token, i)
+        if seen is not i and seen.identity != i.identity:
+            bad.append((seen, i))
+    for terms in by_identity(intervals).values():
+        b, r = _key_token_errors(terms)
+        bad += b
+        resumed += r
+    return bad, resumed
+
+
+def by_identity(intervals: Iterable[Interval]) -> dict[str, list[Interval]]:
+    out: dict[str, list[Interval]] = {}
+    for i in intervals:
+        out.setdefault(i.identity, []).append(i)
+    return out
+
+
+def most_at_once(intervals: Sequence[Interval]) -> int:
+    """The most electors whose terms share one instant (a term ends before the next
+    that begins at the same instant, as ``overlaps`` counts them)."""
+    points = sorted([(i.since, 1) for i in intervals] + [(i.until, -1) for i in intervals])
+    now = most = 0
+    for _, step in points:
+        now += step
+        most = max(most, now)
+    return most
 
 
 def merge(windows: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -241,10 +302,12 @@ def check(
     backend: str = "",
     electors: int = 0,
     extra: Sequence[str] = (),
+    limits: dict[str, int] | None = None,
 ) -> Report:
+    limits = limits or {}
     ordered = sorted(intervals, key=lambda i: i.since)
     began_handoff = handoffs(ordered)
-    bad_tokens, resumed = token_errors(ordered)
+    bad_tokens, resumed = token_errors(ordered, tuple(limits))
     all_gaps = key_gaps(ordered, start, end)
     slow: list[tuple[float, float, float]] = []
     counted: list[tuple[float, float, float]] = []
@@ -253,7 +316,9 @@ def check(
         counted.append((g[0], g[1], c))
         if c > bounds.gap:
             slow.append((g[0], g[1], c))
-    bad_pairs = overlaps(ordered)
+    bad_pairs = overlaps([i for i in ordered if i.key not in limits])
+    keyed = by_key(ordered)
+    most = {k: (most_at_once(keyed.get(k, [])), n) for k, n in limits.items()}
     return Report(
         backend=backend,
         duration=end - start,
@@ -269,6 +334,7 @@ def check(
         gap_bound=bounds.gap,
         slow_gaps=slow,
         keys=len({i.key for i in ordered}),
+        most_holders=most,
         by_kind=split_by_kind(
             ordered, began_handoff, bad_pairs, bad_tokens, counted, faults, bounds.gap
         ),
