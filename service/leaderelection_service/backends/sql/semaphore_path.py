@@ -31,9 +31,10 @@ across a round trip, and SQLite has none).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -111,9 +112,32 @@ class SemaphorePath:
         self.insert, self.update = cas_statements(dialect, table, channel)
         self._allowance = allowance
         self._max_attempts = max_attempts
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, key: str) -> AsyncIterator[None]:
+        """This process's operations on one key take turns (as ``lease_rules.KeyLocks``):
+        racing each other's compare-and-set would only burn round trips, and on a busy
+        semaphore exhaust the attempts; other replicas are kept apart by the
+        compare-and-set itself."""
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
     async def change(self, key: str, decide: Decide) -> LeaseView:
         """``decide(current, now)``: the record to write; None or the same revision: nothing."""
+        async with self._turn(key):
+            return await self._change(key, decide)
+
+    async def _change(self, key: str, decide: Decide) -> LeaseView:
         for attempt in range(self._max_attempts):
             if attempt > 1:
                 await asyncio.sleep(random.uniform(0.0, min(0.05, 0.001 * 2**attempt)))
