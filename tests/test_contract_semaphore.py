@@ -197,3 +197,20 @@ async def test_concurrent_acquires_never_exceed_the_limit(lease_backend: LeaseBa
     granted = [t for t in got if t is not None]
     assert len(granted) == 3 and len(set(granted)) == 3
     assert len(held_by(await lease_backend.get("s"))) == 3
+
+
+async def test_history_keeps_every_slots_terms(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("s", "a", 5.0, None, 2)
+    await lease_backend.acquire(
+        "s",
+        "b",
+        5.0,
+        None,
+        2,
+    )
+    await lease_backend.release("s", "a", a.record.fencing_token)
+    c = await lease_backend.acquire("s", "c", 5.0, "v-c", 2)
+    terms = [(t.holder, t.fencing_token, t.ended_by, t.value) for t in c.record.history]
+    assert terms == [("a", 1, "released", None), ("b", 2, None, None), ("c", 3, None, "v-c")]
+    got = (await lease_backend.get("s")).record
+    assert [t.fencing_token for t in got.history] == [1, 2, 3]

@@ -159,3 +159,20 @@ def test_release_and_renew_per_slot(http: httpx.Client, tokens: TokenSet) -> Non
     assert lost.status_code == 409 and lost.json()["error"] == "lease_lost"
     c = acquire(http, tokens, "slots", "c", limit=2).json()
     assert c["fencing_token"] > b["fencing_token"]
+
+
+def test_history_lists_every_slots_terms(http: httpx.Client, tokens: TokenSet) -> None:
+    a = acquire(http, tokens, "hist", "a", limit=2).json()
+    acquire(http, tokens, "hist", "b", limit=2)
+    http.post(
+        "/v1/leases/hist/release",
+        json={"holder": "a", "fencing_token": a["fencing_token"]},
+        headers=tokens.header("writer"),
+    )
+    acquire(http, tokens, "hist", "c", limit=2)
+    terms = http.get("/v1/leases/hist/history", headers=tokens.header("reader")).json()["terms"]
+    assert [(t["holder"], t["fencing_token"], t["ended_by"]) for t in terms] == [
+        ("a", 1, "released"),
+        ("b", 2, None),
+        ("c", 3, None),
+    ]

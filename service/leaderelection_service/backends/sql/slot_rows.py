@@ -18,6 +18,7 @@ refuse any row whose ``slots`` is not NULL, so they never misread one.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from leaderelection_service.backends.sql.rows import EPOCH, to_us
@@ -25,7 +26,7 @@ from leaderelection_service.records import LeaseRecord, Term
 from leaderelection_service.slots import Slot
 
 
-def _us(t: Any) -> int:
+def _us(t: datetime) -> int:
     delta = t - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
