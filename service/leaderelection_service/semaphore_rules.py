@@ -28,7 +28,11 @@ left, so a key returned to limit 1 answers as a plain lease again.
 
 These are pure functions of (record, request, now), like ``lease_rules``;
 ``CasLeases`` runs them over record stores and the SQL backend over a
-read and a compare-and-set on the row's revision.
+read and a compare-and-set on the row's revision. Rejected: widening
+``lease_rules.decide_*`` to take slots, since a plain lease would then pay
+for a semaphore's bookkeeping on every renewal, and the limit-1 rules (which
+the SQL statements state too) would no longer read as they are written in
+docs/contract.md.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ form). ``past`` stays an empty array. A plain lease, also when the semaphore
 path writes one (a key returned to limit 1), has ``slots`` NULL and ``past``
 its closed terms, exactly as the single statements write it; the statements
 refuse any row whose ``slots`` is not NULL, so they never misread one.
+Rejected: a table of slots beside the lease table (a row per slot), since a
+grant would then write two tables and the one-row compare-and-set on
+``revision`` would no longer cover the count of holders.
 """
 
 from __future__ import annotations
