@@ -144,6 +144,33 @@ def test_checker_splits_figures_by_fault_kind() -> None:
     assert "| file | kill_leader | 1 | 1 | 1 | 0 | 0 | 2.00 |" in table
 
 
+def test_checker_counts_the_most_holders_of_a_semaphore() -> None:
+    # three electors at once on "s" (limit 3): allowed; a fourth at once: reported
+    ok = [
+        iv("a", 1, 0, 10, "s"),
+        iv("b", 2, 1, 5, "s"),
+        iv("c", 3, 2, 6, "s"),
+        iv("d", 4, 5, 9, "s"),
+    ]
+    report = check(ok, [], [], BOUNDS, start=0, end=10, limits={"s": 3})
+    assert report.ok, report.problems
+    assert report.most_holders == {"s": (3, 3)} and report.overlaps == []
+    assert ("most holders of semaphore s at once", "3 (limit 3)") in report.rows()
+    over = [*ok, iv("e", 5, 3, 4, "s")]
+    bad = check(over, [], [], BOUNDS, start=0, end=10, limits={"s": 3})
+    assert not bad.ok and bad.most_holders == {"s": (4, 3)}
+    assert any("4 held a slot at once, limit 3" in p for p in bad.problems)
+
+
+def test_checker_holds_semaphore_tokens_unique_across_electors() -> None:
+    # logged out of grant order (granted together): fine; one token twice: an I2 error
+    fine = [iv("a", 2, 0, 5, "s"), iv("b", 1, 0.01, 5, "s"), iv("a", 3, 6, 9, "s")]
+    assert check(fine, [], [], BOUNDS, start=0, end=9, limits={"s": 2}).token_errors == []
+    twice = [iv("a", 2, 0, 5, "s"), iv("b", 2, 1, 5, "s")]
+    report = check(twice, [], [], BOUNDS, start=0, end=5, limits={"s": 2})
+    assert len(report.token_errors) == 1 and not report.ok
+
+
 def test_checker_fails_on_a_probe_problem() -> None:
     report = check([iv("a", 1, 0, 10)], [], [], BOUNDS, start=0, end=10, extra=["disk"])
     assert not report.ok and report.problems == ["disk"]
@@ -252,3 +279,27 @@ def test_short_chaos_run(backend: str, tmp_path: Path) -> None:
     assert report.ok, "\n".join([*report.problems, f"logs in {tmp_path}"])
     assert set(report.faults) == set(chaos.kinds)  # every kind the backend offers, once at least
     assert report.keys == 8 and report.handoffs > 0
+
+
+@pytest.mark.parametrize("backend", ["file", "postgres"])
+def test_short_chaos_run_with_a_semaphore(backend: str, tmp_path: Path) -> None:
+    """A semaphore key (N = 3, 7 electors) beside a single lease, under the same faults."""
+    _available(backend)
+    lines: list[str] = []
+    chaos = Chaos(
+        backend,
+        tmp_path / backend,
+        duration=SECONDS,
+        electors=7,
+        keys=1,
+        injectors=2,
+        pause_between=(0.5, 2.0),
+        semaphore=3,
+        log=lines.append,
+    )
+    report = chaos.run()
+    print("\n".join(lines))
+    print(report.table())
+    assert report.ok, "\n".join([*report.problems, f"logs in {tmp_path}"])
+    most, limit = report.most_holders["sem"]
+    assert limit == 3 and 2 <= most <= 3  # more than one held at once, never more than N

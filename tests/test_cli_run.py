@@ -308,3 +308,28 @@ def test_value_is_published_while_the_command_runs(
     runs.append(too_big)
     assert too_big.wait(60) == 2 and too_big.says("4096 bytes")
     assert httpx.get(f"{service.url}/v1/leases/pub2").status_code == 404  # nothing sent
+
+
+def test_limit_runs_that_many_commands_at_once(
+    service: ServiceProcess, http: httpx.Client, tmp_path: Path, runs: list[Run]
+) -> None:
+    out = tmp_path / "out.txt"
+    for tag in "ABC":
+        runs.append(
+            Run(tmp_path, service.url, "sem", f"run-{tag}", *child(tmp_path, tag), limit="2")
+        )
+    wait_until(lambda: len({x.tag for x in lines(out)}) == 2, 60, what="two commands running")
+    record = http.get("/v1/leases/sem").json()
+    assert record["limit"] == 2 and len(record["holders"]) == 2
+    running = {x.tag for x in lines(out)}
+    (waiting,) = set("ABC") - running
+    first = sorted(running)[0]
+    stopped = runs["ABC".index(first)]
+    stopped.proc.send_signal(signal.SIGTERM)  # releases its slot
+    assert stopped.wait(60) == 0
+    wait_until(lambda: any(x.tag == waiting for x in lines(out)), 60, what="the third running")
+    tokens = {x.tag: int(x.what) for x in lines(out) if x.what != "stop"}
+    assert tokens[waiting] > max(t for tag, t in tokens.items() if tag != waiting)
+    bad = Run(tmp_path, service.url, "sem2", "run-x", "true", limit="0")
+    runs.append(bad)
+    assert bad.wait(60) == 2 and bad.says("limit")

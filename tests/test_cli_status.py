@@ -220,3 +220,21 @@ def test_status_shows_the_published_value(service: ServiceProcess, http: httpx.C
     assert values == ["10.0.0.7:8443", "v" * 39 + "…", "two\\nlines"]
     doc = json.loads(cli("status", "--server", service.url, "--prefix", "pub-", "--json").stdout)
     assert [lease["value"] for lease in doc["leases"]] == ["10.0.0.7:8443", long, "two\nlines"]
+
+
+def test_status_shows_every_holder_of_a_semaphore(
+    service: ServiceProcess, http: httpx.Client
+) -> None:
+    for holder in ("w-1", "w-2"):
+        r = http.post("/v1/leases/jobs/acquire", json={"holder": holder, "ttl": 30, "limit": 3})
+        assert r.status_code == 200, r.text
+    done = cli("status", "--server", service.url, "--prefix", "jobs")
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[1:]]
+    assert [(r[0], r[1], r[2], r[-2]) for r in rows] == [
+        ("jobs[2/3]", "w-1", "1", "held"),
+        ("jobs[2/3]", "w-2", "2", "held"),
+    ]
+    doc = json.loads(cli("status", "--server", service.url, "--json").stdout)
+    (lease,) = doc["leases"]
+    assert lease["limit"] == 3 and [h["holder"] for h in lease["holders"]] == ["w-1", "w-2"]

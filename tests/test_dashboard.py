@@ -165,6 +165,38 @@ def test_dashboard_shows_the_value_its_changes_and_a_revoke(
     assert errors == []
 
 
+def test_dashboard_shows_every_holder_of_a_semaphore(
+    browser: Any, dash: ServiceProcess, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    def acquire(http: httpx.Client, holder: str) -> int:
+        body = {"holder": holder, "ttl": 600, "limit": 3}
+        r = http.post("/v1/leases/jobs.heavy/acquire", json=body)
+        assert r.status_code == 200, r.text
+        token: int = r.json()["fencing_token"]
+        return token
+
+    with httpx.Client(base_url=dash.url, timeout=10) as http:
+        first = acquire(http, "w-1")
+        acquire(http, "w-2")
+        page = browser.new_page(viewport={"width": 1200, "height": 640})
+        errors = _watch_console(page)
+        page.goto(dash.url + "/")
+        row = page.locator('tr[data-key="jobs.heavy"]')
+        expect(row.locator(".holder")).to_have_text("w-1, w-2 (1 of 3 slots free)")
+        expect(row.locator(".token")).to_have_text("1, 2")
+        acquire(http, "w-3")
+        expect(row.locator(".holder")).to_have_text("w-1, w-2, w-3 (0 of 3 slots free)")
+        release = {"holder": "w-1", "fencing_token": first}
+        assert http.post("/v1/leases/jobs.heavy/release", json=release).is_success
+        expect(row.locator(".holder")).to_have_text("w-2, w-3 (1 of 3 slots free)")
+        expect(row.locator(".badge")).to_have_text("held")  # two slots still held
+        expect(page.locator("#announce")).to_contain_text("jobs.heavy: released by w-1")
+        page.close()
+    assert errors == []
+
+
 def test_dashboard_fits_a_phone(browser: Any, dash: ServiceProcess, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 

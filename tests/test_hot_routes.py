@@ -74,6 +74,22 @@ STEPS: list[Request | float] = [
     post("/v1/leases/k/renew", {"holder": "a", "fencing_token": 3, "value": 7}),
     post("/v1/leases/k/renew", {"holder": "a", "fencing_token": 3, "announce": "yes"}),
     post("/v1/leases/k/renew", b'{"holder": "a", "fencing_token": 3, "value": "\\ud800"}'),
+    # semaphores: slots granted, the N+1th refused, a limit mismatch, per-slot renew/release
+    post("/v1/leases/s/acquire", {"holder": "a", "ttl": 10, "limit": 2}),
+    post("/v1/leases/s/acquire", {"holder": "b", "ttl": 10, "limit": 2}),
+    post("/v1/leases/s/acquire", {"holder": "c", "ttl": 10, "limit": 2}),  # 409 lease_held
+    post("/v1/leases/s/acquire", {"holder": "c", "ttl": 10, "limit": 3}),  # 409 limit_mismatch
+    post("/v1/leases/s/acquire", {"holder": "c", "ttl": 10}),  # 409 limit_mismatch
+    post("/v1/leases/s/renew", {"holder": "a", "fencing_token": 1, "value": "v"}),
+    post("/v1/leases/s/release", {"holder": "b", "fencing_token": 2}),
+    post("/v1/leases/s/release", {"holder": "b", "fencing_token": 2}),  # idempotent
+    post("/v1/leases/s/renew", {"holder": "b", "fencing_token": 2}),  # released: 409
+    ("GET", "/v1/leases/s", b"", {}),
+    post("/v1/leases/s/acquire", {"holder": "c", "ttl": 10, "limit": 0}),  # 422
+    post("/v1/leases/s/acquire", {"holder": "c", "ttl": 10, "limit": 1001}),
+    post("/v1/leases/s/acquire", {"holder": "c", "ttl": 10, "limit": "2"}),
+    post("/v1/leases/s/acquire", {"holder": "c", "ttl": 10, "limit": True}),
+    post("/v1/leases/s/acquire", {"holder": "c", "ttl": 10, "limit": 2.5}),
     # validation: passed on to the route, which describes the problem
     post("/v1/leases/k/acquire", b'{"holder": "a", "ttl": '),
     post("/v1/leases/k/acquire", b"[1, 2]"),

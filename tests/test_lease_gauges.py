@@ -134,3 +134,21 @@ def test_the_service_gauges_follow_acquire_release_expiry_and_other_replicas(
         # Written through the other replica: seen within twice the refresh interval.
         assert other.post("/v1/leases/y/acquire", json={"holder": "h", "ttl": 60}).is_success
         wait_until(lambda: gauge(http, "held") == 1, 10, what="the other replica's write")
+
+
+async def test_a_semaphore_key_is_held_while_any_slot_is() -> None:
+    backend, clock = Counting(MemoryStore()), Clock()
+    gauges = LeaseGauges(backend, refresh=10, clock=clock)
+    assert await gauges.counts(top=5) is not None  # the first listing (empty)
+    long = await backend.acquire("s", "long", 60, None, 3)
+    gauges.observe(long)
+    gauges.observe(await backend.acquire("s", "short", 5, None, 3))  # the last write: 5 s
+    clock.now += 6  # the slot last written lapsed; the other still holds the key
+    held = await gauges.counts(top=5)
+    assert held is not None and (held.held, held.released, held.expired) == (1, 0, 0)
+    s = (await backend.get("s")).record
+    for slot in s.slots:
+        gauges.observe(await backend.release("s", slot.holder, slot.fencing_token))
+    done = await gauges.counts(top=5)
+    assert done is not None and (done.held, done.released, done.expired) == (0, 1, 0)
+    await gauges.close()

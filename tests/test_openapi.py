@@ -180,7 +180,10 @@ def test_every_error_answer_is_the_error_body(doc: dict[str, Any]) -> None:
     assert errors > 40
     acquire = doc["paths"]["/v1/leases/{key}/acquire"]["post"]["responses"]
     renew = doc["paths"]["/v1/leases/{key}/renew"]["post"]["responses"]
-    assert set(acquire["409"]["content"]["application/json"]["examples"]) == {"lease_held"}
+    assert set(acquire["409"]["content"]["application/json"]["examples"]) == {
+        "lease_held",
+        "limit_mismatch",
+    }
     assert set(renew["409"]["content"]["application/json"]["examples"]) == {"lease_lost"}
     assert {"401", "403", "404", "409", "413", "422", "500", "503"} <= set(renew)
 

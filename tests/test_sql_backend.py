@@ -27,6 +27,7 @@ from leaderelection_service.backends.sql.schema import (
     ADDED_FOR_TRANSFER,
     ADDED_IN_2,
     SCHEMA_VERSION,
+    SEMAPHORE_COLUMNS,
     TableNames,
     tables,
 )
@@ -103,7 +104,11 @@ def _version_1_table(url: str, table: str, version: int = 1) -> None:
         old = Table(
             table,
             MetaData(),
-            *(c._copy() for c in leases.columns if c.name not in missing),
+            *(
+                c._copy()
+                for c in leases.columns
+                if c.name not in missing and c.name not in SEMAPHORE_COLUMNS
+            ),
             **leases.kwargs,
         )
         with engine.begin() as conn:

@@ -33,13 +33,14 @@ from leaderelection.errors import (
     LeaseHeld,
     LeaseLost,
     LeaseNotFound,
+    LimitMismatch,
     RequestTimeout,
     ServiceError,
     TooManyRequests,
     TransportError,
     Unauthorized,
 )
-from leaderelection.lease import Lease
+from leaderelection.lease import Lease, Slot
 from leaderelection.watch import AsyncWatch, LeaseEvent, Watch
 
 __all__ = [
@@ -60,8 +61,10 @@ __all__ = [
     "LeaseHeld",
     "LeaseLost",
     "LeaseNotFound",
+    "LimitMismatch",
     "RequestTimeout",
     "ServiceError",
+    "Slot",
     "TooManyRequests",
     "TransportError",
     "Unauthorized",

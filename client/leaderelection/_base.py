@@ -57,10 +57,12 @@ def _path(key: str, action: str = "") -> str:
     return f"/v1/leases/{quote(key, safe='')}" + (f"/{action}" if action else "")
 
 
-def acquire(key: str, holder: str, ttl: float, value: str | None = None) -> Call:
+def acquire(key: str, holder: str, ttl: float, value: str | None = None, limit: int = 1) -> Call:
     body: dict[str, Any] = {"holder": holder, "ttl": float(ttl)}
     if value is not None:
         body["value"] = value
+    if limit != 1:  # a plain lease's request is as it always was
+        body["limit"] = limit
     return Call("POST", _path(key, "acquire"), body)
 
 

@@ -42,6 +42,18 @@ def check_key(key: str) -> str:
 VALUE_MAX_BYTES = 4096
 
 
+LIMIT_MAX = 1000
+
+
+def check_limit(limit: int) -> int:
+    """``limit``: an int in 1..1000 (the service's bounds), checked before any request."""
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise TypeError(f"limit must be an int, got {type(limit).__name__}")
+    if not 1 <= limit <= LIMIT_MAX:
+        raise ValueError(f"limit must be between 1 and {LIMIT_MAX}, got {limit}")
+    return limit
+
+
 def check_value(value: str | None) -> str | None:
     if value is None:
         return None
@@ -76,6 +88,7 @@ class ElectorBase(Generic[ClientT, ElectedT, ErrorT]):
         clock: Clock = time.monotonic,
         watch: bool = True,
         value: str | None = None,
+        limit: int = 1,
     ) -> None:
         self.client = client
         self.watch = watch
@@ -86,8 +99,10 @@ class ElectorBase(Generic[ClientT, ElectedT, ErrorT]):
         self.on_ousting = on_ousting
         self.on_error = on_error
         self._clock = clock
+        self.limit = check_limit(limit)
+        """How many electors the key lets lead at once (a semaphore); 1: one leader."""
         self._machine = Machine(
-            self.key, self.identity, self.config, clock, value=check_value(value)
+            self.key, self.identity, self.config, clock, value=check_value(value), limit=self.limit
         )
         self._setup()
 

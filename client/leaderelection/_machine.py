@@ -137,6 +137,7 @@ class Machine:
         clock: Clock,
         rng: random.Random | None = None,
         value: str | None = None,
+        limit: int = 1,
     ) -> None:
         self.key = key
         self.identity = identity
@@ -153,6 +154,8 @@ class Machine:
         """The permanent error that ended the election, if one did."""
         self.value = value
         """What every acquire publishes (``proclaim`` replaces it)."""
+        self.limit = limit
+        """How many holders the key grants at once: leading is holding one of them."""
         self.announce = False
         self.proclaimed = 0
         """How many times ``proclaim`` was called ..."""
@@ -251,7 +254,9 @@ class Machine:
 
     def _acquire(self) -> Flow:
         sent, carried = self.clock(), self.proclaimed
-        kwargs = {} if self.value is None else {"value": self.value}
+        kwargs: dict[str, Any] = {} if self.value is None else {"value": self.value}
+        if self.limit != 1:
+            kwargs["limit"] = self.limit
         result = yield Send(
             "acquire", (self.key, self.identity, self.config.term), self.config.timeout, kwargs
         )

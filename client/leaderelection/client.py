@@ -77,11 +77,13 @@ class LeaseClient:
         ttl: float,
         *,
         value: str | None = None,
+        limit: int = 1,
         timeout: float | None = None,
     ) -> Lease:
         """Acquire ``key`` for ``ttl`` seconds, publishing ``value``; ``LeaseHeld`` if
-        another holder has it."""
-        call = _base.acquire(key, holder, ttl, value)
+        another holder has it (``limit`` N: all N slots of a semaphore key;
+        ``LimitMismatch`` if the key is held with another limit)."""
+        call = _base.acquire(key, holder, ttl, value, limit)
         return _base.parse_lease(self._send(call, timeout))
 
     def renew(
@@ -235,11 +237,13 @@ class AsyncLeaseClient:
         ttl: float,
         *,
         value: str | None = None,
+        limit: int = 1,
         timeout: float | None = None,
     ) -> Lease:
         """Acquire ``key`` for ``ttl`` seconds, publishing ``value``; ``LeaseHeld`` if
-        another holder has it."""
-        call = _base.acquire(key, holder, ttl, value)
+        another holder has it (``limit`` N: all N slots of a semaphore key;
+        ``LimitMismatch`` if the key is held with another limit)."""
+        call = _base.acquire(key, holder, ttl, value, limit)
         return _base.parse_lease(await self._send(call, timeout))
 
     async def renew(

@@ -17,6 +17,7 @@ The tree (the service's error code and HTTP status on the right)::
      └── ServiceError                   the service answered with an error
           ├── LeaseHeld                 lease_held          409
           ├── LeaseLost                 lease_lost          409
+          ├── LimitMismatch             limit_mismatch      409
           ├── LeaseNotFound             not_found           404
           ├── InvalidRequest            invalid_request     422 (also raised locally
           │                                                      for a bad key)
@@ -76,6 +77,13 @@ class LeaseLost(ServiceError):
     """This holder and token no longer hold the lease; ``lease`` says who does."""
 
     code = "lease_lost"
+
+
+class LimitMismatch(ServiceError):
+    """The key is held with another ``limit`` (a semaphore); only an admin token may
+    change it. ``lease`` is the key's record (its ``limit`` and ``holders``)."""
+
+    code = "limit_mismatch"
 
 
 class LeaseNotFound(ServiceError):
@@ -147,6 +155,7 @@ ERRORS_BY_CODE: dict[str, type[ServiceError]] = {
     for cls in (
         LeaseHeld,
         LeaseLost,
+        LimitMismatch,
         LeaseNotFound,
         InvalidRequest,
         Unauthorized,

@@ -31,6 +31,35 @@ def _value(value: Any) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Slot:
+    """One holder's slot of a semaphore key (``Lease.holders``)."""
+
+    holder: str
+    fencing_token: int
+    ttl: float
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+    state: str
+    value: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Slot:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a slot object, got {type(data).__name__}")
+        return cls(
+            holder=str(data["holder"]),
+            fencing_token=int(data["fencing_token"]),
+            ttl=float(data["ttl"]),
+            acquired_at=_time(data["acquired_at"]),
+            renewed_at=_time(data["renewed_at"]),
+            expires_at=_time(data["expires_at"]),
+            state=str(data["state"]),
+            value=_value(data.get("value")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """One key's lease record (the contract's JSON object, typed)."""
 
@@ -56,6 +85,12 @@ class Lease:
     """What the holder published (its address, its version); None: nothing."""
     successor: str | None = None
     """The holder the lease is being handed to (a transfer); None: nobody."""
+    limit: int = 1
+    """How many holders the key grants at once; 1: a plain lease."""
+    holders: tuple[Slot, ...] = ()
+    """A semaphore key's slots held now, oldest grant first (empty for a plain
+    lease); the fields above describe one of them (the caller's, in an answer
+    to its acquire, renew or release)."""
 
     @classmethod
     def from_json(cls, data: Any) -> Lease:
@@ -77,6 +112,8 @@ class Lease:
                 server_time=_time(data["server_time"]),
                 value=_value(data.get("value")),
                 successor=_value(data.get("successor")),
+                limit=int(data.get("limit", 1)),
+                holders=tuple(Slot.from_json(h) for h in data.get("holders") or ()),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a lease record: {exc!r}") from exc

@@ -66,6 +66,7 @@ from leaderelection_service.records import (
     LeaseView,
     Term,
 )
+from leaderelection_service.slots import slots_of
 
 EventType = Literal[
     "acquired",
@@ -163,6 +164,8 @@ def _previous_term(record: LeaseRecord) -> Term | None:
 
 def start_type(record: LeaseRecord) -> EventType:
     """How the record's current term began: ``taken_over`` or ``acquired``."""
+    if record.slots:  # a semaphore's slot: a place was free, whoever had it before
+        return "acquired"
     before = _previous_term(record)
     freed = before is not None and before.ended_by in FREED_BY
     if before is not None and not freed and before.holder != record.holder:
@@ -203,7 +206,10 @@ def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:
         if st == "expired" and not prev.lapsed:
             return [_event("expired", view, version(view))]
         return []
-    if rec.fencing_token == old.fencing_token:  # the same term, written again
+    if rec.slots or old.slots:
+        if rec.fencing_token <= max((s.fencing_token for s in slots_of(old)), default=0):
+            return _slot_change(prev, view)
+    elif rec.fencing_token == old.fencing_token:  # the same term, written again
         if st in ("released", "revoked"):
             return [] if old.released else [_event(end_type(st, rec), view, version(view))]
         if st == "held" and rec.successor is not None and rec.successor != old.successor:
@@ -212,9 +218,10 @@ def transition(prev: Seen, view: LeaseView) -> list[WatchEvent]:
             told = rec.announced and rec.value != old.value  # rule "value" (above)
             return [_event("renewed", view, version(view), revived=prev.lapsed, announced=told)]
         return [] if prev.lapsed else [_event("expired", view, version(view))]
-    # A new term (or several): first the end of the one we saw, then the current one.
+    # A new term (or several): first the end of the one we saw, then the current one
+    # (a semaphore's new slot ends no other: its event is the new slot's alone).
     out: list[WatchEvent] = []
-    if not old.released and not prev.lapsed:
+    if not old.released and not prev.lapsed and not (rec.slots or old.slots):
         out.append(_term_end(old, view))
     kind = start_type(rec)
     if st == "held":
@@ -251,6 +258,23 @@ def recreated(prev: Seen, view: LeaseView) -> bool:
     """
     first = view.record.history[0].fencing_token if view.record.history else 0
     return first > prev.record.fencing_token + 1 and len(view.record.history) < HISTORY_LIMIT
+
+
+def _slot_change(prev: Seen, view: LeaseView) -> list[WatchEvent]:
+    """A semaphore key's write about a slot that already existed: the event of that slot.
+
+    Each event describes the slot the write concerned (its ``lease`` lists every
+    holder); a slot that lapses while another is written is seen in ``holders``.
+    """
+    rec = view.record
+    st = state(view)
+    mine = next((s for s in slots_of(prev.record) if s.fencing_token == rec.fencing_token), None)
+    if st in ("released", "revoked"):
+        return [] if mine is not None and mine.released else [_event(st, view, version(view))]
+    if st == "held":
+        told = rec.announced and (mine is None or rec.value != mine.value)
+        return [_event("renewed", view, version(view), revived=prev.lapsed, announced=told)]
+    return [_event("expired", view, version(view))]
 
 
 def _term_end(old: LeaseRecord, view: LeaseView) -> WatchEvent:

@@ -57,9 +57,19 @@ class InstrumentedBackend:
             BACKEND_LATENCY.labels(operation).observe(time.perf_counter() - started)
 
     async def acquire(
-        self, key: str, holder: str, ttl: float, value: str | None = None
+        self,
+        key: str,
+        holder: str,
+        ttl: float,
+        value: str | None = None,
+        limit: int = 1,
+        may_change_limit: bool = False,
     ) -> LeaseView:
-        call = self.inner.acquire(key, holder, ttl, value)
+        call = (
+            self.inner.acquire(key, holder, ttl, value)
+            if limit == 1 and not may_change_limit
+            else self.inner.acquire(key, holder, ttl, value, limit, may_change_limit)
+        )
         view: LeaseView = await self._timed("acquire", call)
         return self._observed(view)
 

@@ -3,6 +3,7 @@
     LeaseError                      internal            500
      ├── LeaseHeld                  lease_held          409
      ├── LeaseLost                  lease_lost          409
+     ├── LimitMismatch              limit_mismatch      409
      ├── LeaseNotFound              not_found           404
      ├── InvalidRequest             invalid_request     422
      ├── Unauthorized               unauthorized        401
@@ -40,6 +41,13 @@ class LeaseHeld(LeaseError):
 
 class LeaseLost(LeaseError):
     code = "lease_lost"
+    status = 409
+
+
+class LimitMismatch(LeaseError):
+    """An acquire asked a semaphore key for another limit than the one it holds."""
+
+    code = "limit_mismatch"
     status = 409
 
 

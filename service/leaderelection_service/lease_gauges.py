@@ -95,6 +95,13 @@ class LeaseGauges:
 
     def _entry(self, view: LeaseView) -> Entry:
         rec = view.record
+        if rec.slots:  # a semaphore key is one lease, held while any of its slots is
+            live = [s for s in rec.slots if not s.released]
+            if live:
+                free = max(s.free_at(view.allowance) for s in live)
+                left = (free - view.server_time).total_seconds()
+                return Entry(rec.revision, False, self.clock() + left, rec.transitions)
+            return Entry(rec.revision, True, self.clock(), rec.transitions)
         left = (rec.free_at(view.allowance) - view.server_time).total_seconds()
         return Entry(rec.revision, rec.released, self.clock() + left, rec.transitions)
 

@@ -42,7 +42,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-from leaderelection_service import token_floor
+from leaderelection_service import semaphore_rules, token_floor
 from leaderelection_service.change_signal import Changes
 from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 from leaderelection_service.records import LeaseRecord, LeaseView
@@ -54,6 +54,7 @@ from leaderelection_service.refusals import (
     transfer_refusal,
     transferred_already,
 )
+from leaderelection_service.slots import held_slots, is_semaphore
 from leaderelection_service.storage import RecordStore
 
 Clock = Callable[[], datetime]
@@ -199,8 +200,8 @@ def decide_delete(
     be removed; the record to remove, or the contract's refusal."""
     if current is None:
         raise never_acquired(key)
-    if current.held_at(now, allowance):
-        raise held(key, LeaseView(current, now, allowance))
+    if current.held_at(now, allowance) or held_slots(current, now, allowance):
+        raise held(key, LeaseView(current, now, allowance))  # a semaphore: any slot held
     return current
 
 
@@ -300,7 +301,9 @@ class CasLeases:
         """Read, decide, compare-and-set; after a lost race, read and decide again.
 
         ``decide(current, now)`` returns the record to write, None when there
-        is nothing to write, or raises the contract's error.
+        is nothing to write, or raises the contract's error. A record of the
+        current revision is nothing to write either, answered as it is (a
+        semaphore's repeated release, focused on the caller's slot).
         """
         async with self._keys.hold(key):
             for attempt in range(self._max_attempts):
@@ -312,6 +315,8 @@ class CasLeases:
                 if new is None:
                     assert cur is not None
                     return self._view(cur.record, now)
+                if cur is not None and new.revision == cur.record.revision:
+                    return self._view(new, now)
                 if cur is None:  # a key's first record starts above the floor
                     new = token_floor.numbered(new, await self.store.read_floor())
                 try:
@@ -324,11 +329,28 @@ class CasLeases:
             raise _contended(key)
 
     async def acquire(
-        self, key: str, holder: str, ttl: float, value: str | None = None
+        self,
+        key: str,
+        holder: str,
+        ttl: float,
+        value: str | None = None,
+        limit: int = 1,
+        may_change_limit: bool = False,
     ) -> LeaseView:
-        return await self._change(
-            key,
-            lambda cur, now: decide_acquire(
+        def decide(cur: LeaseRecord | None, now: datetime) -> LeaseRecord:
+            if limit != 1 or is_semaphore(cur):
+                return semaphore_rules.decide_acquire(
+                    cur,
+                    key=key,
+                    holder=holder,
+                    ttl=ttl,
+                    now=now,
+                    limit=limit,
+                    allowance=self._allowance,
+                    value=value,
+                    may_change_limit=may_change_limit,
+                )
+            return decide_acquire(
                 cur,
                 key=key,
                 holder=holder,
@@ -336,8 +358,9 @@ class CasLeases:
                 now=now,
                 allowance=self._allowance,
                 value=value,
-            ),
-        )
+            )
+
+        return await self._change(key, decide)
 
     async def renew(
         self,
@@ -350,7 +373,7 @@ class CasLeases:
     ) -> LeaseView:
         return await self._change(
             key,
-            lambda cur, now: decide_renew(
+            lambda cur, now: (semaphore_rules.decide_renew if is_semaphore(cur) else decide_renew)(
                 cur,
                 key=key,
                 holder=holder,
@@ -366,7 +389,9 @@ class CasLeases:
     async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView:
         return await self._change(
             key,
-            lambda cur, now: decide_release(
+            lambda cur, now: (
+                semaphore_rules.decide_release if is_semaphore(cur) else decide_release
+            )(
                 cur,
                 key=key,
                 holder=holder,
@@ -377,7 +402,12 @@ class CasLeases:
         )
 
     async def revoke(self, key: str) -> LeaseView:
-        return await self._change(key, lambda cur, now: decide_revoke(cur, key=key, now=now))
+        return await self._change(
+            key,
+            lambda cur, now: (
+                semaphore_rules.decide_revoke if is_semaphore(cur) else decide_revoke
+            )(cur, key=key, now=now),
+        )
 
     async def delete(self, key: str) -> LeaseView:
         """Rule "delete": raise the floor durably, then remove the record if unchanged

@@ -16,7 +16,10 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+if TYPE_CHECKING:
+    from leaderelection_service.slots import Slot
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 PREFIX_PATTERN = r"^[A-Za-z0-9._-]{0,128}$"
@@ -175,6 +178,10 @@ class LeaseRecord:
     """Released by an operator's revoke, not by its holder (then ``released`` too)."""
     successor: str | None = None
     """The holder this term is handed to (docs/contract.md, "transfer"); None: nobody."""
+    limit: int = 1
+    """How many holders the key grants at once (``slots.py``); 1: a plain lease."""
+    slots: tuple[Slot, ...] = ()
+    """A semaphore key's slots (empty for a plain lease); the fields above repeat one."""
 
     # -- derived state -------------------------------------------------------
 
@@ -298,8 +305,12 @@ class LeaseRecord:
     # -- serialisation --------------------------------------------------------
 
     def to_public(self, server_time: datetime, allowance: float = 0.0) -> dict[str, Any]:
-        """The contract's lease record, as the HTTP API answers it."""
-        return {
+        """The contract's lease record, as the HTTP API answers it.
+
+        A semaphore key adds ``limit`` and ``holders`` (``slots.public_fields``);
+        a plain lease answers exactly these fields.
+        """
+        out: dict[str, Any] = {
             "key": self.key,
             "holder": self.holder,
             "fencing_token": self.fencing_token,
@@ -313,10 +324,15 @@ class LeaseRecord:
             "value": self.value,
             "server_time": rfc3339(server_time),
         } | ({"successor": self.successor} if self.successor is not None else {})
+        if self.slots:
+            from leaderelection_service.slots import public_fields
+
+            out.update(public_fields(self, server_time, allowance))
+        return out
 
     def to_storage(self) -> dict[str, Any]:
         """The stored form (file and object backends): JSON-safe, lossless."""
-        return {
+        out: dict[str, Any] = {
             "key": self.key,
             "holder": self.holder,
             "fencing_token": self.fencing_token,
@@ -332,9 +348,18 @@ class LeaseRecord:
             "announced": self.announced,
             "revoked": self.revoked,
         } | ({"successor": self.successor} if self.successor is not None else {})
+        if self.slots:  # a plain lease is stored as before
+            out["limit"] = self.limit
+            out["slots"] = [s.to_storage() for s in self.slots]
+        return out
 
     @classmethod
     def from_storage(cls, d: dict[str, Any]) -> LeaseRecord:
+        slots: tuple[Slot, ...] = ()
+        if d.get("slots"):
+            from leaderelection_service.slots import Slot
+
+            slots = tuple(Slot.from_storage(s) for s in d["slots"])
         return cls(
             key=d["key"],
             holder=d["holder"],
@@ -352,6 +377,8 @@ class LeaseRecord:
             announced=bool(d.get("announced", False)),
             revoked=bool(d.get("revoked", False)),
             successor=d.get("successor"),
+            limit=int(d.get("limit", 1)),
+            slots=slots,
         )
 
 

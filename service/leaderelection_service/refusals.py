@@ -27,6 +27,7 @@ from leaderelection_service.lease_errors import (
     LeaseHeld,
     LeaseLost,
     LeaseNotFound,
+    LimitMismatch,
 )
 from leaderelection_service.records import LeaseRecord, LeaseView
 
@@ -56,6 +57,15 @@ def lost(key: str, lease: LeaseView, holder: str, fencing_token: int) -> LeaseLo
         )
     return LeaseLost(
         f"lease {key!r} is no longer held by this holder with this fencing token", lease
+    )
+
+
+def limit_mismatch(key: str, lease: LeaseView, asked: int) -> LimitMismatch:
+    """Rule "one limit per key": an acquire asked for another limit while the key is held."""
+    return LimitMismatch(
+        f"lease {key!r} has limit {lease.record.limit}, not {asked}; "
+        "only an admin token may change it while it is held",
+        lease,
     )
 
 
@@ -103,6 +113,10 @@ def transfer_refusal(
     operator (``holder`` None): while the term is held, to another than its holder.
     """
     rec, now, allowance = lease.record, lease.server_time, lease.allowance
+    if rec.slots:  # a semaphore key has no one holder to hand on
+        return LimitMismatch(
+            f"lease {key!r} has limit {rec.limit}: only a key of limit 1 is transferred", lease
+        )
     if holder is not None:
         if to == holder:
             return to_the_holder(key, to)

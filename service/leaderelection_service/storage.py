@@ -89,8 +89,17 @@ class LeaseBackend(Protocol):
     description: str
 
     async def acquire(
-        self, key: str, holder: str, ttl: float, value: str | None = None
-    ) -> LeaseView: ...
+        self,
+        key: str,
+        holder: str,
+        ttl: float,
+        value: str | None = None,
+        limit: int = 1,
+        may_change_limit: bool = False,
+    ) -> LeaseView:
+        """``limit`` > 1: a semaphore key (``semaphore_rules``); ``may_change_limit``:
+        an admin's acquire, which sets another limit on a held key."""
+        ...
 
     async def renew(
         self,

@@ -58,7 +58,8 @@ SETTLE_ATTEMPTS = 8
 def floor_after(record: LeaseRecord) -> int:
     """The least floor once ``record`` is deleted: above its token, and above its revision
     by one (the ``deleted`` watch event's version is ``2 * (revision + 1)``)."""
-    return max(record.fencing_token, record.revision + 1)
+    slots = (s.fencing_token for s in record.slots)  # a semaphore key's grants
+    return max(record.fencing_token, record.revision + 1, *slots)
 
 
 def numbered(first: LeaseRecord, floor: int) -> LeaseRecord:
@@ -70,7 +71,9 @@ def numbered(first: LeaseRecord, floor: int) -> LeaseRecord:
         return first
     revision = token if first.revision == 1 else max(token, first.revision + 1)
     history = tuple(replace(t, fencing_token=token) for t in first.history)
-    return replace(first, fencing_token=token, revision=revision, history=history)
+    # a semaphore key's first record holds one slot: the grant it numbers
+    slots = tuple(replace(s, fencing_token=token) for s in first.slots)
+    return replace(first, fencing_token=token, revision=revision, history=history, slots=slots)
 
 
 async def settled(store: RecordStore, key: str, record: LeaseRecord, version: int) -> LeaseRecord:

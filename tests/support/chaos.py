@@ -60,6 +60,7 @@ from support.procs import wait_until
 __all__ = ["KINDS", "STAGES", "Chaos", "main"]
 
 STAGES = ("file", "postgres", "gcs", "sqlite", "mysql")
+SEMAPHORE_KEY = "sem"
 
 
 class Chaos:
@@ -78,6 +79,7 @@ class Chaos:
         seed: int | None = None,
         kinds: tuple[str, ...] = KINDS,
         pause_between: tuple[float, float] = (0.5, 3.0),
+        semaphore: int = 0,
         log: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.backend = backend
@@ -85,6 +87,9 @@ class Chaos:
         self.duration = duration
         self.count = electors
         self.keys = key_names(keys)
+        self.limits = {SEMAPHORE_KEY: semaphore} if semaphore else {}
+        """``semaphore`` N > 0: one more key, elected as a semaphore of N slots."""
+        self.keys += list(self.limits)
         self.injectors = injectors
         self.term, self.renew, self.retry = term, renew, retry
         self.seed = random.randrange(1 << 32) if seed is None else seed
@@ -93,8 +98,9 @@ class Chaos:
         self.stage = Stage(backend, workdir, full_disk="full_disk" in kinds)
         self.kinds = tuple(k for k in kinds if self.stage.offers(k))
         self.roster = Roster(
-            self.stage, workdir, self.keys, term=term, renew=renew, retry=retry, log=log
-        )
+            self.stage, workdir, self.keys, term=term, renew=renew, retry=retry,
+            limits=self.limits, log=log,
+        )  # fmt: skip
         self.faults = Faults(
             self.stage, self.roster, backend=backend, kinds=self.kinds, rng=self.rng,
             term=term, pause_between=pause_between, log=log,
@@ -106,6 +112,7 @@ class Chaos:
         self.log(
             f"chaos on {self.backend}: {self.duration:.0f} s, {len(self.keys)} keys, "
             f"{self.count} electors, {self.injectors} injectors, seed {self.seed}"
+            + "".join(f", semaphore {k} of {n}" for k, n in self.limits.items())
         )
         with self._staged():
             self.t0 = time.monotonic()
@@ -133,6 +140,7 @@ class Chaos:
             electors=self.count,
             extra=self.faults.problems + self.problems,
             torn_writes=self.stage.torn_writes,
+            limits=self.limits,
         )
 
     def _audit(self, intervals: list[Interval]) -> None:
@@ -195,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--renew", type=float, default=0.75)
     p.add_argument("--retry", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--semaphore", type=int, default=0, metavar="N",
+        help="one more key, a semaphore of N slots (e.g. 3 with --electors 7); 0: none",
+    )  # fmt: skip
     p.add_argument("--pause", type=float, nargs=2, default=(0.5, 3.0), metavar=("MIN", "MAX"))
     p.add_argument("--workdir", type=Path, default=None, help="logs (default: a temp dir)")
     p.add_argument("--faults", default=",".join(KINDS), help=f"comma list of {', '.join(KINDS)}")
@@ -222,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             backend, root / backend, duration=args.duration, electors=args.electors,
             keys=args.keys, injectors=args.injectors, term=args.term, renew=args.renew,
             retry=args.retry, seed=args.seed, kinds=kinds, pause_between=tuple(args.pause),
+            semaphore=args.semaphore,
             log=lambda line: print(line, flush=True),
         ).run()  # fmt: skip
         print(report.table(), flush=True)

@@ -32,6 +32,11 @@ Checks, each within one key (a process may lead many keys):
   again; real GCS cannot do this). The one pair of terms of that key that
   straddles the time is an emulator reset, not an I2 error; every later pair is
   checked as usual, so the new count must rise on its own;
+- **semaphore keys** (``limits``: a key and its N): at no instant do more than
+  N electors hold a slot (the most seen is reported beside the limit, in place
+  of I1's overlaps); fencing there is that no two electors were ever given
+  one token, and each elector's tokens increase (slots are granted
+  concurrently, so the order in which electors logged them proves nothing);
 - **L1/L2** every leaderless gap, measured from the later of its start and the
   end of the last unhealthy window inside it, is at most
   ``term + retry + clock_skew_allowance + slack``.
@@ -48,7 +53,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from support.elector_proc import Interval, by_key, overlaps
@@ -92,6 +97,8 @@ class Report:
     slow_gaps: list[tuple[float, float, float]] = field(default_factory=list)
     """(gap start, gap end, seconds counted) of gaps over the bound."""
     keys: int = 1
+    most_holders: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Semaphore keys: (most electors holding a slot at one instant, the limit)."""
     by_kind: list[KindRow] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     """Problems found by the harness's own probes (a full disk that did not refuse, ...)."""
@@ -103,7 +110,11 @@ class Report:
     @property
     def ok(self) -> bool:
         bad = self.overlaps or self.token_errors or self.slow_gaps or self.extra
-        return not bad and self.terms > 0
+        return not bad and self.terms > 0 and not self.over_limit
+
+    @property
+    def over_limit(self) -> list[str]:
+        return [k for k, (most, limit) in self.most_holders.items() if most > limit]
 
     @property
     def problems(self) -> list[str]:
@@ -112,6 +123,11 @@ class Report:
         out += [
             f"L1/L2 gap of {counted:.2f} s (bound {self.gap_bound:.2f} s) from {s:.2f} to {e:.2f}"
             for s, e, counted in self.slow_gaps
+        ]
+        out += [
+            f"semaphore {k}: {self.most_holders[k][0]} held a slot at once, "
+            f"limit {self.most_holders[k][1]}"
+            for k in self.over_limit
         ]
         if self.terms == 0:
             out.append("nobody ever led")
@@ -128,6 +144,10 @@ class Report:
             ("handoffs", str(self.handoffs)),
             ("faults", f"{sum(self.faults.values())} ({kinds})"),
             ("overlaps (I1)", str(len(self.overlaps))),
+            *(
+                (f"most holders of semaphore {k} at once", f"{most} (limit {limit})")
+                for k, (most, limit) in sorted(self.most_holders.items())
+            ),
             ("token errors (I2)", str(len(self.token_errors))),
             ("emulator writes torn by a restart", str(len(self.torn_writes))),
             ("token resets they explain (not I2)", str(len(self.emulator_resets))),
@@ -177,16 +197,23 @@ Pairs = list[tuple[Interval, Interval]]
 
 
 def token_errors(
-    intervals: Sequence[Interval], torn_writes: Sequence[tuple[float, str]] = ()
+    intervals: Sequence[Interval],
+    torn_writes: Sequence[tuple[float, str]] = (),
+    semaphores: Sequence[str] = (),
 ) -> tuple[Pairs, int, Pairs]:
     """Pairs of successive terms of one key whose tokens do not increase, resumed
-    terms, and the decreasing pairs a torn emulator write of their key explains."""
+    terms, and the decreasing pairs a torn emulator write of their key explains (a
+    semaphore key: pairs of electors given one token, and each elector's own order)."""
     bad: Pairs = []
     excused: Pairs = []
     resumed = 0
     for key, terms in by_key(intervals).items():
-        tears = sorted(t for t, k in torn_writes if k == key)
-        b, r, e = _key_token_errors(terms, tears)
+        e: Pairs = []
+        if key in semaphores:
+            b, r = _slot_token_errors(terms)
+        else:
+            tears = sorted(t for t, k in torn_writes if k == key)
+            b, r, e = _key_token_errors(terms, tears)
         bad += b
         resumed += r
         excused += e
@@ -211,6 +238,41 @@ def _key_token_errors(
             continue
         bad.append((a, b))
     return bad, resumed, excused
+
+
+def _slot_token_errors(
+    intervals: Sequence[Interval],
+) -> tuple[list[tuple[Interval, Interval]], int]:
+    bad: list[tuple[Interval, Interval]] = []
+    resumed = 0
+    first: dict[int, Interval] = {}
+    for i in sorted(intervals, key=lambda i: (i.since, i.until)):
+        seen = first.setdefault(i.token, i)
+        if seen is not i and seen.identity != i.identity:
+            bad.append((seen, i))
+    for terms in by_identity(intervals).values():
+        b, r = _key_token_errors(terms)
+        bad += b
+        resumed += r
+    return bad, resumed
+
+
+def by_identity(intervals: Iterable[Interval]) -> dict[str, list[Interval]]:
+    out: dict[str, list[Interval]] = {}
+    for i in intervals:
+        out.setdefault(i.identity, []).append(i)
+    return out
+
+
+def most_at_once(intervals: Sequence[Interval]) -> int:
+    """The most electors whose terms share one instant (a term ends before the next
+    that begins at the same instant, as ``overlaps`` counts them)."""
+    points = sorted([(i.since, 1) for i in intervals] + [(i.until, -1) for i in intervals])
+    now = most = 0
+    for _, step in points:
+        now += step
+        most = max(most, now)
+    return most
 
 
 def merge(windows: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -269,10 +331,12 @@ def check(
     electors: int = 0,
     extra: Sequence[str] = (),
     torn_writes: Sequence[tuple[float, str]] = (),
+    limits: dict[str, int] | None = None,
 ) -> Report:
+    limits = limits or {}
     ordered = sorted(intervals, key=lambda i: i.since)
     began_handoff = handoffs(ordered)
-    bad_tokens, resumed, excused = token_errors(ordered, torn_writes)
+    bad_tokens, resumed, excused = token_errors(ordered, torn_writes, tuple(limits or ()))
     all_gaps = key_gaps(ordered, start, end)
     slow: list[tuple[float, float, float]] = []
     counted: list[tuple[float, float, float]] = []
@@ -281,7 +345,9 @@ def check(
         counted.append((g[0], g[1], c))
         if c > bounds.gap:
             slow.append((g[0], g[1], c))
-    bad_pairs = overlaps(ordered)
+    bad_pairs = overlaps([i for i in ordered if i.key not in limits])
+    keyed = by_key(ordered)
+    most = {k: (most_at_once(keyed.get(k, [])), n) for k, n in limits.items()}
     return Report(
         backend=backend,
         duration=end - start,
@@ -297,6 +363,7 @@ def check(
         gap_bound=bounds.gap,
         slow_gaps=slow,
         keys=len({i.key for i in ordered}),
+        most_holders=most,
         by_kind=split_by_kind(
             ordered, began_handoff, bad_pairs, bad_tokens, counted, faults, bounds.gap
         ),

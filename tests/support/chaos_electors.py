@@ -75,9 +75,12 @@ class Roster:
         term: float,
         renew: float,
         retry: float,
+        limits: dict[str, int] | None = None,
         log: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.stage = stage
+        self.limits = limits or {}
+        """Semaphore keys and their limits (every other key: one leader)."""
         self.workdir = workdir
         self.keys = keys
         self.term, self.renew, self.retry = term, renew, retry
@@ -98,7 +101,7 @@ class Roster:
             f"http://127.0.0.1:{proxy.port}", self.keys, identity,
             self.workdir / f"{identity}.jsonl",
             term=self.term, renew=self.renew, retry=self.retry,
-            kind="async" if serial % 2 else "sync",
+            kind="async" if serial % 2 else "sync", limits=self.limits,
         ).start()  # fmt: skip
         c = Candidate(elector, proxy, replica)
         with self.lock:

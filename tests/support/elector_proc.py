@@ -168,6 +168,7 @@ class ElectorProcess:
         timeout: float | None = None,
         watch: bool = True,
         kind: str = "sync",
+        limits: dict[str, int] | None = None,
     ) -> None:
         self.identity = identity
         self.log = log
@@ -185,6 +186,8 @@ class ElectorProcess:
         if not watch:
             self.args.append("--no-watch")
         self.args += ["--kind", kind]
+        for k, n in (limits or {}).items():
+            self.args += ["--limit", f"{k}={n}"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.killed_at: float | None = None
         self._events: list[dict[str, Any]] = []
@@ -307,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="followers poll every retry instead of following the watch stream",
     )  # fmt: skip
     p.add_argument(
+        "--limit", action="append", default=[], metavar="KEY=N",
+        help="elect on KEY as a semaphore of N slots (leading: holding one)",
+    )  # fmt: skip
+    p.add_argument(
         "--kind", choices=("sync", "async"), default="sync",
         help="LeaderElector in threads, or AsyncLeaderElector in an event loop",
     )  # fmt: skip
@@ -404,8 +411,10 @@ def elector_for(
     electors: Electors, client: Any, key: str, args: argparse.Namespace, log: Log
 ) -> Elector:
     config = Config(args.term, args.renew, args.retry, margin=args.margin, timeout=args.timeout)
+    limits = dict(item.split("=", 1) for item in args.limit)
     elector = electors.new(
         client, key, identity=args.identity, config=config, watch=args.watch,
+        limit=int(limits.get(key, 1)),
         on_elected=lambda me, cancel: elected(),
         on_ousting=lambda me, cancel: ousting(),
         on_error=lambda me, exc, cancel: error(exc),

@@ -22,7 +22,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from leaderelection_service import refusals
+from leaderelection_service import refusals, semaphore_rules
 from leaderelection_service.events import describe
 from leaderelection_service.lease_rules import (
     decide_acquire,
@@ -85,6 +85,22 @@ assert _TRANSFERRED is not None
 TRANSFERRED = LeaseView(_TRANSFERRED, _at(49.0)).to_public()
 """What the holder's transfer answers: its term ended, OTHER named its successor."""
 
+
+def _semaphore() -> LeaseRecord:
+    """Workers ``w-1`` and ``w-2`` hold two of the three slots of ``SEMAPHORE_KEY``."""
+    rec = None
+    for i, holder in enumerate(("w-1", "w-2")):
+        rec = semaphore_rules.decide_acquire(
+            rec, key=SEMAPHORE_KEY, holder=holder, ttl=TTL, now=_at(i), limit=3
+        )
+    assert rec is not None
+    return rec
+
+
+SEMAPHORE_KEY = "jobs-heavy"
+SEMAPHORE = LeaseView(_semaphore(), _at(1.5)).to_public()
+"""What a semaphore key (limit 3) answers the acquire of its second holder."""
+
 ACQUIRE_BODY = {"holder": HOLDER, "ttl": TTL}
 RENEW_BODY = {"holder": HOLDER, "fencing_token": TOKEN, "ttl": TTL}
 RELEASE_BODY = {"holder": HOLDER, "fencing_token": TOKEN}
@@ -128,6 +144,9 @@ def _plain(code: str, message: str) -> dict[str, Any]:
 ERRORS: dict[str, dict[str, Any]] = {
     "lease_held": _error(refusals.held(KEY, LeaseView(_RENEWED, _NOW))),
     "lease_lost": _error(refusals.lost(KEY, LeaseView(_RENEWED, _NOW), OTHER, 1)),
+    "limit_mismatch": _error(
+        refusals.limit_mismatch(SEMAPHORE_KEY, LeaseView(_semaphore(), _at(1.5)), 1)
+    ),
     "not_found": _error(refusals.never_acquired("cron-weekly")),
     "invalid_body": _plain("invalid_request", "ttl: must be between 0.5 and 3600 seconds, got 0.1"),
     "invalid_key": _plain(

@@ -96,7 +96,7 @@ class HotRoutes:
         backend: LeaseBackend = app.state.backend
         settings: Settings = app.state.settings
         try:
-            view = await perform(name, key, req, backend, settings)
+            view = await perform(name, key, req, backend, settings, who)
         except LeaseError as exc:
             await lease_error_response(exc, app.state.failures)(scope, receive, send)
             return

@@ -35,6 +35,7 @@ from leaderelection_service.api.security import (
 )
 from leaderelection_service.lease_errors import InvalidRequest
 from leaderelection_service.records import PREFIX_PATTERN, LeaseView, valid_key
+from leaderelection_service.slots import for_lookup
 
 router = APIRouter(prefix="/v1/leases", tags=["leases"])
 
@@ -47,6 +48,16 @@ def lease_json(view: LeaseView) -> Response:
     return Response(json.dumps(view.to_public()), media_type="application/json")
 
 
+def looked_up(view: LeaseView) -> LeaseView:
+    """A lookup's view: a semaphore key's fields describe its most recently granted
+    slot still held (``slots.for_lookup``); a backend's read describes the slot its
+    last write concerned, which is what the watch stream reports."""
+    if not view.record.slots:
+        return view
+    rec = for_lookup(view.record, view.server_time, view.allowance)
+    return LeaseView(rec, view.server_time, view.allowance)
+
+
 @router.post(
     "/{key}/acquire",
     response_model=Lease,
@@ -54,7 +65,7 @@ def lease_json(view: LeaseView) -> Response:
     responses=answer(
         "The lease, held by the caller: a new term, or its own extended", examples.ACQUIRED
     )
-    | refused(*WRITES, "lease_held"),
+    | refused(*WRITES, "lease_held", "limit_mismatch"),
     summary="Acquire a lease, or extend it if this holder already holds it",
 )
 async def acquire(
@@ -65,8 +76,9 @@ async def acquire(
     ],
     backend: Backend,
     settings: AppSettings,
+    who: Caller,
 ) -> Response:
-    return lease_json(await perform("acquire", key, body, backend, settings))
+    return lease_json(await perform("acquire", key, body, backend, settings, who))
 
 
 @router.post(
@@ -215,7 +227,7 @@ async def transfer(
     summary="Look up a lease",
 )
 async def lookup(key: ReadableKey, backend: Backend) -> Response:
-    return lease_json(await backend.get(key))
+    return lease_json(looked_up(await backend.get(key)))
 
 
 def operation_routes() -> dict[str, APIRoute]:
@@ -270,7 +282,7 @@ async def list_leases(
     views = await backend.list(prefix, after, limit + 1)
     page, more = views[:limit], len(views) > limit
     body = {
-        "leases": [v.to_public() for v in page],
+        "leases": [looked_up(v).to_public() for v in page],
         "next_cursor": encode_cursor(page[-1].record.key) if more and page else None,
     }
     return Response(json.dumps(body), media_type="application/json")

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from leaderelection_service.api.deps import check_holder, check_ttl, check_value
+from leaderelection_service.auth import OPEN, ApiToken
 from leaderelection_service.records import LeaseView
 from leaderelection_service.settings import Settings
 from leaderelection_service.storage import LeaseBackend
@@ -30,13 +31,26 @@ OPERATIONS = ("acquire", "renew", "release")
 
 
 async def perform(
-    operation: str, key: str, body: Any, backend: LeaseBackend, settings: Settings
+    operation: str,
+    key: str,
+    body: Any,
+    backend: LeaseBackend,
+    settings: Settings,
+    who: ApiToken = OPEN,
 ) -> LeaseView:
-    """Check ``body`` (``AcquireBody``, ``RenewBody`` or ``ReleaseBody``), call the backend."""
+    """Check ``body`` (``AcquireBody``, ``RenewBody`` or ``ReleaseBody``), call the backend.
+
+    ``who`` matters to acquire only: an admin token presented (not the open
+    service's caller, who presents none) may change a held semaphore key's limit.
+    """
     holder = check_holder(body.holder)
     if operation == "acquire":
         ttl = check_ttl(body.ttl, settings)
-        return await backend.acquire(key, holder, ttl, check_value(body.value))
+        value = check_value(body.value)
+        admin = who is not OPEN and who.may_administer(key)
+        if (body.limit is None or body.limit == 1) and not admin:
+            return await backend.acquire(key, holder, ttl, value)  # a plain lease, as before
+        return await backend.acquire(key, holder, ttl, value, body.limit or 1, admin)
     if operation == "renew":
         ttl = None if body.ttl is None else check_ttl(body.ttl, settings)
         value = check_value(body.value)

@@ -51,6 +51,10 @@ _REFUSALS: dict[str, tuple[int, str]] = {
     "not_found": (404, "the key was never acquired; `lease` is null"),
     "lease_held": (409, "another holder has the lease; `lease` is its record"),
     "lease_lost": (409, "another holder or term has the lease, or it was released"),
+    "limit_mismatch": (
+        409,
+        "the key is held with another limit; only an admin token may change it",
+    ),
     "body_too_large": (413, "the body is larger than the service accepts"),
     "invalid_key": (422, "the key does not match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
     "invalid_body": (422, "a malformed body, or a ttl out of the service's range"),

@@ -14,10 +14,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from leaderelection_service.records import HOLDER_MAX, VALUE_MAX_BYTES, LeaseState
+from leaderelection_service.semaphore_rules import LIMIT_MAX
 
 ErrorCode = Literal[
     "lease_held",
     "lease_lost",
+    "limit_mismatch",
     "not_found",
     "invalid_request",
     "unauthorized",
@@ -64,6 +66,16 @@ class AcquireBody(_Body):
     holder: StrictStr = _HOLDER
     ttl: float = _TTL
     value: StrictStr | None = _VALUE
+    # Optional rather than defaulting to 1, as ``announce`` below (generated clients).
+    limit: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=LIMIT_MAX,
+        description="How many holders the key grants at once (a semaphore), "
+        f"1-{LIMIT_MAX}. Omitted: 1, a plain lease. While the key is held, another limit "
+        "is refused `limit_mismatch` unless the token is an admin token, which sets it.",
+        examples=[3],
+    )
 
 
 class RenewBody(_Body):
@@ -114,6 +126,19 @@ class TransferBody(_Body):
     )
 
 
+class Slot(BaseModel):
+    """One holder's slot of a semaphore key."""
+
+    holder: str
+    fencing_token: int = Field(description="Strictly increases across all of the key's grants.")
+    ttl: float
+    acquired_at: Timestamp
+    renewed_at: Timestamp
+    expires_at: Timestamp
+    state: LeaseState
+    value: str | None
+
+
 class Lease(BaseModel):
     """A lease record as one clock saw it."""
 
@@ -136,6 +161,17 @@ class Lease(BaseModel):
         default=None,
         description="Present only while the lease is handed to this holder (a transfer): for "
         "one ttl after the term ends only it may acquire. Absent otherwise.",
+    )
+    limit: int | None = Field(
+        default=None,
+        description="A semaphore key only (absent for a plain lease): how many holders it "
+        "grants at once.",
+    )
+    holders: list[Slot] | None = Field(
+        default=None,
+        description="A semaphore key only (absent for a plain lease): every slot held now, "
+        "oldest grant first. The fields above describe one slot: the caller's in an "
+        "acquire, renew or release answer; the most recently granted one held in a lookup.",
     )
 
 

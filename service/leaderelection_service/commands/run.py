@@ -5,6 +5,7 @@ Example::
     leaderelection run --key nightly-report --ttl 15 -- ./report.sh --all
     leaderelection run --key shard-7 --server http://leases:8080 --token "$T" -- python worker.py
     leaderelection run --key api-primary --value 10.0.0.7:8443 -- ./serve.sh   # published
+    leaderelection run --key heavy-job --limit 3 -- ./crunch.sh   # at most 3 run at once
 
 Any number of copies may run on any hosts; the one that leads ``--key`` runs
 the command, the others wait. What happens when:
@@ -108,6 +109,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--value",
         help="what the leader publishes as the lease's value (an address, a version; "
         "at most 4096 bytes of UTF-8)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=1,
+        help="how many copies may run CMD at once (a semaphore, as `consul lock -n`; "
+        "1-1000, default 1); every copy on the key must give the same limit",
     )
     parser.add_argument(
         "--no-wait",
@@ -241,6 +249,7 @@ class Runner:
             identity=args.holder,
             config=config,
             value=args.value,
+            limit=args.limit,
             on_elected=lambda me, cancel: self.events.put(("elected", None)),
             on_ousting=lambda me, cancel: self.events.put(("ousted", None)),
             on_error=lambda me, err, cancel: self.on_error(err),
@@ -379,7 +388,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         config = config_for(args.ttl, args.retry, grace)
         runner = Runner(args, cmd, config, grace)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         print(f"leaderelection run: {exc}", file=sys.stderr)
         return USAGE
     return runner.run()

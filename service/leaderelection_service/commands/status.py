@@ -113,19 +113,33 @@ def _seconds(value: float | None) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+def _row(key: str, lease: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        key,
+        # a pending transfer: the successor after an arrow, one word
+        lease["holder"] + (f"→{lease['successor']}" if lease.get("successor") else ""),
+        str(lease["fencing_token"]),
+        _seconds(time_left(lease)),
+        state(lease),
+        shown_value(lease.get("value")),
+    )
+
+
+def rows_of(lease: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One line for a plain lease; a semaphore key (``limit``): a line per slot held,
+    its key as ``KEY[held/limit]``, or its record's line when none is held."""
+    if "limit" not in lease:
+        return [_row(lease["key"], lease)]
+    holders = lease.get("holders") or []
+    key = f"{lease['key']}[{len(holders)}/{lease['limit']}]"
+    if not holders:
+        return [_row(key, lease)]
+    at = lease["server_time"]
+    return [_row(key, {**slot, "held": True, "server_time": at}) for slot in holders]
+
+
 def table(leases: list[dict[str, Any]]) -> str:
-    rows = [COLUMNS] + [
-        (
-            lease["key"],
-            # a pending transfer: the successor after an arrow, one word
-            lease["holder"] + (f"→{lease['successor']}" if lease.get("successor") else ""),
-            str(lease["fencing_token"]),
-            _seconds(time_left(lease)),
-            state(lease),
-            shown_value(lease.get("value")),
-        )
-        for lease in leases
-    ]
+    rows = [COLUMNS] + [row for lease in leases for row in rows_of(lease)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = []
     for row in rows:

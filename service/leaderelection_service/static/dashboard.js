@@ -233,7 +233,9 @@ function changedAt(type, lease) {
 }
 
 function stateOf(lease) {
-  // The service decides the state on its clock; the page never guesses it.
+  // The service decides the state on its clock; the page never guesses it. A
+  // semaphore key (limit, holders) is held while any of its slots is.
+  if (lease.holders && lease.holders.length > 0) return "held";
   return lease.state;
 }
 
@@ -246,6 +248,18 @@ function forget(event) {
   order.splice(order.indexOf(event.key), 1);
   announce(`${event.key}: deleted (last holder ${event.lease.holder})`);
   scheduleDraw();
+}
+
+function holderText(lease) {
+  // A semaphore key: every holder, and how many of its slots are free.
+  if (lease.limit === undefined) return lease.holder;
+  const names = lease.holders.map((slot) => slot.holder).join(", ") || "—";
+  return `${names} (${lease.limit - lease.holders.length} of ${lease.limit} slots free)`;
+}
+
+function tokenText(lease) {
+  if (lease.limit === undefined || lease.holders.length === 0) return String(lease.fencing_token);
+  return lease.holders.map((slot) => slot.fencing_token).join(", ");
 }
 
 function apply(type, event) {
@@ -370,7 +384,7 @@ function updateRow(entry) {
   const row = entry.row;
   const lease = entry.lease;
   row.dataset.state = entry.state;
-  row.querySelector(".holder .name").textContent = lease.holder;
+  row.querySelector(".holder .name").textContent = holderText(lease);
   // A pending transfer (docs/contract.md, "transfer"): shown until the successor's term begins.
   const successor = row.querySelector(".holder .successor");
   successor.textContent = lease.successor == null ? "" : ` → ${lease.successor}`;
@@ -380,7 +394,7 @@ function updateRow(entry) {
   value.textContent = lease.value ?? "—";
   value.title = lease.value ?? "no value published";
   value.toggleAttribute("data-none", lease.value == null);
-  row.querySelector(".token").textContent = String(lease.fencing_token);
+  row.querySelector(".token").textContent = tokenText(lease);
   row.querySelector(".transitions").textContent = String(lease.transitions);
   const badge = row.querySelector(".badge");
   badge.dataset.state = entry.state;

@@ -46,11 +46,18 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
+from leaderelection_service import semaphore_rules
+from leaderelection_service.backends.sql import semaphore_path
 from leaderelection_service.backends.sql.deletion import pg_delete, threaded_delete
 from leaderelection_service.backends.sql.engine import engine_url, make_engine
 from leaderelection_service.backends.sql.floor import FloorSql, lock_tag
 from leaderelection_service.backends.sql.notify import Changes, PgListener
-from leaderelection_service.backends.sql.rows import LeaseRow, prefix_upper, to_us, to_view
+from leaderelection_service.backends.sql.rows import (
+    LeaseRow,
+    prefix_upper,
+    to_us,
+    to_view,
+)
 from leaderelection_service.backends.sql.schema import (
     SCHEMA_VERSION,
     SchemaGate,
@@ -59,6 +66,7 @@ from leaderelection_service.backends.sql.schema import (
     migrate,
     tables,
 )
+from leaderelection_service.backends.sql.semaphore_path import SemaphorePath
 from leaderelection_service.backends.sql.statements import statements_for
 from leaderelection_service.lease_errors import BackendUnavailable, LeaseHeld
 from leaderelection_service.records import LeaseView, valid_key
@@ -130,6 +138,9 @@ class SqlLeases:
 
             self.db = ThreadedSql(self.engine, st, gate, threads=pool_size * 2, allow_us=allow_us)
         self.st = st
+        self.semaphores = SemaphorePath(
+            self.db, self.dialect, quoted, self.names.channel, allowance=clock_skew_allowance
+        )
         self._changes: Changes | None = None
         self._listener: PgListener | None = None
 
@@ -146,12 +157,22 @@ class SqlLeases:
     # -- LeaseBackend ------------------------------------------------------------
 
     async def acquire(
-        self, key: str, holder: str, ttl: float, value: str | None = None
+        self,
+        key: str,
+        holder: str,
+        ttl: float,
+        value: str | None = None,
+        limit: int = 1,
+        may_change_limit: bool = False,
     ) -> LeaseView:
         _check_key(key)
+        if limit != 1:
+            return await self._semaphore_acquire(key, holder, ttl, value, limit, may_change_limit)
         ttl_us = to_us(ttl)
         for _ in range(3):
             granted, row = await self.db.acquire(key, holder, ttl_us, value)
+            if row is not None and row.slots is not None:  # refused: a semaphore key
+                return await self._semaphore_acquire(key, holder, ttl, value, 1, may_change_limit)
             if row is None:
                 continue
             view = to_view(row, self._allowance)
@@ -184,6 +205,21 @@ class SqlLeases:
         ttl_us = None if ttl is None else to_us(ttl)
         announced = None if value is None else announce  # NULL, NULL: the value unchanged
         granted, row = await self.db.renew(key, holder, fencing_token, ttl_us, value, announced)
+        if not granted and row is not None and row.slots is not None:
+            return await self._semaphore(
+                key,
+                lambda cur, now: semaphore_rules.decide_renew(
+                    cur,
+                    key=key,
+                    holder=holder,
+                    fencing_token=fencing_token,
+                    ttl=ttl,
+                    now=now,
+                    allowance=self._allowance,
+                    value=value,
+                    announce=announce,
+                ),
+            )
         view = self._owner_view(key, row)
         if not granted:
             raise lost(key, view, holder, fencing_token)
@@ -193,6 +229,18 @@ class SqlLeases:
     async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView:
         _check_key(key)
         granted, row = await self.db.release(key, holder, fencing_token)
+        if not granted and row is not None and row.slots is not None:
+            return await self._semaphore(
+                key,
+                lambda cur, now: semaphore_rules.decide_release(
+                    cur,
+                    key=key,
+                    holder=holder,
+                    fencing_token=fencing_token,
+                    now=now,
+                    allowance=self._allowance,
+                ),
+            )
         view = self._owner_view(key, row)
         rec = view.record
         if granted:
@@ -205,6 +253,10 @@ class SqlLeases:
     async def revoke(self, key: str) -> LeaseView:
         _check_key(key)
         granted, row = await self.db.revoke(key)
+        if not granted and row is not None and row.slots is not None:
+            return await self._semaphore(
+                key, lambda cur, now: semaphore_rules.decide_revoke(cur, key=key, now=now)
+            )
         view = self._owner_view(key, row)  # not granted: already released or revoked
         if granted:
             self._written(key)
@@ -244,6 +296,36 @@ class SqlLeases:
             raise refusal
         if not transferred_already(view.record, to=to, holder=holder):
             raise BackendUnavailable("the lease row changed under a refused transfer; try again")
+        return view
+
+    async def _semaphore_acquire(
+        self,
+        key: str,
+        holder: str,
+        ttl: float,
+        value: str | None,
+        limit: int,
+        may_change_limit: bool,
+    ) -> LeaseView:
+        return await self._semaphore(
+            key,
+            lambda cur, now: semaphore_rules.decide_acquire(
+                cur,
+                key=key,
+                holder=holder,
+                ttl=round(ttl, 6),
+                now=now,
+                limit=limit,
+                allowance=self._allowance,
+                value=value,
+                may_change_limit=may_change_limit,
+            ),
+        )
+
+    async def _semaphore(self, key: str, decide: semaphore_path.Decide) -> LeaseView:
+        """A semaphore key's operation: read, decide, compare-and-set (``semaphore_path``)."""
+        view = await self.semaphores.change(key, decide)
+        self._written(key)
         return view
 
     def _refusal(self, key: str, view: LeaseView, holder: str) -> LeaseHeld | None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from leaderelection_service.backends.sql.floor import FloorSql
 from leaderelection_service.backends.sql.rows import LeaseRow, to_view
+from leaderelection_service.slots import held_slots
 from leaderelection_service.token_floor import floor_after
 
 if TYPE_CHECKING:
@@ -34,7 +35,10 @@ Outcome = tuple[Literal["deleted", "held", "absent"], LeaseRow | None]
 def _decide(row: LeaseRow | None, allowance: float) -> Literal["deleted", "held", "absent"]:
     if row is None:
         return "absent"
-    return "held" if to_view(row, allowance).held else "deleted"
+    view = to_view(row, allowance)
+    # a semaphore key is held while any of its slots is
+    taken = view.held or held_slots(view.record, view.server_time, allowance)
+    return "held" if taken else "deleted"
 
 
 def _params(key: str, row: LeaseRow, lock: str) -> dict[str, Any]:

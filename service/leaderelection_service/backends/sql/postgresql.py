@@ -442,6 +442,15 @@ class PgSql:
     async def scan(self, sql: str, params: Mapping[str, Any]) -> list[LeaseRow]:
         return await self.fetch(sql, params)
 
+    async def clock_us(self) -> int:
+        """The database clock, in microseconds (``semaphore_path``)."""
+        rows = await self.execute(self.st.now, {}, tuple_row)
+        return int(rows[0][0])
+
+    async def cas_write(self, sql: str, params: dict[str, Any]) -> bool:
+        """One compare-and-set of ``semaphore_path`` (it returns a row when written)."""
+        return bool(await self.execute(sql, params, tuple_row))
+
     async def ping(self) -> None:
         """The server answers; also reads whether it replicates synchronously (``warning``)."""
         rows = await self.execute(QUERY, {}, tuple_row)

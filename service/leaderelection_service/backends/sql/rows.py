@@ -57,6 +57,10 @@ class LeaseRow(NamedTuple):
     revoked: bool
     successor: str | None
     """The holder the lease is handed to (rule "transfer"); None: nobody."""
+    lease_limit: int
+    """1 for a plain lease; a semaphore key's limit (schema version 3)."""
+    slots: Any
+    """NULL for a plain lease; a semaphore key's slots and history (``slot_rows``)."""
     now_us: int
     """The database clock when the statement ran (judges ``held``)."""
     granted: bool | None = None
@@ -90,6 +94,8 @@ def to_us(seconds: float) -> int:
 
 
 def to_record(row: LeaseRow) -> LeaseRecord:
+    if row.slots is not None:
+        return semaphore_record(row)
     holder, acquired, expires, past = row.holder, row.acquired_us, row.expires_us, row.past
     value, revoked, successor = row.lease_value, bool(row.revoked), row.successor
     released = bool(row.released)
@@ -162,6 +168,31 @@ def terms(
 
 def to_view(row: LeaseRow, allowance: float) -> LeaseView:
     return LeaseView(to_record(row), from_us(row.now_us), allowance)
+
+
+def semaphore_record(row: LeaseRow) -> LeaseRecord:
+    """A semaphore row: its columns are one slot; ``slots`` holds them all and the history."""
+    from leaderelection_service.backends.sql.slot_rows import decode_slots
+
+    slots, history = decode_slots(row.slots)
+    return LeaseRecord(
+        key=row.lease_key,
+        holder=row.holder,
+        fencing_token=int(row.fencing_token),
+        ttl=int(row.ttl_us) / 1_000_000,
+        acquired_at=from_us(row.acquired_us),
+        renewed_at=from_us(row.renewed_us),
+        expires_at=from_us(row.expires_us),
+        transitions=int(row.transitions),
+        released=bool(row.released),
+        revision=int(row.revision),
+        history=history,
+        value=row.lease_value,
+        announced=bool(row.announced),
+        revoked=bool(row.revoked),
+        limit=int(row.lease_limit),
+        slots=slots,
+    )
 
 
 def prefix_upper(prefix: str) -> str | None:

@@ -21,7 +21,10 @@ text), ``announced`` and ``revoked`` (booleans, default false) to the lease tabl
 ``migrate`` adds in place to a version-1 table: its rows and tokens stay; 3
 adds the token floor (``floor.py``: ``<table>_floor`` and, on PostgreSQL, the
 function ``<table>_floor_at``), added in place by ``added_in_3``; 4 adds
-``successor`` (nullable, the holder a lease is handed to), likewise in place.
+``successor`` (nullable, the holder a lease is handed to), likewise in place;
+5 adds the semaphore columns (``SEMAPHORE_COLUMNS``): ``lease_limit`` (integer,
+default 1) and ``slots`` (nullable JSON; NULL: a plain lease), added in place
+the same way (every existing row stays a plain lease).
 """
 
 from __future__ import annotations
@@ -44,13 +47,14 @@ from sqlalchemy import (
     false,
     inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql
 
 from leaderelection_service.sql_names import DEFAULT_TABLE, check_identifier
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Bump with every change of the tables; ``migrate`` brings older ones up to it."""
 
 
@@ -114,6 +118,8 @@ def tables(names: TableNames) -> tuple[Table, Table]:
         Column("announced", Boolean, nullable=False, server_default=false()),
         Column("revoked", Boolean, nullable=False, server_default=false()),
         Column("successor", _HOLDER, nullable=True),
+        Column("lease_limit", BigInteger, nullable=False, server_default=text("1")),
+        Column("slots", _JSON, nullable=True),
         **mysql_opts,
     )
     meta = Table(
@@ -187,6 +193,8 @@ ADDED_IN_2 = ("lease_value", "announced", "revoked")
 ADDED_FOR_TRANSFER = ("successor",)
 """Version 4: the holder a lease is handed to (rule "transfer"), nullable."""
 NULLABLE = ("lease_value", "successor")
+SEMAPHORE_COLUMNS = {"lease_limit": " NOT NULL DEFAULT 1", "slots": " NULL"}
+"""Version 5 (semaphores): each column and the tail of its ``ADD COLUMN``."""
 
 
 def added_in_3(engine: Engine, names: TableNames) -> None:
@@ -212,6 +220,10 @@ def _upgrade(engine: Engine, names: TableNames) -> None:
             default = " NOT NULL DEFAULT " + ("FALSE" if dialect.name == "postgresql" else "0")
             tail = " NULL" if name in NULLABLE else default
             conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {name} {sql_type}{tail}")
+        for name, tail in SEMAPHORE_COLUMNS.items():
+            if name not in have:
+                sql_type = leases.c[name].type.compile(dialect=dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {name} {sql_type}{tail}")
     added_in_3(engine, names)
     with engine.begin() as conn:
         conn.execute(

@@ -196,6 +196,26 @@ class ThreadedSql:
 
         return await self._run(run)
 
+    async def clock_us(self) -> int:
+        """The database clock, in microseconds (``semaphore_path``)."""
+
+        def run(cur: Any) -> int:
+            cur.execute(self.st.now)
+            if self.st.two_step:  # MariaDB's ``now`` sets @now
+                cur.execute("SELECT @now")
+            return int(cur.fetchone()[0])
+
+        return await self._run(run)
+
+    async def cas_write(self, sql: str, params: dict[str, Any]) -> bool:
+        """One compare-and-set of ``semaphore_path``: whether it wrote the row."""
+
+        def run(cur: Any) -> bool:
+            cur.execute(sql, params)
+            return bool(cur.rowcount == 1)
+
+        return await self._run(run)
+
     async def ping(self) -> None:
         await self._run(lambda cur: cur.execute(self.st.now))
 

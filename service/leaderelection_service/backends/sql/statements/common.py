@@ -34,6 +34,12 @@ COLUMNS = (
     "lease_key, holder, fencing_token, ttl_us, acquired_us, renewed_us, expires_us, "
     "transitions, released, revision, past, lease_value, announced, revoked, successor"
 )
+READ = f"{COLUMNS}, lease_limit, slots"
+"""What every statement returns of a row: ``COLUMNS`` and the semaphore columns
+(schema version 3), which only ``backends/sql/semaphore_path.py`` writes."""
+PLAIN = "slots IS NULL"
+"""Rule "one record per key": these statements decide for plain leases only; a
+semaphore row (``slots`` set) is refused, and the backend takes the semaphore path."""
 KEEP = HISTORY_LIMIT - 1
 """Closed terms kept in ``past``; the row itself is the current term."""
 OWNER = "lease_key = %(key)s AND holder = %(holder)s AND fencing_token = %(token)s"
@@ -112,7 +118,7 @@ def on_conflict(now: str, append: str) -> str:
     THEN FALSE ELSE r.announced END,
   revoked = FALSE,
   successor = NULL
-WHERE {is_free} OR (r.holder = excluded.holder AND r.successor IS NULL)"""
+WHERE ({is_free} OR (r.holder = excluded.holder AND r.successor IS NULL)) AND r.{PLAIN}"""
 
 
 def standard(
@@ -129,7 +135,7 @@ INSERT INTO {table} AS r ({COLUMNS})
 VALUES (%(key)s, %(holder)s, {first}, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE,
         {first}, {empty}, %(value)s, FALSE, FALSE, NULL)
 {on_conflict(now, append)}
-RETURNING {COLUMNS}, {now} AS now_us"""
+RETURNING {READ}, {now} AS now_us"""
     # Rule "renew only by the holder with its fencing token": the same term,
     # extended from now, even past expiry while it was not released. Rule
     # "value": a renew that sends one replaces it (``announced`` says whether
@@ -142,23 +148,23 @@ UPDATE {table} SET
   revision = revision + 1,
   lease_value = COALESCE(%(value)s, lease_value),
   announced = COALESCE(%(announced)s, announced)
-WHERE {OWNER} AND NOT released AND successor IS NULL
-RETURNING {COLUMNS}, {now} AS now_us"""
+WHERE {OWNER} AND NOT released AND successor IS NULL AND {PLAIN}
+RETURNING {READ}, {now} AS now_us"""
     # Rule "release only by the holder with its fencing token": free at once,
     # the row (and its token counter) kept so that tokens never repeat.
     release = f"""
 UPDATE {table} SET released = TRUE, expires_us = {now}, revision = revision + 1
-WHERE {OWNER} AND NOT released
-RETURNING {COLUMNS}, {now} AS now_us"""
+WHERE {OWNER} AND NOT released AND {PLAIN}
+RETURNING {READ}, {now} AS now_us"""
     # Rule "revoke": an operator ends the current term at once, held or lapsed;
     # an already released or revoked lease is left as it is.
     revoke = f"""
 UPDATE {table} SET released = TRUE, revoked = TRUE, expires_us = {now}, revision = revision + 1
-WHERE lease_key = %(key)s AND NOT released
-RETURNING {COLUMNS}, {now} AS now_us"""
+WHERE lease_key = %(key)s AND NOT released AND {PLAIN}
+RETURNING {READ}, {now} AS now_us"""
     transfer, handover = transfers(table, now)
-    transfer += f"\nRETURNING {COLUMNS}, {now} AS now_us"
-    handover += f"\nRETURNING {COLUMNS}, {now} AS now_us"
+    transfer += f"\nRETURNING {READ}, {now} AS now_us"
+    handover += f"\nRETURNING {READ}, {now} AS now_us"
     return Statements(
         dialect,
         acquire,
@@ -172,28 +178,31 @@ RETURNING {COLUMNS}, {now} AS now_us"""
 
 
 def transfers(table: str, now: str) -> tuple[str, str]:
-    """The holder's and the operator's transfer, without RETURNING (MariaDB has none)."""
+    """The holder's and the operator's transfer, without RETURNING (MariaDB has none).
+
+    A semaphore row (``slots`` set) is never transferred: only a key of limit 1
+    has one holder to hand on."""
     # Rule "transfer" by the holder: as release (by the holder with its fencing
     # token, not released), the term ends now and names the successor, in one write.
     transfer = f"""
 UPDATE {table} SET released = TRUE, expires_us = {now}, successor = %(to)s,
   revision = revision + 1
-WHERE {OWNER} AND NOT released"""
+WHERE {OWNER} AND NOT released AND {PLAIN}"""
     # Rule "transfer" by an operator: the held term (not released, not lapsed)
     # names the successor, unless it is its holder or named already; the term goes on.
     handover = f"""
 UPDATE {table} SET successor = %(to)s, revision = revision + 1
 WHERE lease_key = %(key)s AND NOT released AND expires_us + %(allow_us)s > {now}
-  AND holder <> %(to)s AND (successor IS NULL OR successor <> %(to)s)"""
+  AND holder <> %(to)s AND (successor IS NULL OR successor <> %(to)s) AND {PLAIN}"""
     return transfer, handover
 
 
 def reads(table: str, now: str) -> tuple[str, str, str, str]:
     """``get``, ``now``, ``scan``, ``scan_to``: reads decide nothing; each row
     comes with the database clock (``now_us``) that judges whether it is held."""
-    get = f"SELECT {COLUMNS}, {now} AS now_us FROM {table} WHERE lease_key = %(key)s"
+    get = f"SELECT {READ}, {now} AS now_us FROM {table} WHERE lease_key = %(key)s"
     scan = (
-        f"SELECT {COLUMNS}, {now} AS now_us FROM {table} "
+        f"SELECT {READ}, {now} AS now_us FROM {table} "
         "WHERE lease_key >= %(lo)s AND lease_key > %(after)s ORDER BY lease_key LIMIT %(limit)s"
     )
     scan_to = scan.replace("ORDER BY", "AND lease_key < %(hi)s ORDER BY")

@@ -18,6 +18,8 @@ from leaderelection_service.backends.sql.statements.common import (
     COLUMNS,
     KEEP,
     OWNER,
+    PLAIN,
+    READ,
     Statements,
     reads,
     transfers,
@@ -38,7 +40,9 @@ APPEND = (
 
 def mariadb(table: str, first: str = "1") -> Statements:
     now = NOW
-    mine = "(@free OR (holder = VALUES(holder) AND successor IS NULL))"
+    # A semaphore row (slots set) is neither free nor anyone's here: nothing changes,
+    # and the backend takes the semaphore path.
+    mine = f"(@free OR (holder = VALUES(holder) AND successor IS NULL AND {PLAIN}))"
     # Rule "acquire granted when free or already held by the caller": @free is
     # the lease being free (released, or expired past the allowance); then a
     # new term ("fencing token + 1 on a new term", "transitions count holder
@@ -52,7 +56,7 @@ INSERT INTO {table} ({COLUMNS})
 VALUES (%(key)s, %(holder)s, {first}, %(ttl_us)s, {now}, {now}, {now} + %(ttl_us)s, 0, FALSE,
         {first}, '[]', %(value)s, FALSE, FALSE, NULL)
 ON DUPLICATE KEY UPDATE
-  past = IF(@free := ((released OR expires_us + %(allow_us)s <= VALUES(renewed_us))
+  past = IF(@free := ({PLAIN} AND (released OR expires_us + %(allow_us)s <= VALUES(renewed_us))
                       AND (successor IS NULL OR successor = VALUES(holder)
                            OR expires_us + ttl_us + %(allow_us)s <= VALUES(renewed_us))),
             {APPEND}, past),
@@ -70,7 +74,7 @@ ON DUPLICATE KEY UPDATE
   revoked = IF({mine}, FALSE, revoked),
   successor = IF(@free, NULL, successor),
   holder = IF(@free, VALUES(holder), holder)
-RETURNING {COLUMNS}, {now} AS now_us"""
+RETURNING {READ}, {now} AS now_us"""
     # Rule "renew only by the holder with its fencing token" (row count 1:
     # granted), at the @now that ``now`` set for this transaction.
     renew = f"""
@@ -81,15 +85,15 @@ UPDATE {table} SET
   revision = revision + 1,
   lease_value = COALESCE(%(value)s, lease_value),
   announced = COALESCE(%(announced)s, announced)
-WHERE {OWNER} AND NOT released AND successor IS NULL"""
+WHERE {OWNER} AND NOT released AND successor IS NULL AND {PLAIN}"""
     # Rule "release only by the holder with its fencing token" (row count 1: granted).
     release = f"""
 UPDATE {table} SET released = TRUE, expires_us = @now, revision = revision + 1
-WHERE {OWNER} AND NOT released"""
+WHERE {OWNER} AND NOT released AND {PLAIN}"""
     # Rule "revoke": an operator ends the current term at once (row count 1: granted).
     revoke = f"""
 UPDATE {table} SET released = TRUE, revoked = TRUE, expires_us = @now, revision = revision + 1
-WHERE lease_key = %(key)s AND NOT released"""
+WHERE lease_key = %(key)s AND NOT released AND {PLAIN}"""
     transfer, handover = transfers(table, "@now")  # rule "transfer" (common.transfers)
     get, _, scan, scan_to = reads(table, now)
     return Statements(

@@ -20,6 +20,8 @@ from __future__ import annotations
 from leaderelection_service.backends.sql.statements.common import (
     COLUMNS,
     KEEP,
+    PLAIN,
+    READ,
     Statements,
     on_conflict,
     standard,
@@ -55,7 +57,7 @@ def postgresql(table: str, channel: str, first: str = "1", first_batch: str = "1
     # before the write is durable). A refused acquire answers with the current
     # row in the same round trip, which is what waiting candidates mostly get.
     notify = f"pg_notify('{channel}', lease_key) IS NULL AS notified"
-    returning = f"RETURNING {COLUMNS}, {now} AS now_us"
+    returning = f"RETURNING {READ}, {now} AS now_us"
 
     def notifying(sql: str) -> str:
         return sql.replace(returning, f"{returning}, {notify}")
@@ -65,9 +67,9 @@ def postgresql(table: str, channel: str, first: str = "1", first_batch: str = "1
     # granted = FALSE, so that lease_held carries the record in one round trip.
     acquire = f"""
 WITH up AS ({notifying(st_acquire)})
-SELECT {COLUMNS}, now_us, TRUE AS granted FROM up
+SELECT {READ}, now_us, TRUE AS granted FROM up
 UNION ALL
-SELECT {COLUMNS}, {now}, FALSE FROM {table}
+SELECT {READ}, {now}, FALSE FROM {table}
 WHERE lease_key = %(key)s AND NOT EXISTS (SELECT 1 FROM up)"""
     # Rule "acquire granted when free or already held by the caller", for many
     # keys: on_conflict's compare-and-set per key, refused keys answered with
@@ -86,11 +88,11 @@ WITH q AS (
   {on_conflict(now, APPEND)}
   {returning}, {notify}
 )
-SELECT {COLUMNS}, now_us, TRUE AS granted FROM up
+SELECT {READ}, now_us, TRUE AS granted FROM up
 UNION ALL
-SELECT {COLUMNS}, {now}, FALSE FROM {table}
+SELECT {READ}, {now}, FALSE FROM {table}
 WHERE lease_key IN (SELECT k FROM q) AND lease_key NOT IN (SELECT lease_key FROM up)"""
-    qualified = ", ".join("r." + c.strip() for c in COLUMNS.split(","))
+    qualified = ", ".join("r." + c.strip() for c in READ.split(","))
     # Rule "renew only by the holder with its fencing token", for many keys:
     # the single renew's SET and WHERE per key; a refused key returns no row
     # (its caller runs the single statement, which reads why).
@@ -112,7 +114,7 @@ UPDATE {table} AS r SET
   announced = COALESCE(q.an, r.announced)
 FROM q
 WHERE r.lease_key = q.k AND r.holder = q.h AND r.fencing_token = q.t AND NOT r.released
-  AND r.successor IS NULL
+  AND r.successor IS NULL AND r.{PLAIN}
   AND r.lease_key IN (SELECT lease_key FROM locked)
 RETURNING {qualified}, {now} AS now_us, pg_notify('{channel}', r.lease_key) IS NULL AS notified"""
     return Statements(
