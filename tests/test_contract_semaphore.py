@@ -214,3 +214,27 @@ async def test_history_keeps_every_slots_terms(lease_backend: LeaseBackend) -> N
     assert terms == [("a", 1, "released", None), ("b", 2, None, None), ("c", 3, None, "v-c")]
     got = (await lease_backend.get("s")).record
     assert [t.fencing_token for t in got.history] == [1, 2, 3]
+
+
+async def test_delete_waits_for_every_slot_and_tokens_go_on_above(
+    lease_backend: LeaseBackend,
+) -> None:
+    a = await lease_backend.acquire("sd", "a", 5.0, None, 3)
+    b = await lease_backend.acquire("sd", "b", 5.0, None, 3)
+    await lease_backend.release("sd", "b", b.record.fencing_token)
+    with pytest.raises(LeaseHeld):  # "a" still holds a slot, whichever slot the record shows
+        await lease_backend.delete("sd")
+    await lease_backend.release("sd", "a", a.record.fencing_token)
+    await lease_backend.delete("sd")
+    again = await lease_backend.acquire("sd", "c", 5.0, None, 3)
+    assert again.record.fencing_token > max(a.record.fencing_token, b.record.fencing_token)
+
+
+async def test_a_semaphore_key_is_not_transferred(lease_backend: LeaseBackend) -> None:
+    a = await lease_backend.acquire("st", "a", 5.0, None, 2)
+    with pytest.raises(LimitMismatch):
+        await lease_backend.transfer("st", "z")  # an operator's
+    with pytest.raises((LimitMismatch, LeaseLost)):
+        await lease_backend.transfer("st", "z", "a", a.record.fencing_token)  # the holder's
+    still = await lease_backend.get("st")
+    assert held_by(still) == ["a"] and still.record.successor is None

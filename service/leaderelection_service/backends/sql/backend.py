@@ -139,7 +139,12 @@ class SqlLeases:
             self.db = ThreadedSql(self.engine, st, gate, threads=pool_size * 2, allow_us=allow_us)
         self.st = st
         self.semaphores = SemaphorePath(
-            self.db, self.dialect, quoted, self.names.channel, allowance=clock_skew_allowance
+            self.db,
+            self.dialect,
+            quoted,
+            self.names.channel,
+            first=self.floor.first,
+            allowance=clock_skew_allowance,
         )
         self._changes: Changes | None = None
         self._listener: PgListener | None = None

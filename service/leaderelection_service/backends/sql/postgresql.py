@@ -447,6 +447,11 @@ class PgSql:
         rows = await self.execute(self.st.now, {}, tuple_row)
         return int(rows[0][0])
 
+    async def scalar(self, sql: str, params: dict[str, Any]) -> int:
+        """One integer (``semaphore_path``: a new key's first token above the floor)."""
+        rows = await self.execute(sql, params, tuple_row)
+        return int(rows[0][0])
+
     async def cas_write(self, sql: str, params: dict[str, Any]) -> bool:
         """One compare-and-set of ``semaphore_path`` (it returns a row when written)."""
         return bool(await self.execute(sql, params, tuple_row))

@@ -42,6 +42,7 @@ from leaderelection_service.backends.sql.rows import LeaseRow, from_us, to_recor
 from leaderelection_service.backends.sql.slot_rows import row_params
 from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.records import LeaseRecord, LeaseView
+from leaderelection_service.token_floor import SETTLE_ATTEMPTS, numbered
 
 Decide = Callable[[LeaseRecord | None, datetime], LeaseRecord | None]
 WRITTEN = (
@@ -68,6 +69,7 @@ class Db(Protocol):
     async def get(self, key: str) -> LeaseRow | None: ...
     async def clock_us(self) -> int: ...
     async def cas_write(self, sql: str, params: dict[str, Any]) -> bool: ...
+    async def scalar(self, sql: str, params: dict[str, Any]) -> int: ...
 
 
 def cas_statements(dialect: str, table: str, channel: str) -> tuple[str, str]:
@@ -105,11 +107,13 @@ class SemaphorePath:
         table: str,
         channel: str,
         *,
+        first: str = "1",
         allowance: float,
         max_attempts: int = 16,
     ) -> None:
         self.db = db
         self.insert, self.update = cas_statements(dialect, table, channel)
+        self._first = f"SELECT {first}"  # floor.FloorSql.first: the floor + 1
         self._allowance = allowance
         self._max_attempts = max_attempts
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -150,15 +154,43 @@ class SemaphorePath:
                 return LeaseView(cur, now, self._allowance)
             if cur is not None and new.revision == cur.revision:
                 return LeaseView(new, now, self._allowance)
-            params = row_params(new)
-            if cur is None:
-                written = await self.db.cas_write(self.insert, params)
-            else:
-                written = await self.db.cas_write(self.update, {**params, "expected": cur.revision})
-            if written:
+            if cur is None:  # a key's first record starts above the token floor
+                new = numbered(new, await self._floor(key))
+                if await self.db.cas_write(self.insert, row_params(new)):
+                    return LeaseView(await self._settled(key, new), now, self._allowance)
+                continue
+            params = {**row_params(new), "expected": cur.revision}
+            if await self.db.cas_write(self.update, params):
                 return LeaseView(new, now, self._allowance)
         raise BackendUnavailable(
             f"lease {key!r} is contended; retry",
+            retry_after=1.0,
+            kind="the lease is contended by concurrent writes; retry",
+        )
+
+    async def _floor(self, key: str) -> int:
+        return await self.db.scalar(self._first, {"key": key}) - 1
+
+    async def _settled(self, key: str, record: LeaseRecord) -> LeaseRecord:
+        """The created first record, renumbered if a delete raised the floor past it
+        between the floor read and the insert (as ``token_floor.settled``): that
+        delete committed before the insert found no row, so this later read sees
+        its floor."""
+        for _ in range(SETTLE_ATTEMPTS):
+            floor = await self._floor(key)
+            if floor < record.fencing_token:
+                return record
+            fixed = numbered(record, floor)
+            params = {**row_params(fixed), "expected": record.revision}
+            if await self.db.cas_write(self.update, params):
+                record = fixed
+                continue
+            row = await self.db.get(key)
+            if row is None or len(to_record(row).history) != 1:
+                break
+            record = to_record(row)
+        raise BackendUnavailable(
+            f"lease {key!r} was deleted and created again while it was acquired; retry",
             retry_after=1.0,
             kind="the lease is contended by concurrent writes; retry",
         )

@@ -207,6 +207,15 @@ class ThreadedSql:
 
         return await self._run(run)
 
+    async def scalar(self, sql: str, params: dict[str, Any]) -> int:
+        """One integer (``semaphore_path``: a new key's first token above the floor)."""
+
+        def run(cur: Any) -> int:
+            cur.execute(sql, params)
+            return int(cur.fetchone()[0])
+
+        return await self._run(run)
+
     async def cas_write(self, sql: str, params: dict[str, Any]) -> bool:
         """One compare-and-set of ``semaphore_path``: whether it wrote the row."""
 
