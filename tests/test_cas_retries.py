@@ -10,8 +10,9 @@ import pytest
 
 from leaderelection_service import lease_rules
 from leaderelection_service.backends.memory import MemoryStore
+from leaderelection_service.contention import backoff
 from leaderelection_service.lease_errors import BackendUnavailable
-from leaderelection_service.lease_rules import CasLeases, backoff
+from leaderelection_service.lease_rules import CasLeases
 from leaderelection_service.records import LeaseRecord
 
 

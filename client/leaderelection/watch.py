@@ -34,7 +34,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, Self, cast, get_args
 
 import httpx
 
@@ -54,19 +54,7 @@ EventType = Literal[
     "successor_named",
     "transferred",
 ]
-EVENT_TYPES = frozenset(
-    {
-        "acquired",
-        "taken_over",
-        "renewed",
-        "released",
-        "expired",
-        "revoked",
-        "deleted",
-        "successor_named",
-        "transferred",
-    }
-)
+EVENT_TYPES = frozenset(get_args(EventType))
 KEEPALIVE_TIMEOUT = 45.0
 """No byte for this long (the service sends a keep-alive every 15 s): the stream is dead."""
 

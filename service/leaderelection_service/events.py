@@ -57,7 +57,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from leaderelection_service.records import (
     HISTORY_LIMIT,
@@ -79,17 +79,7 @@ EventType = Literal[
     "successor_named",
     "transferred",
 ]
-EVENT_TYPES: tuple[EventType, ...] = (
-    "acquired",
-    "taken_over",
-    "renewed",
-    "released",
-    "expired",
-    "revoked",
-    "deleted",
-    "successor_named",
-    "transferred",
-)
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 FREED_BY = ("released", "revoked", "transferred")
 """How a term ends that frees the lease at once (not a lapse)."""
 

@@ -37,13 +37,12 @@ answers what the winner's record says, never a retried success.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from leaderelection_service import semaphore_rules, token_floor
 from leaderelection_service.change_signal import Changes
+from leaderelection_service.contention import KeyLocks, backoff
 from leaderelection_service.lease_errors import BackendUnavailable, WriteConflict
 from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.refusals import (
@@ -213,51 +212,6 @@ def _contended(key: str) -> BackendUnavailable:
         retry_after=1.0,
         kind="the lease is contended by concurrent writes; retry",
     )
-
-
-BACKOFF_BASE = 0.001
-BACKOFF_CAP = 0.05
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before ``attempt`` (0-based) after losing every earlier one.
-
-    Full jitter, doubling from ``BACKOFF_BASE`` up to ``BACKOFF_CAP``: two
-    processes writing one key in step would otherwise keep losing to each
-    other (each reads while the other's write is committing) until the
-    attempts run out. The first retry goes at once.
-    """
-    return random.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
-
-
-class KeyLocks:
-    """One asyncio lock per key in use, dropped when nobody holds or waits for it.
-
-    Within one process, operations on one key take turns instead of racing
-    each other's compare-and-set (which would only burn round trips and,
-    on a hot key, exhaust the attempts); other processes are still kept
-    apart by the compare-and-set itself.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 class CasLeases:

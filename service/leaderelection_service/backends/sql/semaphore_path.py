@@ -31,15 +31,14 @@ across a round trip, and SQLite has none).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
 from leaderelection_service.backends.sql.rows import LeaseRow, from_us, to_record
 from leaderelection_service.backends.sql.slot_rows import row_params
+from leaderelection_service.contention import KeyLocks, backoff
 from leaderelection_service.lease_errors import BackendUnavailable
 from leaderelection_service.records import LeaseRecord, LeaseView
 from leaderelection_service.token_floor import SETTLE_ATTEMPTS, numbered
@@ -116,35 +115,17 @@ class SemaphorePath:
         self._first = f"SELECT {first}"  # floor.FloorSql.first: the floor + 1
         self._allowance = allowance
         self._max_attempts = max_attempts
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def _turn(self, key: str) -> AsyncIterator[None]:
-        """This process's operations on one key take turns (as ``lease_rules.KeyLocks``):
-        racing each other's compare-and-set would only burn round trips, and on a busy
-        semaphore exhaust the attempts; other replicas are kept apart by the
-        compare-and-set itself."""
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+        self._keys = KeyLocks()
 
     async def change(self, key: str, decide: Decide) -> LeaseView:
         """``decide(current, now)``: the record to write; None or the same revision: nothing."""
-        async with self._turn(key):
+        async with self._keys.hold(key):
             return await self._change(key, decide)
 
     async def _change(self, key: str, decide: Decide) -> LeaseView:
         for attempt in range(self._max_attempts):
             if attempt > 1:
-                await asyncio.sleep(random.uniform(0.0, min(0.05, 0.001 * 2**attempt)))
+                await asyncio.sleep(backoff(attempt))
             row = await self.db.get(key)
             now = from_us(row.now_us if row is not None else await self.db.clock_us())
             cur = to_record(row) if row is not None else None
