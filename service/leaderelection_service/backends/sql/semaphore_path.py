@@ -59,6 +59,7 @@ WRITTEN = (
     "lease_value",
     "announced",
     "revoked",
+    "successor",
     "lease_limit",
     "slots",
 )
