@@ -238,3 +238,45 @@ async def test_a_semaphore_key_is_not_transferred(lease_backend: LeaseBackend) -
         await lease_backend.transfer("st", "z", "a", a.record.fencing_token)  # the holder's
     still = await lease_backend.get("st")
     assert held_by(still) == ["a"] and still.record.successor is None
+
+
+async def test_a_semaphore_acquire_waits_for_the_successor_too(
+    lease_backend: LeaseBackend,
+) -> None:
+    """Rule "transfer": for one ttl only the successor may acquire; asking for a
+    limit is no way around it (nor for an admin's acquire)."""
+    a = await lease_backend.acquire("kt", "a", 5.0)
+    await lease_backend.transfer("kt", "b", "a", a.record.fencing_token)
+    for may_change_limit in (False, True):
+        with pytest.raises(LeaseHeld) as err:
+            await lease_backend.acquire("kt", "c", 5.0, None, 2, may_change_limit)
+        assert "handed to 'b'" in str(err.value)
+    still = await lease_backend.get("kt")
+    assert still.record.successor == "b" and not still.held and not still.record.slots
+    b = await lease_backend.acquire("kt", "b", 5.0, None, 2)  # the successor may, with a limit
+    assert b.record.holder == "b" and b.record.successor is None
+    assert "successor" not in b.to_public()
+
+
+async def test_a_key_back_from_a_semaphore_names_no_old_successor(
+    lease_backend: LeaseBackend,
+) -> None:
+    """A successor that did not come is forgotten by the next term, whatever its
+    limit: a later plain holder's renew is not refused as "being handed"."""
+    a = await lease_backend.acquire("kb", "a", SHORT)
+    await lease_backend.transfer("kb", "b", "a", a.record.fencing_token)
+    deadline = time.monotonic() + 15.0
+    while True:  # the successor's window (one ttl) passes: anyone may acquire
+        try:
+            c = await lease_backend.acquire("kb", "c", 5.0, None, 2)
+            break
+        except LeaseHeld:
+            assert time.monotonic() < deadline, "the successor's window never ended"
+            await asyncio.sleep(0.02)
+    assert c.record.successor is None and "successor" not in c.to_public()
+    await lease_backend.release("kb", "c", c.record.fencing_token)
+    d = await lease_backend.acquire("kb", "d", 5.0)  # limit 1 again: a plain lease
+    assert set(d.to_public()) == PLAIN_FIELDS
+    renewed = await lease_backend.renew("kb", "d", d.record.fencing_token, 5.0)
+    assert renewed.held and renewed.record.successor is None
+    assert (await lease_backend.get("kb")).record.successor is None

@@ -183,3 +183,21 @@ async def test_records_without_a_successor_answer_as_before(lease_backend: Lease
     released = await lease_backend.release("k", "a", a.record.fencing_token)
     assert "successor" not in released.to_public()
     assert released.record.history[-1].ended_by == "released"
+
+
+async def test_a_token_beyond_64_bits_is_lease_lost_and_changes_nothing(
+    lease_backend: LeaseBackend,
+) -> None:
+    """B1: a fencing token no term ever had (here past a 64-bit column's range) is
+    refused as any wrong token is, by renew, release and the holder's transfer."""
+    a = await lease_backend.acquire("k", "a", 5.0)
+    huge = 2**63
+    with pytest.raises(LeaseLost):
+        await lease_backend.renew("k", "a", huge, 5.0)
+    with pytest.raises(LeaseLost):
+        await lease_backend.release("k", "a", huge)
+    with pytest.raises(LeaseLost):
+        await lease_backend.transfer("k", "b", "a", huge)
+    still = await lease_backend.get("k")
+    assert still.held and still.record.revision == a.record.revision
+    assert still.record.successor is None

@@ -41,7 +41,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from leaderelection_service.records import HISTORY_LIMIT, LeaseRecord, LeaseView, Term
-from leaderelection_service.refusals import held, limit_mismatch, lost, never_acquired
+from leaderelection_service.refusals import (
+    acquire_refusal,
+    held,
+    limit_mismatch,
+    lost,
+    never_acquired,
+)
 from leaderelection_service.slots import Slot, focused, for_lookup, slots_of
 
 LIMIT_MAX = 1000
@@ -103,9 +109,16 @@ def decide_acquire(
         raise limit_mismatch(
             key, LeaseView(for_lookup(current, now, allowance), now, allowance), limit
         )
+    if current is not None and not current.slots and current.successor is not None:
+        # Rule "transfer" holds whatever the limit asked: a plain lease handed to a
+        # successor is its alone for one ttl, and its holder may not extend it.
+        refusal = acquire_refusal(key, LeaseView(current, now, allowance), holder)
+        if refusal is not None:
+            raise refusal
     history = list(current.history) if current is not None else []
     transitions = current.transitions if current is not None else 0
-    base = current
+    # A new term names no successor (the plain rules' new_term drops it too).
+    base = replace(current, successor=None) if current is not None else None
     mine = next((s for s in live if s.holder == holder), None)
     if mine is not None:  # the caller's own slot, extended (idempotent)
         ext = replace(mine, ttl=ttl, renewed_at=now, expires_at=now + _seconds(ttl))

@@ -209,7 +209,9 @@ class SqlLeases:
         _check_key(key)
         ttl_us = None if ttl is None else to_us(ttl)
         announced = None if value is None else announce  # NULL, NULL: the value unchanged
-        granted, row = await self.db.renew(key, holder, fencing_token, ttl_us, value, announced)
+        granted, row = await self.db.renew(
+            key, holder, _bound(fencing_token), ttl_us, value, announced
+        )
         if not granted and row is not None and row.slots is not None:
             return await self._semaphore(
                 key,
@@ -233,7 +235,7 @@ class SqlLeases:
 
     async def release(self, key: str, holder: str, fencing_token: int) -> LeaseView:
         _check_key(key)
-        granted, row = await self.db.release(key, holder, fencing_token)
+        granted, row = await self.db.release(key, holder, _bound(fencing_token))
         if not granted and row is not None and row.slots is not None:
             return await self._semaphore(
                 key,
@@ -290,7 +292,7 @@ class SqlLeases:
         if holder is None:
             granted, row = await self.db.handover(key, to)
         else:
-            granted, row = await self.db.transfer(key, holder, fencing_token or 0, to)
+            granted, row = await self.db.transfer(key, holder, _bound(fencing_token or 0), to)
         view = self._owner_view(key, row)
         if granted:
             self._written(key)
@@ -397,6 +399,15 @@ def migrate_url(url: str, *, table: str, schema: str | None) -> tuple[int, int]:
     finally:
         engine.dispose()
     return before, SCHEMA_VERSION
+
+
+def _bound(token: int) -> int:
+    """``token`` as the statements bind it: one past a BIGINT's range (no term ever had
+    it; SQLite's driver cannot even bind it) as 0, which no term has either."""
+    return token if 0 < token <= BIGINT_MAX else 0
+
+
+BIGINT_MAX = 2**63 - 1
 
 
 def _check_key(key: str) -> None:

@@ -58,6 +58,7 @@ WRITTEN = (
     "lease_value",
     "announced",
     "revoked",
+    "successor",
     "lease_limit",
     "slots",
 )

@@ -88,6 +88,7 @@ def row_params(rec: LeaseRecord) -> dict[str, Any]:
         "lease_value": rec.value,
         "announced": rec.announced,
         "revoked": rec.revoked,
+        "successor": rec.successor,
         "lease_limit": rec.limit,
         "slots": slots,
     }
