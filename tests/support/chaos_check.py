@@ -251,7 +251,7 @@ def _slot_token_errors(
         if seen is not i and seen.identity != i.identity:
             bad.append((seen, i))
     for terms in by_identity(intervals).values():
-        b, r = _key_token_errors(terms)
+        b, r, _ = _key_token_errors(terms)  # no torn writes: per elector, not per key
         bad += b
         resumed += r
     return bad, resumed
