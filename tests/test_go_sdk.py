@@ -91,7 +91,10 @@ def test_go_test_against_a_live_service(
         "TestLiveWatch",
         "TestLiveOneLeaderThenHandoverOnStop",
         "TestLiveLeaderStepsDownBeforeExpiryWhenTheServiceHangs",
+        "TestLiveAdminTransferHandsOver",
+        "TestLiveWatchSurvivesDelete",
         "TestElectionSteps",
+        "TestParseHandOverEvents",
     ):
         assert f"--- PASS: {name}" in output, output
 
