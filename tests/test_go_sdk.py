@@ -91,7 +91,10 @@ def test_go_test_against_a_live_service(
         "TestLiveWatch",
         "TestLiveOneLeaderThenHandoverOnStop",
         "TestLiveLeaderStepsDownBeforeExpiryWhenTheServiceHangs",
+        "TestLiveAdminTransferHandsOver",
+        "TestLiveWatchSurvivesDelete",
         "TestElectionSteps",
+        "TestParseHandOverEvents",
     ):
         assert f"--- PASS: {name}" in output, output
 
@@ -189,6 +192,40 @@ def test_two_go_electors_one_leader_then_handover_on_sigterm(
     lease = record()
     assert lease["holder"] == follower.identity and lease["held"] is True
     assert lease["fencing_token"] == taken["fencing_token"]
+
+
+def test_an_admins_transfer_hands_a_go_processs_lease_to_the_named_one(
+    elect: Path, module_service: ServiceProcess, tmp_path: Path
+) -> None:
+    """Row C10 across processes: the operator's transfer (no auth file: admin)
+    makes the leading ``cmd/elect`` step down and release, and the waiting one
+    named as successor leads before the old term could have lapsed."""
+    key = "go-transfer"
+    procs = [
+        Elect(elect, module_service.url, key, f"go-t{i}", tmp_path / f"go-t{i}.log")
+        for i in range(2)
+    ]
+    try:
+        wait_until(lambda: any(p.of("elected") for p in procs), 30, what="a Go elector elected")
+        leader = next(p for p in procs if p.of("elected"))
+        follower = next(p for p in procs if p is not leader)
+        url = f"{module_service.url}/v1/leases/{key}"
+        named = httpx.post(f"{url}/transfer", json={"to": follower.identity}, timeout=10)
+        assert named.status_code == 200, named.text
+        assert named.json()["successor"] == follower.identity
+        wait_until(lambda: follower.of("elected"), TERM, what="the successor elected in time")
+        assert [e["fencing_token"] for e in leader.of("ousting")] == [
+            leader.of("elected")[0]["fencing_token"]
+        ]
+        assert follower.of("elected")[0]["fencing_token"] > leader.of("elected")[0]["fencing_token"]
+        terms = httpx.get(f"{url}/history", timeout=10).json()["terms"]
+        assert terms[-2]["holder"] == leader.identity
+        assert terms[-2]["ended_by"] == "transferred"  # released by the old leader
+        assert leader.proc.poll() is None  # still campaigning
+        assert leader.of("error") == []
+    finally:
+        for p in procs:
+            p.close()
 
 
 def test_the_adapter_refuses_bad_flags(elect: Path) -> None:

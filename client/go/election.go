@@ -36,6 +36,8 @@ import (
 //	Leading    Free                           Woken (the first follower wait after the term ends at once)
 //	Leading    renew granted                  Deadline = max(Deadline, sent + min(term, ttl) - margin)
 //	Leading    lease_lost / not_found         Ousting "lost"; Following, acquire at once
+//	Leading    lease_lost naming us, our token    Ousting "lost"; Following, release that term
+//	           and a successor (a transfer)       (its answer changes nothing), then acquire
 //	Leading    transient error                ReportError; renew again after renewFailedWait
 //	any        permanent error (IsPermanent)  Ousting "stopped" if leading, ReportError; Stopping
 //	any        Stop                           Ousting "stopped" if leading; Stopping
@@ -138,6 +140,9 @@ type Election struct {
 	SentAt      time.Time // when InFlight was sent
 	Woken       bool      // a Free came while an acquire was in flight: retry at once
 	Refusal     error     // the permanent error that ended the election
+	// HandOver: an admin transferred the term of this lease: release it
+	// while following (row C10), so that the successor takes over at once.
+	HandOver *Lease
 }
 
 // NewElection is an elector's state before its first Tick.
@@ -200,6 +205,12 @@ func (e *Election) Step(in Input) []Action {
 		case AcquireCall, RenewCall:
 			out = e.answered(call, in, out)
 		case ReleaseCall:
+			if e.Phase == Following {
+				// Row C10's release after a transfer: its answer changes nothing.
+				e.HandOver, e.Last = nil, nil
+				e.NextAcquire = in.Now
+				break
+			}
 			if in.Err != nil && e.Refusal == nil && !errors.Is(in.Err, ErrLeaseLost) &&
 				!errors.Is(in.Err, ErrNotFound) {
 				out = append(out, Action{Kind: ReportError, Err: in.Err})
@@ -235,8 +246,14 @@ func (e *Election) answered(call Call, in Input, out []Action) []Action {
 	case errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrNotFound):
 		// Another term has the key: end ours now, and ask again at once
 		// (the answer names the new holder, or it is free again).
+		ended := e.Lease
 		out = e.stepDown(now, EndedByLost, out)
 		e.NextAcquire = now
+		if handedOn(err, ended) {
+			// An admin named a successor of our term: step down (done), then
+			// release as Stop does, so that it takes over at once.
+			e.HandOver = ended
+		}
 		return out
 	default: // a renew that failed on the way: transport, 503, 500
 		out = append(out, Action{Kind: ReportError, Err: err})
@@ -281,6 +298,18 @@ func (e *Election) granted(lease *Lease, now time.Time, out []Action) []Action {
 	return append(out, Action{Kind: Elected, Lease: lease})
 }
 
+// handedOn: a renew's lease_lost whose record still names this holder with
+// the ended term's token and names a successor, i.e. an admin's transfer.
+// (The ended lease was granted to this elector: its Holder is our identity.)
+func handedOn(err error, ended *Lease) bool {
+	var se *ServiceError
+	if ended == nil || !errors.As(err, &se) || se.Lease == nil {
+		return false
+	}
+	rec := se.Lease
+	return rec.Holder == ended.Holder && rec.FencingToken == ended.FencingToken && rec.Successor != ""
+}
+
 // expire ends the open term if its deadline has passed.
 func (e *Election) expire(now time.Time, out []Action) []Action {
 	if e.Phase == Leading && !now.Before(e.Deadline) {
@@ -307,6 +336,10 @@ func (e *Election) due(now time.Time, out []Action) []Action {
 	}
 	switch e.Phase {
 	case Following:
+		if e.HandOver != nil {
+			action := Action{Kind: SendRelease, Lease: e.HandOver, Timeout: e.Config.Timeout}
+			return e.send(now, ReleaseCall, action, out)
+		}
 		if !now.Before(e.NextAcquire) {
 			return e.send(now, AcquireCall, Action{Kind: SendAcquire, Timeout: e.Config.Timeout}, out)
 		}

@@ -26,11 +26,20 @@ var (
 	errTransport = &TransportError{Method: "POST", Path: "/v1/leases/job/renew", Err: errors.New("connection refused")}
 	errHeld      = &ServiceError{Code: "lease_held", Status: 409, Message: "held", Lease: lease(1, 10)}
 	errLost      = &ServiceError{Code: "lease_lost", Status: 409, Message: "lost"}
+	errHandedOn  = &ServiceError{Code: "lease_lost", Status: 409, Message: "transferred", Lease: handed(1, "me", "next")}
+	errLostTo    = &ServiceError{Code: "lease_lost", Status: 409, Message: "lost", Lease: handed(2, "other", "")}
 	errNotFound  = &ServiceError{Code: "not_found", Status: 404, Message: "never acquired"}
 	errForbidden = &ServiceError{Code: "forbidden", Status: 403, Message: "read-only token"}
 	errDown5     = &ServiceError{Code: "backend_unavailable", Status: 503, Message: "down", RetryAfter: 5 * time.Second}
 	errDown60    = &ServiceError{Code: "backend_unavailable", Status: 503, Message: "down", RetryAfter: time.Minute}
 )
+
+// handed is the record a renew's lease_lost carries after an admin's transfer.
+func handed(token int64, holder, successor string) *Lease {
+	l := lease(token, 10)
+	l.Holder, l.Successor = holder, successor
+	return l
+}
 
 type step struct {
 	at    time.Duration
@@ -160,6 +169,32 @@ func TestElectionSteps(t *testing.T) {
 		{"lease_lost ends the term at once and campaigns again", then(
 			step{at: 3 * s, in: tick(0), want: acts(SendRenew)},
 			step{at: 3100 * ms, in: failed(errLost), want: acts(Ousting, SendAcquire), phase: "following"},
+		)},
+		{"an admin's transfer: step down, release the term, then campaign again", then(
+			step{at: 3 * s, in: tick(0), want: acts(SendRenew)},
+			step{at: 3100 * ms, in: failed(errHandedOn), want: acts(Ousting, SendRelease), phase: "following"},
+			// the release's answer changes nothing: acquire at once
+			step{at: 3200 * ms, in: ok(lease(1, 10)), want: acts(SendAcquire), phase: "following", check: func(t *testing.T, e *Election) {
+				if e.HandOver != nil || e.Last != nil {
+					t.Errorf("hand-over still pending: %+v %+v", e.HandOver, e.Last)
+				}
+			}},
+			step{at: 3300 * ms, in: failed(errHeld), want: nil, phase: "following"},
+		)},
+		{"a failed hand-over release is not reported: the successor's term decides", then(
+			step{at: 3 * s, in: tick(0), want: acts(SendRenew)},
+			step{at: 3100 * ms, in: failed(errHandedOn), want: acts(Ousting, SendRelease)},
+			step{at: 3200 * ms, in: failed(errLost), want: acts(SendAcquire), phase: "following"},
+		)},
+		{"stop while the hand-over release is in flight: that release ends it", then(
+			step{at: 3 * s, in: tick(0), want: acts(SendRenew)},
+			step{at: 3100 * ms, in: failed(errHandedOn), want: acts(Ousting, SendRelease)},
+			step{at: 3150 * ms, in: Input{Kind: Stop}, want: nil, phase: "stopping"},
+			step{at: 3200 * ms, in: ok(lease(1, 10)), want: acts(Finish), phase: "done"},
+		)},
+		{"lease_lost naming another holder is no hand-over: no release", then(
+			step{at: 3 * s, in: tick(0), want: acts(SendRenew)},
+			step{at: 3100 * ms, in: failed(errLostTo), want: acts(Ousting, SendAcquire), phase: "following"},
 		)},
 		{"not_found on renew is lost too", then(
 			step{at: 3 * s, in: tick(0), want: acts(SendRenew)},

@@ -25,6 +25,9 @@ type Lease struct {
 	Transitions  int64     `json:"transitions"` // how many times the holder changed
 	Held         bool      `json:"held"`        // false once expired or released
 	ServerTime   time.Time `json:"server_time"` // the deciding clock when the service answered
+	// Successor is who an admin or the holder named to take the lease next;
+	// "" when none is named (the record has the field only while one is).
+	Successor string `json:"successor,omitempty"`
 }
 
 // TTLDuration is TTL as a time.Duration.

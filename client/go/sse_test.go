@@ -51,3 +51,24 @@ func TestParseEvent(t *testing.T) {
 		t.Fatal("splitEventID")
 	}
 }
+
+func TestParseHandOverEvents(t *testing.T) {
+	free := strings.Replace(recordJSON, `"held": true`, `"held": false, "successor": "host-c"`, 1)
+	for _, c := range []struct {
+		name, record string
+		free         bool
+	}{
+		{"deleted", strings.Replace(recordJSON, `"held": true`, `"held": false`, 1), true},
+		{"successor_named", strings.Replace(recordJSON, `"held": true`, `"held": true, "successor": "host-c"`, 1), false},
+		{"transferred", free, true},
+	} {
+		data := `{"type": "` + c.name + `", "key": "job", "version": 9, "revision": 4, "replay": false, "lease": ` + c.record + `}`
+		event, known, err := parseEvent(c.name, data, "")
+		if err != nil || !known || event.Type != c.name || event.Free() != c.free {
+			t.Fatalf("%s: %+v %v %v", c.name, event, known, err)
+		}
+		if c.name != "deleted" && event.Lease.Successor != "host-c" {
+			t.Fatalf("%s: successor %q", c.name, event.Lease.Successor)
+		}
+	}
+}

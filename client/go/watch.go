@@ -20,7 +20,7 @@ const KeepaliveTimeout = 45 * time.Second
 
 // Event is one change of one key, or (Replay) its state when the stream (re)connected.
 type Event struct {
-	Type     string // "acquired", "taken_over", "renewed", "released", "expired"
+	Type     string // "acquired", "taken_over", "renewed", "released", "expired", "deleted", "successor_named", "transferred"
 	Key      string
 	Version  int64 // strictly increases over a key's events
 	Revision int64
@@ -29,7 +29,10 @@ type Event struct {
 	ID       string // KEY:VERSION: pass as LastEventID to resume after this event
 }
 
-// Free reports that the lease may be acquired now (it was released or it expired).
+// Free reports that the lease may be acquired now: it was released, it
+// expired, it was deleted, or it was transferred (then only by
+// Lease.Successor for one ttl; anyone else's acquire says lease_held and waits
+// as before). "successor_named" leaves the lease held: not free yet.
 func (e *Event) Free() bool { return !e.Lease.Held }
 
 // WatchOptions select what a stream sends.
@@ -185,6 +188,7 @@ func splitEventID(id string) (string, int64, bool) {
 
 var eventTypes = map[string]bool{
 	"acquired": true, "taken_over": true, "renewed": true, "released": true, "expired": true,
+	"deleted": true, "successor_named": true, "transferred": true,
 }
 
 // parseEvent types one SSE event; known is false for an event type this

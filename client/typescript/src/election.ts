@@ -82,6 +82,8 @@ export class Election {
   woken = false;
   /** The permanent error that ended the election. */
   refusal: unknown = null;
+  /** An admin transferred this term: release it while following (row C10), so the successor takes over at once. */
+  handOver: Lease | null = null;
 
   constructor(
     readonly config: Config,
@@ -127,7 +129,12 @@ export class Election {
       case "answered": {
         const call = this.inFlight;
         this.inFlight = null;
-        if (call === "release") {
+        if (call === "release" && this.phase === "following") {
+          // Row C10's release after a transfer: its answer changes nothing.
+          this.handOver = null;
+          this.last = null;
+          this.nextAcquire = now;
+        } else if (call === "release") {
           const error = "error" in input ? input.error : null;
           if (error !== null && this.refusal === null && !(error instanceof LeaseLost || error instanceof LeaseNotFound)) {
             out.push({ kind: "reportError", error });
@@ -193,8 +200,14 @@ export class Election {
     if (error instanceof LeaseLost || error instanceof LeaseNotFound) {
       // Another term has the key: end ours now and ask again at once (the
       // answer names the new holder, or the lease is free again).
+      const ended = this.lease;
       this.stepDown("lost", out);
       this.nextAcquire = now;
+      if (ended !== null && handedOn(error, ended)) {
+        // An admin named a successor of our term: step down (done), then
+        // release as stop() does, so that it takes over at once.
+        this.handOver = ended;
+      }
       return;
     }
     // A renew that failed on the way (transport, 503, 500): retry while the deadline allows.
@@ -225,7 +238,10 @@ export class Election {
   /** Send what is due at `now`, if no call is in flight. */
   private due(now: number, out: Action[]): void {
     if (this.inFlight !== null) return;
-    if (this.phase === "following" && now >= this.nextAcquire) {
+    if (this.phase === "following" && this.handOver !== null) {
+      this.send("release", now);
+      out.push({ kind: "sendRelease", lease: this.handOver, timeout: this.config.timeout });
+    } else if (this.phase === "following" && now >= this.nextAcquire) {
       this.send("acquire", now);
       out.push({ kind: "sendAcquire", timeout: this.config.timeout });
     } else if (this.phase === "leading" && now >= this.nextRenew && this.lease !== null) {
@@ -275,4 +291,19 @@ export class Election {
     if (error instanceof BackendUnavailable) return Math.max(wait, Math.min(error.retryAfter, this.config.term));
     return wait;
   }
+}
+
+/**
+ * A renew's `lease_lost` whose record still names this holder with the ended
+ * term's token and names a successor: an admin's transfer. (The ended lease
+ * was granted to this elector, so its holder is our identity.)
+ */
+function handedOn(error: LeaseLost | LeaseNotFound, ended: Lease): boolean {
+  const rec = error instanceof LeaseLost ? error.lease : null;
+  return (
+    rec !== null &&
+    rec.holder === ended.holder &&
+    rec.fencingToken === ended.fencingToken &&
+    rec.successor !== undefined
+  );
 }

@@ -304,7 +304,7 @@ export class LeaderElector {
 
   // -- the follower's watch stream ------------------------------------------------------
 
-  /** Feed `free` when the key's watch stream says the lease was released or expired. */
+  /** Feed `free` when the key's watch stream says the lease was released, expired, deleted or transferred. */
   private async follow(): Promise<void> {
     let lastEventId: string | undefined;
     while (!this.ending) {

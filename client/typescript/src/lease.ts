@@ -32,6 +32,8 @@ export interface Lease {
   readonly held: boolean;
   /** The deciding clock when the service answered. */
   readonly serverTime: Date;
+  /** Who an admin or the holder named to take the lease next; absent while none is named. */
+  readonly successor?: string;
 }
 
 /** Not a lease record: the answer was outside the contract. */
@@ -79,6 +81,9 @@ export function parseLease(data: unknown): Lease {
     transitions: integer(d, "transitions"),
     held: field(d, "held", "boolean") as boolean,
     serverTime: time(d, "server_time"),
+    ...(d.successor === undefined || d.successor === null
+      ? {}
+      : { successor: field(d, "successor", "string") as string }),
   });
 }
 

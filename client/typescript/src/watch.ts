@@ -11,8 +11,9 @@
  *     client.watchPrefix("jobs.", { renewed: true });   // every key under a prefix
  *
  * A stream starts with the current state of each key (`replay` true), then
- * each change: `acquired`, `released`, `expired`, `taken_over` and, with
- * `renewed: true`, `renewed`. Iteration waits for the next event and ends when
+ * each change: `acquired`, `released`, `expired`, `taken_over`, `deleted`,
+ * `successor_named`, `transferred` and, with `renewed: true`, `renewed`
+ * (docs/watch.md); an event type this client does not know is skipped. Iteration waits for the next event and ends when
  * the service closes the stream or `close()` is called. A broken connection,
  * or no byte for 45 s (the service sends a keep-alive every 15 s), throws
  * `TransportError`; a refused one the mapped error (`InvalidRequest`,
@@ -27,8 +28,25 @@ import { deadline, errorFor, headers, transportError } from "./http.js";
 import { type Lease, parseLease } from "./lease.js";
 import { LineSplitter, type SseMessage, SseParser } from "./sse.js";
 
-export type EventType = "acquired" | "taken_over" | "renewed" | "released" | "expired";
-const EVENT_TYPES: ReadonlySet<string> = new Set(["acquired", "taken_over", "renewed", "released", "expired"]);
+export type EventType =
+  | "acquired"
+  | "taken_over"
+  | "renewed"
+  | "released"
+  | "expired"
+  | "deleted"
+  | "successor_named"
+  | "transferred";
+const EVENT_TYPES: ReadonlySet<string> = new Set([
+  "acquired",
+  "taken_over",
+  "renewed",
+  "released",
+  "expired",
+  "deleted",
+  "successor_named",
+  "transferred",
+]);
 
 /** No byte for this long (the service sends a keep-alive every 15 s): the stream is dead. */
 export const KEEPALIVE_TIMEOUT = 45;

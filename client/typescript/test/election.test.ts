@@ -119,6 +119,44 @@ test("lease_lost on renew ends the term at once and campaigns again at once", ()
   assert.deepEqual(kinds(actions), ["ousting:lost", "sendAcquire"]);
 });
 
+test("an admin's transfer: step down, release that term, then campaign again", () => {
+  const e = leading();
+  e.step({ kind: "tick", now: 3 });
+  const handed = { ...lease(), successor: "next" };
+  const actions = e.step({ kind: "answered", now: 3.1, error: new LeaseLost("transferred", 409, handed) });
+  assert.deepEqual(kinds(actions), ["ousting:lost", "sendRelease"]);
+  assert.equal(actions[1]?.kind === "sendRelease" && actions[1].lease.fencingToken, 7);
+  // The release's answer (granted or not) changes nothing: acquire at once.
+  assert.deepEqual(kinds(e.step({ kind: "answered", now: 3.2, error: new LeaseLost("gone", 409) })), ["sendAcquire"]);
+  assert.equal(e.phase, "following");
+  assert.equal(e.handOver, null);
+  assert.equal(e.last, null);
+});
+
+test("stop while the hand-over release is in flight: that release ends the election", () => {
+  const e = leading();
+  e.step({ kind: "tick", now: 3 });
+  e.step({ kind: "answered", now: 3.1, error: new LeaseLost("transferred", 409, { ...lease(), successor: "next" }) });
+  assert.deepEqual(kinds(e.step({ kind: "stop", now: 3.15 })), []);
+  assert.deepEqual(kinds(e.step({ kind: "answered", now: 3.2, lease: { ...lease(), held: false } })), ["finish"]);
+  assert.equal(e.phase, "done");
+});
+
+test("lease_lost naming another holder or token is no hand-over: no release", () => {
+  for (const rec of [
+    { ...lease(8), holder: "other", successor: "next" },
+    { ...lease(6), successor: "next" },
+    lease(),
+  ]) {
+    const e = leading();
+    e.step({ kind: "tick", now: 3 });
+    assert.deepEqual(kinds(e.step({ kind: "answered", now: 3.1, error: new LeaseLost("lost", 409, rec) })), [
+      "ousting:lost",
+      "sendAcquire",
+    ]);
+  }
+});
+
 test("lease_held is no error for a follower: it waits retry, shortened by jitter only", () => {
   for (const r of [0, 0.999]) {
     const e = new Election(config, () => r);

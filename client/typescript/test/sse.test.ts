@@ -77,3 +77,19 @@ test("error answers map by code, carry the record, and a 503 its Retry-After", (
   assert.ok(answer(401, "") instanceof Unauthorized);
   assert.ok(answer(502, "bad gateway") instanceof InternalError);
 });
+
+test("deleted, successor_named and transferred are typed; successor is read only when present", () => {
+  const cases = [
+    { type: "deleted", lease: { ...record, held: false } },
+    { type: "successor_named", lease: { ...record, successor: "host-b" } },
+    { type: "transferred", lease: { ...record, held: false, successor: "host-b" } },
+  ];
+  for (const c of cases) {
+    const data = JSON.stringify({ type: c.type, key: "job", version: 8, revision: 4, replay: false, lease: c.lease });
+    const event = parseEvent({ event: c.type, data, id: null });
+    assert.equal(event?.type, c.type);
+    assert.equal(event?.lease.successor, c.type === "deleted" ? undefined : "host-b");
+  }
+  const bad = JSON.stringify({ type: "transferred", key: "job", version: 8, revision: 4, replay: false, lease: { ...record, successor: 5 } });
+  assert.throws(() => parseEvent({ event: "transferred", data: bad, id: null }), InternalError);
+});
