@@ -28,8 +28,10 @@ PUBLIC = [
     "LeaseHeld",
     "LeaseLost",
     "LeaseNotFound",
+    "LimitMismatch",
     "RequestTimeout",
     "ServiceError",
+    "Slot",
     "TooManyRequests",
     "TransportError",
     "Unauthorized",
@@ -45,6 +47,7 @@ ERRORS = [
     "LeaseHeld",
     "LeaseLost",
     "LeaseNotFound",
+    "LimitMismatch",
     "RequestTimeout",
     "Unauthorized",
 ]
