@@ -53,5 +53,5 @@ def test_client_revoke_needs_an_admin_token(tmp_path: Path) -> None:
             assert (revoked.state, revoked.held, revoked.holder) == ("revoked", False, "me")
             with pytest.raises(LeaseLost):
                 writer.renew("job", "me", lease.fencing_token)
-        denied = cli("revoke", "job", "--server", svc.url, "--token", tokens.tokens["writer"])
+        denied = cli("revoke", "job", "--server", svc.url, "--token=" + tokens.tokens["writer"])
         assert denied.returncode == 1 and "403 forbidden" in denied.stderr

@@ -184,7 +184,7 @@ def test_status_sends_the_token(tmp_path: Path) -> None:
         assert http.status_code == 200
         refused = cli("status", "--server", svc.url)
         assert refused.returncode == 1 and "401 unauthorized" in refused.stderr
-        by_flag = cli("status", "--server", svc.url, "--token", tokens.tokens["ro"], "--json")
+        by_flag = cli("status", "--server", svc.url, "--token=" + tokens.tokens["ro"], "--json")
         assert [x["key"] for x in json.loads(by_flag.stdout)["leases"]] == ["secured"]
         by_env = cli(
             "status",

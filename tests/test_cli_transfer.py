@@ -62,8 +62,9 @@ def test_transfer_needs_an_admin_token(tmp_path: Path) -> None:
                 w.post("/v1/leases/job/acquire", json={"holder": "me", "ttl": 60}).status_code
                 == 200
             )
-        base = ("transfer", "job", "--to", "you", "--server", svc.url, "--token")
-        denied = cli(*base, tokens.tokens["writer"])
+        # "--token=T": a token may begin with "-", which argparse reads as an option
+        base = ("transfer", "job", "--to", "you", "--server", svc.url)
+        denied = cli(*base, "--token=" + tokens.tokens["writer"])
         assert denied.returncode == 1 and "403 forbidden" in denied.stderr
-        done = cli(*base, tokens.tokens["op"])
+        done = cli(*base, "--token=" + tokens.tokens["op"])
         assert done.returncode == 0 and "is handed to you" in done.stdout

@@ -123,7 +123,7 @@ class Elect:
         argv = [str(binary), "--server", server, "--key", key, "--identity", identity]
         argv += ["--term", str(TERM), "--renew", str(RENEW), "--retry", str(RETRY)]
         if token:
-            argv += ["--token", token]
+            argv += ["--token=" + token]  # a token may begin with "-"
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env={"PATH": "/bin"}
         )

@@ -177,7 +177,7 @@ class AdapterProcess:
         self._stderr = open(log, "w")  # noqa: SIM115 - closed in close()
         cmd = [*argv, "--server", server, "--key", key, "--identity", identity, *timing.flags()]
         if token:
-            cmd += ["--token", token]
+            cmd += ["--token=" + token]  # a token may begin with "-"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEADERELECTION_")}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
         self.events: list[dict[str, Any]] = []
